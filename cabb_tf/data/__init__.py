@@ -1,0 +1,1 @@
+"""Event logs, sessions, labels, point-in-time features and the simulator."""
