@@ -1,0 +1,222 @@
+"""Tests of CABA / CABB / last-click labels against hand-derived values and a
+plain-Python reference implementation of SPEC §2."""
+
+import collections
+
+from absl.testing import absltest
+import hypothesis
+from hypothesis import strategies as st
+import numpy as np
+import pandas as pd
+
+from cabb_tf.data import labels
+from cabb_tf.data import schema
+
+C, P, K, I = "click", "purchase", "add_to_cart", "impression"
+
+
+def make_events(rows):
+  """rows: (session, user, timestamp, item, type) tuples in input order."""
+  frame = pd.DataFrame(rows, columns=["session_id", "user_id", "timestamp",
+                                      "item_id", "event_type"])
+  frame["timestamp"] = frame["timestamp"].astype(np.int64)
+  frame["event_type"] = pd.Categorical(frame["event_type"],
+                                       dtype=schema.EVENT_TYPE_DTYPE)
+  return frame
+
+
+def reference_labels(rows):
+  """SPEC §2 written as plainly as possible: a loop over sessions."""
+  by_session = collections.OrderedDict()
+  for position, row in enumerate(rows):
+    by_session.setdefault(row[0], []).append((row[2], position, row))
+  out = []
+  for session, events in by_session.items():
+    events = [e for _, _, e in sorted(events, key=lambda x: (x[0], x[1]))]
+    seen = set()
+    examples = []
+    for k, (_, user, ts, item, kind) in enumerate(events):
+      if kind == C and item not in seen:
+        seen.add(item)
+        examples.append((k, user, ts, item))
+    # Last-click attribution: credit each purchase to the last click before.
+    credited = set()
+    for k, e in enumerate(events):
+      if e[4] == P:
+        earlier = [x for x in events[:k] if x[4] == C]
+        if earlier:
+          credited.add(earlier[-1][3])
+    for k, user, ts, item in examples:
+      later = {}
+      for j in range(k + 1, len(events)):
+        if events[j][4] == P:
+          later[events[j][3]] = j  # last purchase position of each item
+      y_caba = int(item in later)
+      others = sorted((j, b) for b, j in later.items() if b != item)
+      y_last = int(item in credited)
+      if not others:
+        out.append((session, user, ts, item, None, y_caba, 0, y_last, 1.0))
+      for n, (_, b) in enumerate(others):
+        out.append((session, user, ts, item, b, y_caba, 1, y_last,
+                    1.0 if n == 0 else 0.0))
+  return out
+
+
+def as_tuples(frame):
+  return [(r.session_id, r.user_id, r.timestamp, r.item_a,
+           None if pd.isna(r.item_b) else r.item_b, r.y_caba, r.y_cabb,
+           r.y_last_click, float(r.w_caba)) for r in frame.itertuples()]
+
+
+class LabelClicksTest(absltest.TestCase):
+
+  def test_hand_derived_session(self):
+    # Session 1: click A, click B, buy B, buy C, buy A.
+    #   A (t=1): after it B, C and A are bought -> y_caba=1, rows B, C.
+    #   B (t=2): after it C and A (B's own purchase comes later too) -> y_caba=1.
+    # Last click before every purchase is B -> y_last_click(B)=1, (A)=0.
+    rows = [(1, 7, 1, "A", C), (1, 7, 2, "B", C), (1, 7, 3, "B", P),
+            (1, 7, 4, "C", P), (1, 7, 5, "A", P)]
+    got = as_tuples(labels.label_clicks(make_events(rows)))
+    self.assertEqual(got, [
+        (1, 7, 1, "A", "B", 1, 1, 0, 1.0),
+        (1, 7, 1, "A", "C", 1, 1, 0, 0.0),
+        (1, 7, 2, "B", "C", 1, 1, 1, 1.0),
+        (1, 7, 2, "B", "A", 1, 1, 1, 0.0),
+    ])
+
+  def test_purchase_before_click_does_not_count(self):
+    # X is bought before A is clicked: no label from it; the ordering by
+    # timestamp, not input position, decides.
+    rows = [(1, 1, 5, "A", C), (1, 1, 3, "X", P), (1, 1, 5, "Y", P)]
+    got = as_tuples(labels.label_clicks(make_events(rows)))
+    # Y at the same timestamp but later in input order counts.
+    self.assertEqual(got, [(1, 1, 5, "A", "Y", 0, 1, 1, 1.0)])
+
+  def test_same_timestamp_earlier_in_input_does_not_count(self):
+    rows = [(1, 1, 5, "Y", P), (1, 1, 5, "A", C)]
+    got = as_tuples(labels.label_clicks(make_events(rows)))
+    self.assertEqual(got, [(1, 1, 5, "A", None, 0, 0, 0, 1.0)])
+
+  def test_repeat_clicks_make_one_example_and_other_session_ignored(self):
+    rows = [(1, 1, 1, "A", C), (1, 1, 2, "A", C), (1, 1, 3, "A", P),
+            (2, 1, 10, "B", P), (2, 1, 11, "A", C)]
+    got = as_tuples(labels.label_clicks(make_events(rows)))
+    self.assertEqual(got, [(1, 1, 1, "A", None, 1, 0, 1, 1.0),
+                           (2, 1, 11, "A", None, 0, 0, 0, 1.0)])
+
+  def test_integer_item_b_is_nullable(self):
+    rows = [(1, 1, 1, 10, C), (1, 1, 2, 11, P), (1, 1, 3, 12, C)]
+    out = labels.label_clicks(make_events(rows))
+    self.assertEqual(str(out["item_b"].dtype), "Int64")
+    self.assertEqual(out["item_b"].isna().tolist(), [False, True])
+
+  def test_sessions_derived_when_absent(self):
+    rows = [(0, 1, 0, "A", C), (0, 1, 60_000, "B", P),
+            (0, 1, 60_000 + 31 * 60_000, "C", P)]
+    events = make_events(rows).drop(columns=["session_id"])
+    out = labels.label_clicks(events)
+    # C is bought 31 minutes later: another session, so it does not count.
+    self.assertEqual(out["item_b"].tolist(), ["B"])
+
+  def test_purchase_stats_by_hand(self):
+    # Session 1: click A, buy A (same), buy B (CABB, leaf x like A).
+    # Session 2: buy C, click D (C: no prior click), buy E (CABB, leaf y).
+    # Session 3: buy F only (session without click).
+    rows = [(1, 1, 1, "A", C), (1, 1, 2, "A", P), (1, 1, 3, "B", P),
+            (2, 2, 1, "C", P), (2, 2, 2, "D", C), (2, 2, 3, "E", P),
+            (3, 3, 1, "F", P)]
+    catalog = schema.make_catalog(
+        ["A", "B", "C", "D", "E", "F"],
+        [("x",), ("x",), ("z",), ("x",), ("y",), ("z",)])
+    stats = labels.purchase_stats(make_events(rows), catalog)
+    self.assertEqual(stats["same_item"], 1)
+    self.assertEqual(stats["click_a_buy_b"], 2)
+    self.assertEqual(stats["no_prior_click"], 1)
+    self.assertEqual(stats["purchases_in_sessions_without_click"], 1)
+    self.assertAlmostEqual(stats["cabb_share"], 2 / 4)
+    self.assertEqual(stats["cabb_leaf_match"], 1)
+
+
+_event = st.tuples(
+    st.integers(0, 3),  # session
+    st.integers(0, 6),  # timestamp (many ties)
+    st.sampled_from(["a", "b", "c", "d"]),  # item
+    st.sampled_from([C, C, P, K, I]),
+)
+
+
+class LabelPropertiesTest(absltest.TestCase):
+
+  @hypothesis.settings(max_examples=150, deadline=None)
+  @hypothesis.given(st.lists(_event, min_size=1, max_size=40))
+  def test_matches_reference_and_invariants(self, raw):
+    rows = [(s, 100 + s, t, item, kind) for s, t, item, kind in raw]
+    events = make_events(rows)
+    out = labels.label_clicks(events)
+    self.assertEqual(as_tuples(out), reference_labels(rows))
+    if not len(out):
+      return
+    # Σ w_caba per (session, item_a) = 1.
+    weights = out.groupby(["session_id", "item_a"])["w_caba"].sum()
+    np.testing.assert_allclose(weights.to_numpy(), 1.0)
+    # Rows per click = max(1, number of other items bought after it).
+    per_click = out.groupby("click_id").agg(rows=("y_cabb", "size"),
+                                            pos=("y_cabb", "sum"))
+    np.testing.assert_array_equal(per_click["rows"],
+                                  np.maximum(per_click["pos"], 1))
+    # Last-click positives never exceed purchases.
+    first = out["w_caba"] > 0
+    self.assertLessEqual(out.loc[first, "y_last_click"].sum(),
+                         int((events["event_type"] == P).sum()))
+
+  @hypothesis.settings(max_examples=60, deadline=None)
+  @hypothesis.given(st.lists(_event, min_size=1, max_size=30), st.randoms())
+  def test_row_order_beyond_timestamp_ties_does_not_matter(self, raw, rnd):
+    # Shuffle rows but keep the relative input order of events that share a
+    # (session, timestamp): the labels must not change.
+    rows = [(s, 100 + s, t, item, kind) for s, t, item, kind in raw]
+    keys = list(range(len(rows)))
+    rnd.shuffle(keys)
+    # Stable re-sort of the shuffled order on (session, timestamp) groups
+    # restores tie order; a random interleaving of groups stays.
+    group_rank = {}
+    for k in keys:
+      group_rank.setdefault((rows[k][0], rows[k][2]), len(group_rank))
+    shuffled = [rows[k] for k in sorted(
+        range(len(rows)), key=lambda k: (group_rank[(rows[k][0], rows[k][2])],
+                                         k))]
+    a = labels.label_clicks(make_events(rows))
+    b = labels.label_clicks(make_events(shuffled))
+    cols = ["session_id", "item_a", "item_b", "y_caba", "y_cabb",
+            "y_last_click", "w_caba", "timestamp"]
+    key = ["session_id", "timestamp", "item_a", "w_caba"]
+    sort = lambda f: f[cols].sort_values(key, ascending=[True, True, True,
+                                                         False],
+                                         kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(sort(a), sort(b))
+
+  @hypothesis.settings(max_examples=60, deadline=None)
+  @hypothesis.given(st.lists(_event, min_size=1, max_size=30))
+  def test_purchases_before_first_click_never_count(self, raw):
+    rows = [(s, 100 + s, t, item, kind) for s, t, item, kind in raw]
+    out = labels.label_clicks(make_events(rows))
+    events = make_events(rows)
+    for session, group in events.groupby("session_id"):
+      clicks = group[group["event_type"] == C]
+      if clicks.empty:
+        self.assertNotIn(session, set(out["session_id"]))
+        continue
+      first_click_ts = clicks["timestamp"].min()
+      before = group[(group["event_type"] == P) &
+                     (group["timestamp"] < first_click_ts)]
+      later_items = set(group.loc[(group["event_type"] == P) &
+                                  (group["timestamp"] >= first_click_ts),
+                                  "item_id"])
+      only_before = set(before["item_id"]) - later_items
+      got_b = set(out.loc[out["session_id"] == session, "item_b"].dropna())
+      self.assertFalse(got_b & only_before)
+
+
+if __name__ == "__main__":
+  absltest.main()
