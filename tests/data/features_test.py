@@ -1,0 +1,183 @@
+"""Tests of point-in-time features: hand-derived values and no leakage."""
+
+from absl.testing import absltest
+import hypothesis
+from hypothesis import strategies as st
+import numpy as np
+import pandas as pd
+
+from cabb_tf.data import features
+from cabb_tf.data import labels
+from cabb_tf.data import schema
+from cabb_tf.data import sessions
+
+C, P, K, I = "click", "purchase", "add_to_cart", "impression"
+S = 1000  # one second in ms
+
+
+def make_events(rows, with_sessions=True):
+  """rows: (user, timestamp_ms, item, type) in input order."""
+  frame = pd.DataFrame(rows, columns=["user_id", "timestamp", "item_id",
+                                      "event_type"])
+  frame["timestamp"] = frame["timestamp"].astype(np.int64)
+  frame["event_type"] = pd.Categorical(frame["event_type"],
+                                       dtype=schema.EVENT_TYPE_DTYPE)
+  return sessions.assign_sessions(frame) if with_sessions else frame
+
+
+CATALOG = schema.make_catalog(
+    ["A", "B", "Z"], [("home", "kitchen"), ("home", "kitchen"), ("garden",)],
+    brand=["acme", None, "zed"], price=[10.0, 20.0, np.nan])
+
+
+def featurize(events):
+  return features.compute_features(events, CATALOG,
+                                   labels.label_clicks(events))
+
+
+class ComputeFeaturesTest(absltest.TestCase):
+
+  def test_hand_derived_values(self):
+    # User 1, day 0 (session 0): click A, cart A, buy A, click B, impression A.
+    # User 2 clicks A at t=100 s (its own session).
+    # User 1, two hours later (session 1): click A at t=7300 s, click Z at
+    # 7300 s too (a tie).
+    rows = [(1, 0 * S, "A", C), (1, 10 * S, "A", K), (1, 20 * S, "A", P),
+            (1, 30 * S, "B", C), (1, 40 * S, "A", I), (2, 100 * S, "A", C),
+            (1, 7300 * S, "A", C), (1, 7300 * S, "Z", C)]
+    out = featurize(make_events(rows))
+    first = out[out["w_caba"] > 0].set_index(["user_id", "timestamp",
+                                              "item_a"])
+    late_a = first.loc[(1, 7300 * S, "A")]
+    # Before t=7300 s user 1 clicked A once, carted once, bought once.
+    self.assertEqual(late_a["u_item_clicks"], 1)
+    self.assertEqual(late_a["u_item_carts"], 1)
+    self.assertEqual(late_a["u_item_purchases"], 1)
+    # Last touch of A (impressions excluded) was the purchase at 20 s.
+    self.assertAlmostEqual(late_a["u_item_since_s"], 7280.0)
+    # Leaf home/kitchen: A's click, cart, purchase and B's click.
+    self.assertEqual(late_a["u_leaf_clicks"], 2)
+    self.assertEqual(late_a["u_leaf_purchases"], 1)
+    self.assertAlmostEqual(late_a["u_leaf_since_s"], 7270.0)
+    self.assertEqual(late_a["u_events"], 4)
+    self.assertEqual(late_a["u_purchases"], 1)
+    # Popularity counts every user: A clicked by user 1 and user 2.
+    self.assertEqual(late_a["item_clicks"], 2)
+    self.assertEqual(late_a["item_purchases"], 1)
+    self.assertAlmostEqual(late_a["item_cvr"], (1 + 20 * 0.02) / (2 + 20),
+                           places=6)
+    self.assertEqual(late_a["leaf_clicks"], 3)
+    # First events of the new session: nothing before in the session.
+    self.assertEqual(late_a["session_position"], 0)
+    self.assertEqual(late_a["session_events_before"], 0)
+    self.assertEqual(late_a["leaf_a"], "home/kitchen")
+    self.assertEqual(late_a["top_category_a"], "home")
+    self.assertEqual(late_a["brand_a"], "acme")
+    self.assertEqual(late_a["price_a"], 10.0)
+    # 7300 s after the epoch is 02:01 on a Thursday (weekday 3).
+    self.assertEqual(late_a["hour"], 2)
+    self.assertEqual(late_a["weekday"], 3)
+    # Z is clicked at the same time as A: A's click is not "before" it.
+    late_z = first.loc[(1, 7300 * S, "Z")]
+    self.assertEqual(late_z["session_position"], 0)
+    self.assertEqual(late_z["brand_a"], "zed")
+    self.assertTrue(np.isnan(late_z["price_a"]))
+    self.assertEqual(late_z["u_leaf_since_s"], -1.0)
+    # B in session 0: A's click, cart, purchase came before it.
+    b = first.loc[(1, 30 * S, "B")]
+    self.assertEqual(b["session_position"], 1)
+    self.assertEqual(b["session_events_before"], 3)
+    self.assertAlmostEqual(b["session_elapsed_s"], 30.0)
+    self.assertEqual(b["u_item_clicks"], 0)
+    self.assertEqual(b["u_item_since_s"], -1.0)
+
+  def test_leaf_b_follows_item_b(self):
+    rows = [(1, 0, "A", C), (1, S, "Z", P), (1, 2 * S, "B", C)]
+    out = featurize(make_events(rows))
+    self.assertEqual(list(out["leaf_b"]), ["garden", ""])
+
+  def test_unsorted_input_gives_the_same_features(self):
+    rows = [(1, 0, "A", C), (2, 5 * S, "A", C), (1, 3 * S, "B", C),
+            (1, 4 * S, "A", P), (2, 9 * S, "B", C)]
+    order = [4, 1, 3, 0, 2]
+    a = featurize(make_events(rows))
+    b = featurize(make_events([rows[i] for i in order]))
+    cols = ["user_id", "timestamp", "item_a"] + [
+        f for f in features.NUMERIC_FEATURES if f != "price_a"]
+    key = ["user_id", "timestamp", "item_a"]
+    pd.testing.assert_frame_equal(
+        a[cols].sort_values(key).reset_index(drop=True),
+        b[cols].sort_values(key).reset_index(drop=True))
+
+
+_row = st.tuples(st.integers(0, 2), st.integers(0, 40),
+                 st.sampled_from(["A", "B", "Z"]),
+                 st.sampled_from([C, C, P, K, I]))
+
+
+class LeakageTest(absltest.TestCase):
+  """Changing events at or after an example's time leaves its features."""
+
+  @hypothesis.settings(max_examples=80, deadline=None)
+  @hypothesis.given(st.lists(_row, min_size=2, max_size=40),
+                    st.integers(1, 40),
+                    st.lists(_row, max_size=10),
+                    st.data())
+  def test_future_events_do_not_change_features(self, raw, cut, extra, data):
+    rows = sorted(((u, t * 60 * S, item, kind) for u, t, item, kind in raw),
+                  key=lambda r: r[1])
+    cut_ms = cut * 60 * S
+    past = [r for r in rows if r[1] < cut_ms]
+    if not any(r[3] == C for r in past):
+      return
+    future = [r for r in rows if r[1] >= cut_ms]
+    # Perturb the future: drop some of it, change types and add new events.
+    keep = data.draw(st.lists(st.booleans(), min_size=len(future),
+                              max_size=len(future)))
+    changed = [(u, t, item, kind if k else P)
+               for (u, t, item, kind), k in zip(future, keep)]
+    changed += [(u, cut_ms + t * 60 * S, item, kind)
+                for u, t, item, kind in extra]
+    changed.sort(key=lambda r: r[1])
+    a = featurize(make_events(past + future))
+    b = featurize(make_events(past + changed))
+    cols = ["user_id", "timestamp", "item_a", "leaf_a", "brand_a"] + [
+        f for f in features.NUMERIC_FEATURES if f != "price_a"]
+    key = ["user_id", "timestamp", "item_a"]
+
+    def early(frame):
+      frame = frame[(frame["w_caba"] > 0) & (frame["timestamp"] < cut_ms)]
+      frame = frame[cols].astype({"leaf_a": str, "brand_a": str})
+      return frame.sort_values(key).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(early(a), early(b))
+
+
+class SplitAndStatisticsTest(absltest.TestCase):
+
+  def test_split_by_time_boundaries(self):
+    frame = pd.DataFrame({"timestamp": np.arange(0, 101, 10, dtype=np.int64)})
+    split = features.split_by_time(frame, (0, 100), validation_fraction=0.1,
+                                   test_fraction=0.2)
+    # test: t >= 80; validation: 70 <= t < 80; train: t < 70.
+    self.assertEqual(list(split), ["train"] * 7 + ["validation"] +
+                     ["test"] * 3)
+
+  def test_statistics_depend_on_the_given_rows_only(self):
+    frame = pd.DataFrame({
+        "w_caba": [1.0, 1.0, 0.0, 1.0],
+        "item_clicks": [0, np.e - 1, 100, np.e ** 2 - 1],
+        "user_id": ["u", "v", "u", "u"],
+    })
+    stats = features.fit_feature_statistics(frame)
+    # log1p gives 0, 1, 2 on the three click rows (the w_caba=0 row is the
+    # same click repeated and must not count twice).
+    self.assertAlmostEqual(stats["numeric"]["item_clicks"]["mean"], 1.0)
+    self.assertAlmostEqual(stats["numeric"]["item_clicks"]["std"],
+                           np.sqrt(2 / 3))
+    self.assertEqual(stats["vocabulary"]["user_id"], ["u", "v"])
+    self.assertEqual(stats["num_examples"], 3)
+
+
+if __name__ == "__main__":
+  absltest.main()

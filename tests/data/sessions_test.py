@@ -1,0 +1,77 @@
+"""Tests of session assignment (SPEC §1)."""
+
+from absl.testing import absltest
+import numpy as np
+import pandas as pd
+
+from cabb_tf.data import schema
+from cabb_tf.data import sessions
+
+MIN = 60_000
+
+
+def make_events(users, times, session_id=None):
+  frame = pd.DataFrame({
+      "user_id": users,
+      "timestamp": np.asarray(times, dtype=np.int64),
+      "item_id": np.arange(len(users)),
+      "event_type": pd.Categorical(["click"] * len(users),
+                                   dtype=schema.EVENT_TYPE_DTYPE),
+  })
+  if session_id is not None:
+    frame["session_id"] = session_id
+  return frame
+
+
+class AssignSessionsTest(absltest.TestCase):
+
+  def test_gap_split_by_hand(self):
+    # User 7: 0, 30 min (gap exactly 30 min: same session), 61 min (gap 31:
+    # new session). User 3 interleaved: 10 min, 50 min (gap 40: new).
+    events = make_events([7, 3, 7, 3, 7], [0, 10 * MIN, 30 * MIN, 50 * MIN,
+                                           61 * MIN])
+    out = sessions.assign_sessions(events, session_gap_minutes=30)
+    # Sessions are numbered by user's first appearance, then time: user 7
+    # gets 0 and 1, user 3 gets 2 and 3.
+    self.assertEqual(out["session_id"].tolist(), [0, 2, 0, 3, 1])
+    self.assertEqual(out["item_id"].tolist(), list(range(5)))
+
+  def test_unsorted_input_and_ties(self):
+    events = make_events(["u", "u", "u"], [40 * MIN, 0, 0])
+    out = sessions.assign_sessions(events, session_gap_minutes=30)
+    self.assertEqual(out["session_id"].tolist(), [1, 0, 0])
+
+  def test_source_sessions_are_kept(self):
+    events = make_events([1, 1], [0, 100 * MIN], session_id=["s", "s"])
+    out = sessions.assign_sessions(events)
+    self.assertEqual(out["session_id"].tolist(), ["s", "s"])
+    out = sessions.assign_sessions(events, use_source_sessions=False)
+    self.assertEqual(out["session_id"].tolist(), [0, 1])
+
+  def test_bad_gap(self):
+    with self.assertRaisesRegex(ValueError, "session_gap_minutes"):
+      sessions.assign_sessions(make_events([1], [0]), session_gap_minutes=0)
+
+  def test_session_order(self):
+    events = make_events([1, 2, 1, 2], [5, 1, 3, 1], session_id=[9, 8, 9, 8])
+    so = sessions.session_order(events)
+    # Session 9 (code 0): rows 2 (t=3), 0 (t=5); session 8: rows 1, 3 (tie).
+    self.assertEqual(so.order.tolist(), [2, 0, 1, 3])
+    self.assertEqual(so.starts.tolist(), [0, 2, 4])
+    self.assertEqual(so.session_ids.tolist(), [9, 8])
+
+  def test_grouped_time_order_matches_lexsort(self):
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 50, 2000)
+    times = rng.integers(0, 100, 2000)
+    expected = np.lexsort((np.arange(2000), times, codes))
+    np.testing.assert_array_equal(
+        sessions.grouped_time_order(codes, times), expected)
+    sorted_times = np.sort(times)
+    np.testing.assert_array_equal(
+        sessions.grouped_time_order(codes, sorted_times),
+        np.lexsort((np.arange(2000), sorted_times, codes)))
+
+
+if __name__ == "__main__":
+  absltest.main()
