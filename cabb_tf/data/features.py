@@ -22,6 +22,7 @@ Each history count is a binary search into one sort of the log by
 example, whatever the session or user sizes.
 """
 
+import concurrent.futures
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import gin
@@ -65,21 +66,25 @@ class _History:
   def __init__(self, keys: np.ndarray, timestamps: np.ndarray,
                types: np.ndarray, count_types: Sequence[int]):
     m = len(keys)
-    packed = keys.astype(np.int64) * np.int64(m) + np.arange(m, dtype=np.int64)
+    index = np.arange(m, dtype=np.int64)
+    packed = keys * np.int64(m)
+    packed += index
     packed.sort()
     positions = packed % np.int64(m)
-    sorted_keys = packed // np.int64(m)
     del packed
+    index = index.astype(np.int32)
     self._timestamps = timestamps[positions]
-    index = np.arange(m, dtype=np.int64)
+    sorted_keys = keys[positions]
     new_key = np.ones(m, dtype=bool)
-    new_key[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new_key[1:])
     del sorted_keys
-    new_tie = new_key.copy()
-    new_tie[1:] |= self._timestamps[1:] != self._timestamps[:-1]
+    new_tie = np.ones(m, dtype=bool)
+    np.not_equal(self._timestamps[1:], self._timestamps[:-1], out=new_tie[1:])
+    new_tie |= new_key
     self._key_start = np.maximum.accumulate(np.where(new_key, index, 0))
     self._tie_start = np.maximum.accumulate(np.where(new_tie, index, 0))
-    self._rank = np.empty(m, dtype=np.int64)
+    del new_key, new_tie
+    self._rank = np.empty(m, dtype=np.int32)
     self._rank[positions] = index
     sorted_types = types[positions]
     self._cum = {}
@@ -125,7 +130,8 @@ def compute_features(events: pd.DataFrame,
                      examples: pd.DataFrame,
                      encoded: Optional[encoding.EncodedLog] = None,
                      cvr_prior_mean: float = 0.02,
-                     cvr_prior_strength: float = 20.0) -> pd.DataFrame:
+                     cvr_prior_strength: float = 20.0,
+                     num_threads: int = 2) -> pd.DataFrame:
   """Computes the point-in-time features of labeled click examples.
 
   Args:
@@ -137,6 +143,7 @@ def compute_features(events: pd.DataFrame,
     encoded: `encoding.encode_events(events)`, when the caller has it.
     cvr_prior_mean: m, the prior conversion rate of the smoothed CVRs.
     cvr_prior_strength: k, the prior's weight in pseudo-clicks.
+    num_threads: key families processed in parallel.
 
   Returns:
     `examples` with the columns of `FEATURE_NAMES` (the id columns it already
@@ -191,9 +198,17 @@ def compute_features(events: pd.DataFrame,
       "session": (schema.CLICK,),
   }
   feats: Dict[str, np.ndarray] = {}
-  for name, keys in keyed.items():
+
+  def lookup(name):
+    keys = keyed[name]
     history = _History(keys[hist_events], ev_ts, ev_types, count_types[name])
-    start, stop = history.query(q_pos)
+    return (name, history) + history.query(q_pos)
+
+  # NumPy releases the GIL in sorts, gathers and cumulative sums, so two
+  # key families are processed at once.
+  with concurrent.futures.ThreadPoolExecutor(max_workers=num_threads) as pool:
+    results = list(pool.map(lookup, keyed))
+  for name, history, start, stop in results:
     if name in ("u_item", "u_leaf"):
       feats[f"{name}_clicks"] = history.count(start, stop, schema.CLICK)
       feats[f"{name}_carts"] = history.count(start, stop, schema.ADD_TO_CART)
@@ -330,9 +345,10 @@ def fit_feature_statistics(examples: pd.DataFrame,
   for name in ID_FEATURES:
     if name not in clicks.columns:
       continue
-    counts = clicks[name].astype(str).value_counts()
+    counts = clicks[name].value_counts(sort=False)
     counts = counts[counts >= min_count]
-    frame = counts.rename_axis("value").reset_index(name="n")
+    frame = pd.DataFrame({"value": counts.index.astype(str).to_numpy(),
+                          "n": counts.to_numpy()})
     frame = frame.sort_values(["n", "value"], ascending=[False, True],
                               kind="stable")
     vocabulary[name] = frame["value"].head(max_vocabulary).tolist()

@@ -18,7 +18,7 @@ Everything is vectorized NumPy on integer codes: no Python loop per event,
 click or session.
 """
 
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -116,7 +116,21 @@ def label_clicks(events: pd.DataFrame,
   """
   if "session_id" not in events.columns:
     events = sessions_lib.assign_sessions(events)
+  return _label(events, _prepare(events, encoded))
+
+
+def label_clicks_and_stats(
+    events: pd.DataFrame,
+    catalog: Optional[pd.DataFrame] = None,
+    encoded: Optional[encoding.EncodedLog] = None,
+) -> Tuple[pd.DataFrame, Dict[str, Any]]:
+  """`label_clicks` and `purchase_stats` of a sessionized log in one pass."""
   prep = _prepare(events, encoded)
+  return _label(events, prep), _purchase_stats(prep, catalog)
+
+
+def _label(events: pd.DataFrame, prep: _Prepared) -> pd.DataFrame:
+  """The examples of `label_clicks` from a prepared log."""
   so, clicks, purchases = prep.so, prep.clicks, prep.purchases
   num_clicks = len(clicks.pos)
 
@@ -215,7 +229,12 @@ def purchase_stats(events: pd.DataFrame,
   """
   if "session_id" not in events.columns:
     events = sessions_lib.assign_sessions(events)
-  prep = _prepare(events, None)
+  return _purchase_stats(_prepare(events, None), catalog)
+
+
+def _purchase_stats(prep: _Prepared,
+                    catalog: Optional[pd.DataFrame]) -> Dict[str, Any]:
+  """`purchase_stats` of a prepared log."""
   so, clicks, purchases = prep.so, prep.clicks, prep.purchases
   num_items = max(len(prep.item_uniques), 1)
   first_click_in_session = np.full(so.num_sessions, np.iinfo(np.int64).max)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from absl import logging
 import gin
+import numpy as np
 import pandas as pd
 
 from cabb_tf.data import encoding
@@ -89,7 +90,8 @@ def prepare_examples(events: pd.DataFrame,
 
   events = sessions_lib.assign_sessions(events)
   encoded = encoding.encode_events(events)
-  examples = labels_lib.label_clicks(events, encoded=encoded)
+  examples, purchase_stats = labels_lib.label_clicks_and_stats(
+      events, catalog, encoded=encoded)
   examples = features_lib.compute_features(events, catalog, examples,
                                            encoded=encoded)
   log_range = (int(encoded.timestamps.min()), int(encoded.timestamps.max()))
@@ -99,7 +101,8 @@ def prepare_examples(events: pd.DataFrame,
   train = examples[examples["split"] == "train"]
   statistics = features_lib.fit_feature_statistics(train)
 
-  report.update(example_report(events, catalog, examples, encoded))
+  report.update(example_report(events, catalog, examples, encoded,
+                               purchase_stats))
   report_lib.check_report(report)
   return PreparedData(examples=examples, catalog=catalog, report=report,
                       feature_statistics=statistics, time_range=log_range)
@@ -107,18 +110,18 @@ def prepare_examples(events: pd.DataFrame,
 
 def example_report(events: pd.DataFrame, catalog: pd.DataFrame,
                    examples: pd.DataFrame,
-                   encoded: encoding.EncodedLog) -> Dict[str, Any]:
+                   encoded: encoding.EncodedLog,
+                   stats: Dict[str, Any]) -> Dict[str, Any]:
   """The preparation's part of the data report (issue 2 item 8)."""
   first = examples["w_caba"].to_numpy() > 0
-  stats = labels_lib.purchase_stats(events, catalog)
   known = catalog.loc[catalog["leaf"] != schema.UNKNOWN_LEAF, "item_id"]
   unknown_items = int((~pd.Index(encoded.item_ids).isin(known)).sum())
   split_counts = examples.loc[first, "split"].value_counts()
   return {
       "events": int(len(events)),
-      "event_counts": {t: int(n) for t, n in events["event_type"]
-                       .value_counts().reindex(schema.EVENT_TYPES,
-                                               fill_value=0).items()},
+      "event_counts": dict(zip(schema.EVENT_TYPES, (
+          int(n) for n in np.bincount(encoded.types,
+                                      minlength=len(schema.EVENT_TYPES))))),
       "users": int(encoded.user.max() + 1) if len(events) else 0,
       "items": int(len(encoded.item_ids)),
       "sessions": int(len(encoded.session_ids)),
