@@ -1,0 +1,1 @@
+"""The two-head conversion model and its parts."""

@@ -1,0 +1,152 @@
+"""The two-head conversion model and its single-head baselines (paper §3.1).
+
+A `tf.keras` functional model built from the dataset's feature statistics:
+
+* id features → `StringLookup` with the training vocabulary (one OOV bucket)
+  → an embedding table per id space, shared wherever that space appears;
+* hour and weekday → small embeddings;
+* numeric features → `log1p(max(x, 0))`, standardized with the training
+  mean and standard deviation, plus indicator inputs for "never" (history
+  times of -1) and "missing" (NaN prices);
+* a shared bottom: an MLP, optionally after tensorflow-recommenders' DCN
+  `Cross` layers;
+* one small tower per head with a sigmoid output, returned in a dict keyed by
+  head name (`caba`, `cabb`; baselines have one head).
+"""
+
+from typing import Dict, Mapping, Optional, Sequence
+
+import gin
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from cabb_tf.data import features as features_lib
+
+# Id feature → id space. Features of one space share an embedding table.
+ID_SPACES: Dict[str, str] = {
+    "user_id": "user",
+    "item_a": "item",
+    "leaf_a": "leaf",
+    "top_category_a": "top_category",
+    "brand_a": "brand",
+}
+# Small integer features embedded rather than normalized: name → cardinality.
+INTEGER_CATEGORIES: Dict[str, int] = {"hour": 24, "weekday": 7}
+# Numeric features where a negative value means "never happened".
+NEVER_FEATURES = ("u_item_since_s", "u_leaf_since_s")
+
+
+def model_features(feature_statistics: Mapping) -> Dict[str, tf.DType]:
+  """The raw input features the model takes, with their dtypes."""
+  out = {name: tf.string for name in ID_SPACES
+         if name in feature_statistics["vocabulary"]}
+  for name in features_lib.NUMERIC_FEATURES:
+    if name in INTEGER_CATEGORIES or name in feature_statistics["numeric"]:
+      out[name] = tf.float32
+  return out
+
+
+def _mlp(x, units: Sequence[int], dropout: float, l2: float, prefix: str):
+  for i, n in enumerate(units):
+    x = tf.keras.layers.Dense(
+        n, activation="relu",
+        kernel_regularizer=tf.keras.regularizers.l2(l2) if l2 else None,
+        name=f"{prefix}_dense_{i}")(x)
+    if dropout:
+      x = tf.keras.layers.Dropout(dropout, name=f"{prefix}_dropout_{i}")(x)
+  return x
+
+
+@gin.configurable(denylist=["feature_statistics", "heads"])
+def build_model(feature_statistics: Mapping,
+                heads: Sequence[str] = ("caba", "cabb"),
+                embedding_dim: int = 16,
+                embedding_dims: Optional[Mapping[str, int]] = None,
+                bottom_units: Sequence[int] = (128, 64),
+                tower_units: Sequence[int] = (32,),
+                cross_layers: int = 0,
+                dropout: float = 0.0,
+                l2: float = 0.0,
+                excluded_features: Sequence[str] = ()) -> tf.keras.Model:
+  """Builds the functional conversion model.
+
+  Args:
+    feature_statistics: `features.fit_feature_statistics` of the training
+      split (vocabularies and normalization moments).
+    heads: output names; ("caba", "cabb") for the multitask model, one name
+      for a baseline.
+    embedding_dim: embedding width of every id space not in `embedding_dims`.
+    embedding_dims: optional width per id space (`ID_SPACES` values).
+    bottom_units: widths of the shared MLP.
+    tower_units: widths of each head's tower.
+    cross_layers: number of DCN `Cross` layers before the MLP (0: none).
+    dropout: dropout rate after each dense layer.
+    l2: L2 penalty on dense kernels.
+    excluded_features: input features to leave out (ablations).
+
+  Returns:
+    A `tf.keras.Model` from a dict of raw feature tensors (shape [batch]) to
+    a dict {head: probabilities of shape [batch, 1]} (the trailing axis keeps
+    Keras' per-example loss reduction over the last axis a no-op).
+  """
+  if not heads:
+    raise ValueError("build_model needs at least one head.")
+  embedding_dims = dict(embedding_dims or {})
+  specs = model_features(feature_statistics)
+  inputs = {name: tf.keras.Input(shape=(), dtype=dtype, name=name)
+            for name, dtype in specs.items() if name not in excluded_features}
+
+  parts = []
+  tables = {}
+  for name, space in ID_SPACES.items():
+    if name not in inputs:
+      continue
+    if space not in tables:
+      vocabulary = list(feature_statistics["vocabulary"][name])
+      lookup = tf.keras.layers.StringLookup(
+          vocabulary=vocabulary or ["<none>"], num_oov_indices=1,
+          mask_token=None, name=f"{space}_lookup")
+      embedding = tf.keras.layers.Embedding(
+          lookup.vocabulary_size(), embedding_dims.get(space, embedding_dim),
+          name=f"{space}_embedding")
+      tables[space] = (lookup, embedding)
+    lookup, embedding = tables[space]
+    parts.append(embedding(lookup(inputs[name])))
+
+  for name, cardinality in INTEGER_CATEGORIES.items():
+    if name not in inputs:
+      continue
+    index = tf.cast(tf.clip_by_value(inputs[name], 0, cardinality - 1),
+                    tf.int32)
+    parts.append(tf.keras.layers.Embedding(
+        cardinality, 4, name=f"{name}_embedding")(index))
+
+  numeric_names = [n for n in features_lib.NUMERIC_FEATURES
+                   if n in inputs and n not in INTEGER_CATEGORIES]
+  if numeric_names:
+    columns = []
+    for name in numeric_names:
+      x = inputs[name]
+      moments = feature_statistics["numeric"][name]
+      missing = tf.math.is_nan(x)
+      value = tf.where(missing, tf.zeros_like(x), x)
+      z = (tf.math.log1p(tf.maximum(value, 0.0)) - moments["mean"]) / max(
+          moments["std"], 1e-3)
+      columns.append(z)
+      if name in NEVER_FEATURES:
+        columns.append(tf.cast(value < 0, tf.float32))
+      if moments.get("missing", 0.0) > 0:
+        columns.append(tf.cast(missing, tf.float32))
+    parts.append(tf.stack(columns, axis=-1))
+
+  x = tf.keras.layers.Concatenate(name="features")(parts)
+  x0 = x
+  for i in range(cross_layers):
+    x = tfrs.layers.dcn.Cross(name=f"cross_{i}")(x0, x)
+  shared = _mlp(x, bottom_units, dropout, l2, "bottom")
+  outputs = {}
+  for head in heads:
+    tower = _mlp(shared, tower_units, dropout, l2, head)
+    logit = tf.keras.layers.Dense(1, name=f"{head}_logit")(tower)
+    outputs[head] = tf.keras.layers.Activation("sigmoid", name=head)(logit)
+  return tf.keras.Model(inputs=inputs, outputs=outputs, name="cabb_model")
