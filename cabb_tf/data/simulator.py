@@ -1,0 +1,1178 @@
+"""A seeded generative model of shopping sessions: the package's embedded data.
+
+The simulator (../SPEC §9) draws a world and then users who shop in it:
+
+* **Taxonomy.** A tree with `branching` children per level (default
+  8 departments × 6 aisles × 6 shelves = 288 leaves), named like
+  `dept03/aisle03_2/shelf03_2_5`. Each leaf has a log-normal number of items
+  with Zipf popularity inside the leaf, a Zipf leaf popularity, a brand per
+  item (Zipf within the department) and log-normal prices around a leaf mean.
+* **Latent leaf relations.** Items of one leaf are substitutes. Each leaf has
+  about `complements_per_leaf` complement leaves (random pairings, one round
+  in three inside the department, the others anywhere: by default 57 % of
+  the pairs cross departments, 94 % cross aisles); every other pair is
+  unrelated. They are exposed as
+  `SimulatedLog.leaf_relations` and through `pair_relation`.
+* **Users** have a heavy-tailed (log-normal) activity that sets their number
+  of sessions over `num_days`, a purchase propensity, two favourite
+  departments, six favourite leaves (half drawn from the favourite
+  departments, half often complements of those) and one wish-list item per
+  favourite leaf. Preferences do not change over time, so history predicts.
+* **Sessions** start in 3-hour slots weighted by hour of day and weekday (a
+  user never has two sessions in one slot, so sessions are > 30 minutes apart
+  and a 30-minute gap split recovers `session_id`). A session has an intent
+  leaf (usually a favourite leaf) and a geometric number of clicks; each click
+  stays in the intent leaf, moves to a complement leaf, to another favourite
+  leaf or to a popular leaf. Clicks land on wish-list items more often.
+  Impressions of items of the same leaf precede clicks; each click has a
+  log-normal dwell.
+* **Purchases.** After a click on A the user buys
+
+  - A itself (`same`) with a probability that rises with the user's
+    propensity, wish-list membership, the user's earlier clicks on A and on
+    A's leaf (the real click history, counted point in time), a recent click
+    on A, favourite leaf, item quality, a low price within the leaf, the
+    click's position in the session, evening / weekend, and falls after a
+    short dwell ("bounce");
+  - otherwise maybe a `substitute` (another item of A's leaf, by popularity),
+    more likely after a bounce, for a low-quality or expensive A and in
+    "commodity" leaves;
+  - maybe a `complement` (an item of a complement leaf of A), more likely when
+    A or a substitute was bought and in leaves with a latent complement bias;
+  - and once per session maybe an item drawn by global popularity (`noise`,
+    never the source item itself, though by chance it may share its leaf),
+    attached to a random click of the session.
+
+  A purchase follows its source click: right after it, or at a checkout at
+  the end of the session; most purchases are preceded by an add-to-cart, and
+  some clicks lead to abandoned carts. A (session, item) is bought at most once.
+
+Every purchase carries its ground truth in `SimulatedLog.purchases`: the
+relation to its source click and the source item.
+
+Calibration: `python -m cabb_tf.data.simulator` prints these figures for the
+default configuration (seed 0; in brackets mean ± sd over seeds 0-5), beside
+the Taobao UserBehavior sample (../shared/data/raw/SOURCES.md §2) with the
+definitions of click_a_buy_b_stats.py (`calibration_stats`):
+
+| statistic                                  | simulator             | Taobao |
+|--------------------------------------------|-----------------------|--------|
+| Click A, Buy B share of purchases          | 0.400 (0.398 ± 0.009) | 0.396  |
+| CABB purchases in an earlier clicked leaf  | 0.538 (0.508 ± 0.024) | 0.522  |
+| purchases with another item clicked before | 0.930                 | 0.834  |
+| purchase share of events                   | 0.019                 | 0.021  |
+| add-to-cart share of events                | 0.047                 | 0.053  |
+| events per session                         | 6.4                   | 6.0    |
+
+Taobao's add-to-cart share is 0.081 if its `fav` events are mapped to
+add_to_cart (the loaders' default). The simulator has impressions (31 % of its
+events; Taobao has none) and no purchase without an earlier click in its
+session (Taobao: 15 %). Ground truth of the default log: same 0.575,
+substitute 0.222, complement 0.091, noise 0.112 of purchases.
+
+Speed (one core): about 1 s per 10^6 events, 11-16 s and 2.3 GB for 10^7;
+`simulate_chunks` streams 10^8 in blocks.
+"""
+
+import argparse
+import json
+import math
+import sys
+import time
+from typing import Dict, Iterator, NamedTuple, Optional, Sequence
+
+import gin
+import numpy as np
+import pandas as pd
+
+from cabb_tf.data import schema
+
+RELATIONS = ("same", "substitute", "complement", "noise")
+RELATION_DTYPE = pd.CategoricalDtype(list(RELATIONS), ordered=False)
+SAME, SUBSTITUTE, COMPLEMENT, NOISE = range(4)
+LEAF_RELATIONS = ("substitute", "complement")
+LEAF_RELATION_DTYPE = pd.CategoricalDtype(list(LEAF_RELATIONS), ordered=False)
+PAIR_RELATIONS = ("substitute", "complement", "unrelated")
+
+# 2024-01-01 00:00:00 UTC, a Monday.
+DEFAULT_START_MS = 1_704_067_200_000
+
+# The Taobao figures the defaults are calibrated to (SOURCES.md §2).
+TAOBAO_REFERENCE = {
+    "click_a_buy_b_share": 0.396,
+    "leaf_match_share": 0.522,
+    "other_item_clicked_before_share": 0.834,
+    "purchase_share_of_events": 1750 / 84476,
+    # Taobao `cart` only; with `fav` mapped to add_to_cart it is 0.081.
+    "add_to_cart_share_of_events": 4497 / 84476,
+    "events_per_session": 84476 / 14122,
+}
+
+_MS_PER_S = 1000
+_MS_PER_HOUR = 3_600_000
+_MS_PER_DAY = 86_400_000
+_SLOT_HOURS = 3
+_SLOT_MS = _SLOT_HOURS * _MS_PER_HOUR
+_MAX_START_OFFSET_MS = 30 * 60 * _MS_PER_S
+# Session length cap: the next slot starts > 30 minutes after a session ends.
+_MAX_SESSION_MS = _SLOT_MS - _MAX_START_OFFSET_MS - 33 * 60 * _MS_PER_S
+_CHECKOUT_STEP_MS = 1500
+# Order key of purchases at the checkout: after every step of the session.
+_CHECKOUT_ORDER = 1 << 20
+_NUM_FAVORITES = 6
+_MAX_IMPRESSIONS_PER_CLICK = 8
+_LEVEL_PREFIXES = ("dept", "aisle", "shelf")
+# Relative session starts by hour of day (UTC) and on Saturday / Sunday.
+_HOUR_ACTIVITY = np.array([
+    0.30, 0.20, 0.15, 0.10, 0.10, 0.15, 0.30, 0.50, 0.70, 0.80, 0.90, 1.00,
+    1.00, 0.90, 0.90, 0.90, 1.00, 1.10, 1.20, 1.40, 1.50, 1.40, 1.00, 0.60])
+_WEEKEND_ACTIVITY = 1.25
+
+# Coefficients of the purchase logits (see `simulate`). Signs follow the
+# module docstring; sizes were set so that every feature family matters.
+_SAME_COEF = dict(propensity=0.7, wishlist=1.0, favorite=0.4, item_history=0.5,
+                  leaf_history=0.2, recent=0.4, quality=0.6, price=-0.4,
+                  position=0.6, bounce=-1.5)
+_SUB_COEF = dict(propensity=0.5, leaf_history=0.2, quality=-0.5, price=0.4,
+                 bounce=1.2)
+_COMP_COEF = dict(propensity=0.4, bought=1.5)
+_NOISE_COEF = dict(propensity=0.5, log_clicks=0.4)
+_CART_COEF = dict(propensity=0.4, wishlist=0.8, quality=0.3, item_history=0.3)
+_EVENING_LOGIT = 0.25
+_NIGHT_LOGIT = -0.2
+_WEEKEND_LOGIT = 0.15
+_BOUNCE_MS = 8 * _MS_PER_S
+
+
+class SimulatedLog(NamedTuple):
+  """What `simulate` returns.
+
+  Attributes:
+    events: the canonical event log (`schema.EVENT_COLUMNS`; int64 ids and
+      milliseconds), sorted by timestamp (ties by session, then session order).
+    catalog: the canonical catalog (`schema.make_catalog`) with brand and price.
+    purchases: the ground truth, one row per purchase event, in event order:
+      `session_id, user_id, timestamp, item_id`, `relation` (`RELATION_DTYPE`:
+      same, substitute, complement, noise) and `source_item_id`, the clicked
+      item the purchase was generated from (clicked earlier in the session).
+    leaf_relations: `leaf_a, leaf_b, relation` (`LEAF_RELATION_DTYPE`): one
+      `substitute` row per leaf (leaf_a == leaf_b) and both directions of
+      every complement pair; pairs not listed are unrelated.
+  """
+  events: pd.DataFrame
+  catalog: pd.DataFrame
+  purchases: pd.DataFrame
+  leaf_relations: pd.DataFrame
+
+
+class _World(NamedTuple):
+  """The catalog side of a simulation, as arrays indexed by leaf / item."""
+  leaf_paths: list
+  leaf_names: np.ndarray        # (L,) object
+  leaf_dept: np.ndarray         # (L,) department index
+  leaf_pop: np.ndarray          # (L,) sums to 1
+  leaf_cdf: np.ndarray          # (L,)
+  dept_cdf_shift: np.ndarray    # (L,) department + cumulative share within it
+  comp_ptr: np.ndarray          # (L + 1,) CSR pointers into comp_idx
+  comp_idx: np.ndarray          # complement leaves
+  leaf_same_bias: np.ndarray    # (L,) dearer leaves convert less
+  leaf_sub_bias: np.ndarray     # (L,) "commodity" leaves
+  leaf_comp_bias: np.ndarray    # (L,)
+  leaf_start: np.ndarray        # (L,) first item index of the leaf
+  leaf_count: np.ndarray        # (L,) items in the leaf
+  item_leaf: np.ndarray         # (N,) items are ordered by leaf
+  item_cdf_shift: np.ndarray    # (N,) leaf + cumulative share within the leaf
+  item_cdf: np.ndarray          # (N,) global popularity
+  item_quality: np.ndarray      # (N,)
+  item_price_z: np.ndarray      # (N,) standardized log price within the leaf
+  item_ids: np.ndarray          # (N,) int64, a permutation of 0..N-1
+  item_brand: list
+  item_price: np.ndarray
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def _segment_starts(counts: np.ndarray) -> np.ndarray:
+  return np.cumsum(counts) - counts
+
+
+def _sample_cdf(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+  """Indices drawn from a normalized cumulative distribution."""
+  return np.minimum(np.searchsorted(cdf, u, side="right"), len(cdf) - 1)
+
+
+def _shifted_cdf(group: np.ndarray, weight: np.ndarray) -> np.ndarray:
+  """`group + cumulative share of weight within the group` (groups sorted).
+
+  Sampling `searchsorted(result, g + u)` with u uniform in [0, 1) then draws
+  a member of group g in proportion to its weight, for many groups at once.
+  """
+  counts = np.bincount(group, minlength=group.max() + 1)
+  totals = np.bincount(group, weights=weight, minlength=len(counts))
+  share = weight / totals[group]
+  cum = np.cumsum(share)
+  starts = _segment_starts(counts)
+  within = cum - np.repeat(cum[starts] - share[starts], counts)
+  within[np.cumsum(counts)[counts > 0] - 1] = 1.0
+  return group + within
+
+
+def _draw_in_groups(shifted: np.ndarray, group: np.ndarray,
+                    rng: np.random.Generator) -> np.ndarray:
+  """Draws one member of each given group (see `_shifted_cdf`)."""
+  u = rng.random(len(group))
+  return np.minimum(np.searchsorted(shifted, group + u, side="right"),
+                    len(shifted) - 1)
+
+
+def _build_world(branching, items_per_leaf, item_zipf_exponent,
+                 leaf_zipf_exponent, brands_per_department,
+                 complements_per_leaf, rng) -> _World:
+  """Draws the taxonomy, items and latent leaf relations."""
+  num_leaves = int(np.prod(branching))
+  digits = np.stack(np.unravel_index(np.arange(num_leaves), branching), axis=1)
+  prefixes = [_LEVEL_PREFIXES[i] if i < len(_LEVEL_PREFIXES) else f"level{i}"
+              for i in range(len(branching))]
+  leaf_paths = []
+  for row in digits.tolist():
+    parts = [f"{row[0]:02d}"] + [str(d) for d in row[1:]]
+    leaf_paths.append(tuple(prefixes[level] + "_".join(parts[:level + 1])
+                            for level in range(len(branching))))
+  leaf_names = np.array([schema.leaf_of(p) for p in leaf_paths], dtype=object)
+  leaf_dept = digits[:, 0].astype(np.int64)
+
+  leaf_pop = np.arange(1, num_leaves + 1, dtype=np.float64)**-leaf_zipf_exponent
+  leaf_pop = rng.permutation(leaf_pop)
+  leaf_pop /= leaf_pop.sum()
+  leaf_cdf = np.cumsum(leaf_pop)
+  leaf_cdf[-1] = 1.0
+  dept_cdf_shift = _shifted_cdf(leaf_dept, leaf_pop)
+
+  # Complements: random pairings; a third of the rounds pair leaves of one
+  # department, the others pair any leaves (so most land in other branches).
+  pairs = []
+  same_branch_rounds = int(round(complements_per_leaf / 3.0))
+  for r in range(complements_per_leaf):
+    if r < same_branch_rounds and len(branching) > 1:
+      order = np.lexsort((rng.random(num_leaves), leaf_dept))
+      dept_sorted = leaf_dept[order]
+      rank = np.arange(num_leaves) - np.searchsorted(dept_sorted, dept_sorted)
+      first = np.flatnonzero((rank[:-1] % 2 == 0)
+                             & (dept_sorted[:-1] == dept_sorted[1:]))
+      pairs.append(np.stack([order[first], order[first + 1]], axis=1))
+    else:
+      order = rng.permutation(num_leaves)
+      half = num_leaves // 2
+      pairs.append(np.stack([order[:2 * half:2], order[1:2 * half:2]], axis=1))
+  if pairs:
+    pairs = np.concatenate(pairs)
+    codes = np.unique(pairs.min(axis=1) * num_leaves + pairs.max(axis=1))
+    low, high = codes // num_leaves, codes % num_leaves
+    src = np.concatenate([low, high])
+    dst = np.concatenate([high, low])
+    order = np.lexsort((dst, src))
+    src, comp_idx = src[order], dst[order]
+  else:
+    src = comp_idx = np.zeros(0, np.int64)
+  comp_ptr = np.concatenate(
+      [[0], np.cumsum(np.bincount(src, minlength=num_leaves))]).astype(np.int64)
+
+  sigma = 0.5
+  leaf_count = np.maximum(2, np.round(rng.lognormal(
+      math.log(items_per_leaf) - sigma**2 / 2, sigma, num_leaves))).astype(
+          np.int64)
+  num_items = int(leaf_count.sum())
+  leaf_start = _segment_starts(leaf_count)
+  item_leaf = np.repeat(np.arange(num_leaves), leaf_count)
+  rank = np.arange(num_items) - leaf_start[item_leaf]
+  weight = (rank + 1.0)**-item_zipf_exponent
+  item_cdf_shift = _shifted_cdf(item_leaf, weight)
+  share = weight / np.bincount(item_leaf, weights=weight)[item_leaf]
+  item_cdf = np.cumsum(leaf_pop[item_leaf] * share)
+  item_cdf /= item_cdf[-1]
+  log_share = np.log(share)
+  item_quality = (0.3 * (log_share - log_share.mean())
+                  / max(log_share.std(), 1e-9)
+                  + rng.normal(0.0, 0.5, num_items))
+  leaf_mu = math.log(25.0) + rng.normal(0.0, 0.9, num_leaves)
+  item_price_z = rng.normal(0.0, 1.0, num_items)
+  item_price = np.maximum(
+      0.5, np.round(np.exp(leaf_mu[item_leaf] + 0.35 * item_price_z), 2))
+  brand_w = np.arange(1, brands_per_department + 1, dtype=np.float64)**-1.0
+  brand_cdf = np.cumsum(brand_w / brand_w.sum())
+  brand = _sample_cdf(brand_cdf, rng.random(num_items))
+  item_dept = leaf_dept[item_leaf]
+  item_brand = [f"brand{d:02d}_{b:02d}" for d, b in
+                zip(item_dept.tolist(), brand.tolist())]
+  return _World(
+      leaf_paths=leaf_paths, leaf_names=leaf_names, leaf_dept=leaf_dept,
+      leaf_pop=leaf_pop, leaf_cdf=leaf_cdf, dept_cdf_shift=dept_cdf_shift,
+      comp_ptr=comp_ptr, comp_idx=comp_idx,
+      leaf_same_bias=(-0.3 * (leaf_mu - leaf_mu.mean())
+                      / max(leaf_mu.std(), 1e-9)
+                      + rng.normal(0.0, 0.3, num_leaves)),
+      leaf_sub_bias=rng.normal(0.0, 0.5, num_leaves),
+      leaf_comp_bias=rng.normal(0.0, 0.5, num_leaves),
+      leaf_start=leaf_start, leaf_count=leaf_count, item_leaf=item_leaf,
+      item_cdf_shift=item_cdf_shift, item_cdf=item_cdf,
+      item_quality=item_quality, item_price_z=item_price_z,
+      item_ids=rng.permutation(num_items).astype(np.int64),
+      item_brand=item_brand, item_price=item_price)
+
+
+def _complement_leaf(world: _World, leaf: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
+  """A random complement of each leaf, or -1 where the leaf has none."""
+  degree = world.comp_ptr[leaf + 1] - world.comp_ptr[leaf]
+  pick = world.comp_ptr[leaf] + np.floor(
+      rng.random(len(leaf)) * degree).astype(np.int64)
+  has = degree > 0
+  out = np.full(len(leaf), -1, np.int64)
+  out[has] = world.comp_idx[pick[has]]
+  return out
+
+
+def _substitute(world: _World, item: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+  """Another item of each item's leaf, by popularity."""
+  leaf = world.item_leaf[item]
+  out = _draw_in_groups(world.item_cdf_shift, leaf, rng)
+  for _ in range(4):  # Rejection; the fallback below rarely triggers.
+    clash = np.flatnonzero(out == item)
+    if not len(clash):
+      break
+    out[clash] = _draw_in_groups(world.item_cdf_shift, leaf[clash], rng)
+  clash = out == item
+  start, count = world.leaf_start[leaf[clash]], world.leaf_count[leaf[clash]]
+  out[clash] = start + (item[clash] - start + 1) % count
+  return out
+
+
+def _unrelated_popular(world: _World, item: np.ndarray,
+                       rng: np.random.Generator) -> np.ndarray:
+  """Items by global popularity, each different from the given item."""
+  out = _sample_cdf(world.item_cdf, rng.random(len(item)))
+  for _ in range(8):  # Rejection; a clash left after 8 rounds is ~impossible.
+    clash = np.flatnonzero(out == item)
+    if not len(clash):
+      break
+    out[clash] = _sample_cdf(world.item_cdf, rng.random(len(clash)))
+  clash = out == item
+  out[clash] = (item[clash] + 1) % len(world.item_cdf)
+  return out
+
+
+def _check(condition: bool, message: str) -> None:
+  if not condition:
+    raise ValueError(message)
+
+
+def _validate(num_users, num_days, branching, items_per_leaf,
+              item_zipf_exponent, leaf_zipf_exponent, brands_per_department,
+              complements_per_leaf, sessions_per_user, activity_sigma,
+              clicks_per_session, max_clicks_per_session, impressions_per_click,
+              favorite_leaf_prob, browse_probs,
+              wishlist_click_prob, dwell_median_s, cart_before_purchase_prob,
+              checkout_at_end_prob, first_user_id, seed):
+  """Raises ValueError for arguments `simulate` cannot use."""
+  _check(num_users >= 1, f"num_users must be >= 1, got {num_users}.")
+  _check(num_days >= 1, f"num_days must be >= 1, got {num_days}.")
+  _check(len(branching) >= 1 and all(int(b) >= 1 for b in branching),
+         f"branching must be a non-empty sequence of positive ints (children "
+         f"per taxonomy level), got {branching!r}.")
+  _check(items_per_leaf >= 2, f"items_per_leaf must be >= 2 (a leaf needs a "
+         f"substitute), got {items_per_leaf}.")
+  for name, value in (("item_zipf_exponent", item_zipf_exponent),
+                      ("leaf_zipf_exponent", leaf_zipf_exponent)):
+    _check(value >= 0, f"{name} must be >= 0, got {value}.")
+  _check(brands_per_department >= 1,
+         f"brands_per_department must be >= 1, got {brands_per_department}.")
+  _check(complements_per_leaf >= 0,
+         f"complements_per_leaf must be >= 0, got {complements_per_leaf}.")
+  _check(sessions_per_user >= 1,
+         f"sessions_per_user must be >= 1, got {sessions_per_user}.")
+  _check(activity_sigma >= 0,
+         f"activity_sigma must be >= 0, got {activity_sigma}.")
+  _check(1 <= clicks_per_session <= max_clicks_per_session,
+         f"need 1 <= clicks_per_session <= max_clicks_per_session, got "
+         f"{clicks_per_session} and {max_clicks_per_session}.")
+  _check(max_clicks_per_session <= 200, f"max_clicks_per_session must be <= "
+         f"200, got {max_clicks_per_session}.")
+  _check(impressions_per_click >= 0,
+         f"impressions_per_click must be >= 0, got {impressions_per_click}.")
+  for name, p in (("favorite_leaf_prob", favorite_leaf_prob),
+                  ("wishlist_click_prob", wishlist_click_prob),
+                  ("cart_before_purchase_prob", cart_before_purchase_prob),
+                  ("checkout_at_end_prob", checkout_at_end_prob)):
+    _check(0.0 <= p <= 1.0, f"{name} must be a probability in [0, 1], got {p}.")
+  _check(len(browse_probs) == 4 and all(p >= 0 for p in browse_probs)
+         and sum(browse_probs) > 0,
+         f"browse_probs must be 4 non-negative weights (stay in the intent "
+         f"leaf, complement leaf, other favourite leaf, popular leaf), got "
+         f"{browse_probs!r}.")
+  _check(dwell_median_s > 0,
+         f"dwell_median_s must be > 0, got {dwell_median_s}.")
+  _check(first_user_id >= 0,
+         f"first_user_id must be >= 0, got {first_user_id}.")
+  _check(seed >= 0, f"seed must be >= 0, got {seed}.")
+
+
+class _Users(NamedTuple):
+  """Per-user latent traits."""
+  activity: np.ndarray     # (U,) mean-1 log-normal
+  propensity: np.ndarray   # (U,) standard normal
+  favorite: np.ndarray     # (U, _NUM_FAVORITES) leaves
+  wishlist: np.ndarray     # (U, _NUM_FAVORITES) one item per favourite leaf
+
+
+class _Sessions(NamedTuple):
+  """Per-session values, sessions in start order."""
+  user: np.ndarray
+  start: np.ndarray        # int64 ms
+  context: np.ndarray      # evening / night / weekend logit
+  clicks: np.ndarray       # number of clicks
+  intent: np.ndarray       # intent leaf
+
+
+class _Clicks(NamedTuple):
+  """Per-click values, flat over sessions in session order."""
+  session: np.ndarray
+  position: np.ndarray     # 0-based position in the session
+  first: np.ndarray        # (S,) index of the session's first click
+  last: np.ndarray         # (S,) index of the session's last click
+  leaf: np.ndarray
+  item: np.ndarray
+  favorite: np.ndarray     # bool: the leaf is a favourite of the user
+  wishlist: np.ndarray     # bool: the item is the user's wish-list item
+  dwell: np.ndarray        # float ms, as drawn (drives behaviour)
+  dwell_scaled: np.ndarray  # float ms, after the session length cap
+  transit_scaled: np.ndarray  # float ms from the previous step to the click
+  scale: np.ndarray        # the session's time scale
+  time: np.ndarray         # float ms
+
+
+class _Purchases(NamedTuple):
+  """Per-purchase values, one per (session, item)."""
+  source: np.ndarray       # click index
+  item: np.ndarray
+  relation: np.ndarray     # int8 code of RELATIONS
+  slot: np.ndarray         # 0 same / substitute, 1 complement, 2 noise
+  at_end: np.ndarray       # bought at the checkout at the end of the session
+  with_cart: np.ndarray    # preceded by an add-to-cart
+  session: np.ndarray
+  order: np.ndarray        # order key at checkout
+  time: np.ndarray         # float ms
+
+
+def _draw_users(world: _World, num_users: int, activity_sigma: float,
+                rng: np.random.Generator) -> _Users:
+  """Draws activity, propensity, favourite leaves and wish lists."""
+  activity = rng.lognormal(-activity_sigma**2 / 2, activity_sigma, num_users)
+  propensity = rng.normal(0.0, 1.0, num_users)
+  dept_cdf = np.cumsum(np.bincount(world.leaf_dept, weights=world.leaf_pop))
+  fav_dept = _sample_cdf(dept_cdf, rng.random((num_users, 2)) * dept_cdf[-1])
+  favorite = np.empty((num_users, _NUM_FAVORITES), np.int64)
+  for k, dept in enumerate((fav_dept[:, 0], fav_dept[:, 0], fav_dept[:, 1])):
+    favorite[:, k] = _draw_in_groups(world.dept_cdf_shift, dept, rng)
+  for k in range(3, _NUM_FAVORITES):
+    comp = _complement_leaf(world, favorite[:, k - 3], rng)
+    popular = _sample_cdf(world.leaf_cdf, rng.random(num_users))
+    favorite[:, k] = np.where((rng.random(num_users) < 0.5) & (comp >= 0),
+                              comp, popular)
+  wishlist = _draw_in_groups(world.item_cdf_shift, favorite.ravel(),
+                             rng).reshape(favorite.shape)
+  return _Users(activity, propensity, favorite, wishlist)
+
+
+def _draw_sessions(world: _World, users: _Users, num_slots: int,
+                   start_ms: int, sessions_per_user: float,
+                   clicks_per_session: float, max_clicks_per_session: int,
+                   favorite_leaf_prob: float,
+                   rng: np.random.Generator) -> _Sessions:
+  """Draws sessions: distinct 3-hour slots per user, intent and length."""
+  slot_start = start_ms + np.arange(num_slots, dtype=np.int64) * _SLOT_MS
+  hour = (slot_start // _MS_PER_HOUR) % 24
+  weekday = (slot_start // _MS_PER_DAY + 3) % 7  # 1970-01-01 was a Thursday.
+  slot_w = _HOUR_ACTIVITY[hour] * np.where(weekday >= 5, _WEEKEND_ACTIVITY, 1.0)
+  slot_cdf = np.cumsum(slot_w / slot_w.sum())
+  num_users = len(users.activity)
+  wanted = np.minimum(
+      1 + rng.poisson((sessions_per_user - 1) * users.activity), num_slots)
+  user = np.repeat(np.arange(num_users, dtype=np.int64), wanted)
+  key = np.sort(user * num_slots
+                + _sample_cdf(slot_cdf, rng.random(len(user))))
+  key = key[np.concatenate([[True], key[1:] != key[:-1]])]
+  user, slot = key // num_slots, key % num_slots
+  start = slot_start[slot] + rng.integers(0, _MAX_START_OFFSET_MS, len(key))
+  order = np.lexsort((user, start))
+  user, slot, start = user[order], slot[order], start[order]
+  num_sessions = len(user)
+  context = (_EVENING_LOGIT * (hour[slot] >= 18)
+             + _NIGHT_LOGIT * (hour[slot] < 6)
+             + _WEEKEND_LOGIT * (weekday[slot] >= 5))
+  clicks = np.minimum(rng.geometric(1.0 / clicks_per_session, num_sessions),
+                      max_clicks_per_session).astype(np.int64)
+  fav_w = 1.0 / np.arange(1, _NUM_FAVORITES + 1)
+  fav_slot = _sample_cdf(np.cumsum(fav_w / fav_w.sum()),
+                         rng.random(num_sessions))
+  intent = np.where(rng.random(num_sessions) < favorite_leaf_prob,
+                    users.favorite[user, fav_slot],
+                    _sample_cdf(world.leaf_cdf, rng.random(num_sessions)))
+  return _Sessions(user, start, context, clicks, intent)
+
+
+def _draw_clicks(world: _World, users: _Users, sessions: _Sessions,
+                 browse_probs: Sequence[float], wishlist_click_prob: float,
+                 dwell_median_s: float, rng: np.random.Generator) -> _Clicks:
+  """Draws each click's leaf, item, dwell and time."""
+  counts = sessions.clicks
+  num_clicks = int(counts.sum())
+  session = np.repeat(np.arange(len(counts)), counts)
+  first = _segment_starts(counts)
+  last = first + counts - 1
+  position = np.arange(num_clicks) - first[session]
+  user = sessions.user[session]
+  browse_cdf = np.cumsum(np.asarray(browse_probs, np.float64))
+  browse = _sample_cdf(browse_cdf / browse_cdf[-1], rng.random(num_clicks))
+  browse[first] = 0
+  leaf = sessions.intent[session]
+  to_comp = np.flatnonzero(browse == 1)
+  comp = _complement_leaf(world, leaf[to_comp], rng)
+  leaf[to_comp[comp >= 0]] = comp[comp >= 0]
+  to_fav = np.flatnonzero(browse == 2)
+  leaf[to_fav] = users.favorite[user[to_fav],
+                                rng.integers(0, _NUM_FAVORITES, len(to_fav))]
+  to_pop = np.flatnonzero(browse == 3)
+  leaf[to_pop] = _sample_cdf(world.leaf_cdf, rng.random(len(to_pop)))
+  item = _draw_in_groups(world.item_cdf_shift, leaf, rng)
+  fav_match = users.favorite[user] == leaf[:, None]
+  favorite = fav_match.any(axis=1)
+  wish_item = users.wishlist[user, fav_match.argmax(axis=1)]
+  to_wish = favorite & (rng.random(num_clicks) < wishlist_click_prob)
+  item[to_wish] = wish_item[to_wish]
+  wishlist = favorite & (item == wish_item)
+
+  # Step j: a transit (impressions), the click, then the dwell on the item.
+  dwell = np.clip(rng.lognormal(math.log(dwell_median_s * _MS_PER_S), 1.0,
+                                num_clicks), 1000.0, 15 * 60 * 1000.0)
+  transit = rng.uniform(2000.0, 12000.0, num_clicks)
+  prev_dwell = np.concatenate([[0.0], dwell[:-1]])
+  prev_dwell[first] = 0.0
+  offset = np.cumsum(transit + prev_dwell)
+  offset -= np.repeat(offset[first] - transit[first], counts)
+  length = offset[last] + dwell[last] + _CHECKOUT_STEP_MS * (4 * counts + 2)
+  scale = np.minimum(1.0, _MAX_SESSION_MS / length)[session]
+  return _Clicks(
+      session=session, position=position, first=first, last=last, leaf=leaf,
+      item=item, favorite=favorite, wishlist=wishlist, dwell=dwell,
+      dwell_scaled=dwell * scale, transit_scaled=transit * scale,
+      scale=scale, time=sessions.start[session] + offset * scale)
+
+
+def _click_history(key: np.ndarray, click_time: np.ndarray):
+  """Earlier clicks with the same key and the time since the last of them.
+
+  Sessions are in start order and a user's sessions never overlap, so clicks
+  of one user are in time order already: a stable sort by key suffices.
+
+  Args:
+    key: (C,) int64, e.g. user * num_items + item.
+    click_time: (C,) click times.
+
+  Returns:
+    (count, gap): (C,) earlier clicks with the key, and (C,) ms since the
+    previous one (inf when there is none).
+  """
+  num_clicks = len(key)
+  order = np.argsort(key, kind="stable")
+  sorted_key = key[order]
+  has_prev = np.concatenate([[False], sorted_key[1:] == sorted_key[:-1]])
+  index = np.arange(num_clicks)
+  start = np.maximum.accumulate(np.where(has_prev, 0, index))
+  count = np.empty(num_clicks, np.int64)
+  count[order] = index - start
+  gap = np.full(num_clicks, np.inf)
+  gap[order[has_prev]] = np.diff(click_time[order])[has_prev[1:]]
+  return count, gap
+
+
+def _draw_purchases(world: _World, users: _Users, sessions: _Sessions,
+                    clicks: _Clicks, biases: Dict[str, float],
+                    cart_before_purchase_prob: float,
+                    checkout_at_end_prob: float, rng: np.random.Generator):
+  """Draws the purchases generated by each click and the abandoned carts.
+
+  Returns:
+    (purchases, abandoned): a `_Purchases` and a (C,) bool mask of clicks
+    followed by an add-to-cart of the clicked item that is not bought.
+  """
+  num_items = len(world.item_ids)
+  num_clicks = len(clicks.item)
+  user = sessions.user[clicks.session]
+  item_clicks, item_gap = _click_history(user * num_items + clicks.item,
+                                         clicks.time)
+  leaf_clicks, _ = _click_history(user * len(world.leaf_names) + clicks.leaf,
+                                  clicks.time)
+  item_history = np.log1p(item_clicks)
+  leaf_history = np.log1p(leaf_clicks)
+  propensity = users.propensity[user]
+  quality = world.item_quality[clicks.item]
+  price_z = world.item_price_z[clicks.item]
+  bounce = clicks.dwell < _BOUNCE_MS
+  context = sessions.context[clicks.session]
+  z_same = (biases["same"] + context + world.leaf_same_bias[clicks.leaf]
+            + _SAME_COEF["propensity"] * propensity
+            + _SAME_COEF["wishlist"] * clicks.wishlist
+            + _SAME_COEF["favorite"] * clicks.favorite
+            + _SAME_COEF["item_history"] * item_history
+            + _SAME_COEF["leaf_history"] * leaf_history
+            + _SAME_COEF["recent"] * (item_gap < _MS_PER_DAY)
+            + _SAME_COEF["quality"] * quality
+            + _SAME_COEF["price"] * price_z
+            + _SAME_COEF["position"] * np.minimum(clicks.position, 4) / 4.0
+            + _SAME_COEF["bounce"] * bounce)
+  z_sub = (biases["substitute"] + context + world.leaf_sub_bias[clicks.leaf]
+           + _SUB_COEF["propensity"] * propensity
+           + _SUB_COEF["leaf_history"] * leaf_history
+           + _SUB_COEF["quality"] * quality
+           + _SUB_COEF["price"] * price_z
+           + _SUB_COEF["bounce"] * bounce)
+  buy_same = rng.random(num_clicks) < _sigmoid(z_same)
+  buy_sub = ~buy_same & (rng.random(num_clicks) < _sigmoid(z_sub))
+  z_comp = (biases["complement"] + context
+            + world.leaf_comp_bias[clicks.leaf]
+            + _COMP_COEF["propensity"] * propensity
+            + _COMP_COEF["bought"] * (buy_same | buy_sub))
+  has_comp = world.comp_ptr[clicks.leaf + 1] > world.comp_ptr[clicks.leaf]
+  buy_comp = (rng.random(num_clicks) < _sigmoid(z_comp)) & has_comp
+  z_cart = (biases["cart"] + context
+            + _CART_COEF["propensity"] * propensity
+            + _CART_COEF["wishlist"] * clicks.wishlist
+            + _CART_COEF["quality"] * quality
+            + _CART_COEF["item_history"] * item_history)
+  abandoned = ~buy_same & (rng.random(num_clicks) < _sigmoid(z_cart))
+  z_noise = (biases["noise"] + sessions.context
+             + _NOISE_COEF["propensity"] * users.propensity[sessions.user]
+             + _NOISE_COEF["log_clicks"] * np.log(sessions.clicks))
+  noisy = np.flatnonzero(rng.random(len(sessions.user)) < _sigmoid(z_noise))
+
+  same_src = np.flatnonzero(buy_same)
+  sub_src = np.flatnonzero(buy_sub)
+  comp_src = np.flatnonzero(buy_comp)
+  noise_src = clicks.first[noisy] + np.floor(
+      rng.random(len(noisy)) * sessions.clicks[noisy]).astype(np.int64)
+  sizes = [len(same_src), len(sub_src), len(comp_src), len(noise_src)]
+  source = np.concatenate([same_src, sub_src, comp_src, noise_src])
+  item = np.concatenate([
+      clicks.item[same_src],
+      _substitute(world, clicks.item[sub_src], rng),
+      _draw_in_groups(world.item_cdf_shift,
+                      _complement_leaf(world, clicks.leaf[comp_src], rng),
+                      rng),
+      _unrelated_popular(world, clicks.item[noise_src], rng)])
+  relation = np.repeat(np.arange(4, dtype=np.int8), sizes)
+  slot = np.repeat(np.array([0, 0, 1, 2]), sizes)
+  at_end = rng.random(len(source)) < checkout_at_end_prob
+  with_cart = rng.random(len(source)) < cart_before_purchase_prob
+  session = clicks.session[source]
+  order = (np.where(at_end, _CHECKOUT_ORDER, 0) + clicks.position[source] * 4
+           + slot)
+  # A (session, item) is bought once: keep its first purchase.
+  key = session * num_items + item
+  by_key = np.lexsort((order, key))
+  sorted_key = key[by_key]
+  keep = np.sort(by_key[np.concatenate([np.ones(min(1, len(key)), bool),
+                                        sorted_key[1:] != sorted_key[:-1]])])
+  source, item, relation, slot, at_end, with_cart, session, order = (
+      a[keep] for a in (source, item, relation, slot, at_end, with_cart,
+                        session, order))
+  last = clicks.last[session]
+  session_end = clicks.time[last] + clicks.dwell_scaled[last]
+  time_ = np.where(
+      at_end,
+      session_end + clicks.scale[source] * _CHECKOUT_STEP_MS
+      * (1 + 4 * clicks.position[source] + slot),
+      clicks.time[source] + (0.7 + 0.1 * slot) * clicks.dwell_scaled[source])
+  return _Purchases(source, item, relation, slot, at_end, with_cart, session,
+                    order, time_), abandoned
+
+
+def _records(world: _World, clicks: _Clicks, purchases: _Purchases,
+             abandoned: np.ndarray, impressions_per_click: float,
+             rng: np.random.Generator):
+  """All events as (session, order in session, time, item, type) arrays.
+
+  The purchases come last, in `purchases` order.
+  """
+  num_clicks = len(clicks.item)
+  num_imp = np.minimum(rng.poisson(impressions_per_click, num_clicks),
+                       _MAX_IMPRESSIONS_PER_CLICK)
+  i_click = np.repeat(np.arange(num_clicks), num_imp)
+  i_rank = np.arange(len(i_click)) - _segment_starts(num_imp)[i_click]
+  i_item = _draw_in_groups(world.item_cdf_shift, clicks.leaf[i_click], rng)
+  transit = clicks.transit_scaled[i_click]
+  i_time = (clicks.time[i_click] - transit
+            + transit * (i_rank + 1) / (num_imp[i_click] + 1))
+  # Order keys within step j: impressions j*32 + rank, the click +16, an
+  # abandoned cart +17, carts of purchases +18.., inline purchases +24..;
+  # checkout purchases _CHECKOUT_ORDER + 4j + slot.
+  step = clicks.position * 32
+  dwell = clicks.dwell_scaled
+  p = purchases
+  cart_src = p.source[p.with_cart]
+  cart_slot = p.slot[p.with_cart]
+  parts = [
+      (clicks.session[i_click], step[i_click] + i_rank, i_time, i_item,
+       schema.IMPRESSION),
+      (clicks.session, step + 16, clicks.time, clicks.item, schema.CLICK),
+      (clicks.session[abandoned], step[abandoned] + 17,
+       clicks.time[abandoned] + 0.3 * dwell[abandoned],
+       clicks.item[abandoned], schema.ADD_TO_CART),
+      (clicks.session[cart_src], step[cart_src] + 18 + cart_slot,
+       clicks.time[cart_src] + (0.4 + 0.1 * cart_slot) * dwell[cart_src],
+       p.item[p.with_cart], schema.ADD_TO_CART),
+      (p.session, np.where(p.at_end, p.order, step[p.source] + 24 + p.slot),
+       p.time, p.item, schema.PURCHASE),
+  ]
+  session = np.concatenate([part[0] for part in parts])
+  order = np.concatenate([part[1] for part in parts])
+  time_ = np.floor(np.concatenate([part[2] for part in parts])).astype(
+      np.int64)
+  item = np.concatenate([part[3] for part in parts])
+  kind = np.concatenate(
+      [np.full(len(part[0]), part[4], np.int8) for part in parts])
+  return session, order, time_, item, kind
+
+
+@gin.configurable
+def simulate(num_users: int = 10_000,
+             num_days: int = 30,
+             branching: Sequence[int] = (8, 6, 6),
+             items_per_leaf: float = 40.0,
+             item_zipf_exponent: float = 1.0,
+             leaf_zipf_exponent: float = 0.8,
+             brands_per_department: int = 25,
+             complements_per_leaf: int = 3,
+             sessions_per_user: float = 5.0,
+             activity_sigma: float = 1.0,
+             clicks_per_session: float = 4.0,
+             max_clicks_per_session: int = 20,
+             impressions_per_click: float = 0.5,
+             favorite_leaf_prob: float = 0.7,
+             browse_probs: Sequence[float] = (0.55, 0.15, 0.10, 0.20),
+             wishlist_click_prob: float = 0.3,
+             dwell_median_s: float = 30.0,
+             same_bias: float = -6.3,
+             substitute_bias: float = -5.7,
+             complement_bias: float = -6.3,
+             noise_bias: float = -5.0,
+             cart_bias: float = -3.5,
+             cart_before_purchase_prob: float = 0.7,
+             checkout_at_end_prob: float = 0.6,
+             start_ms: int = DEFAULT_START_MS,
+             first_user_id: int = 0,
+             seed: int = 0) -> SimulatedLog:
+  """Simulates a shopping log (see the module docstring for the model).
+
+  The world (taxonomy, items, leaf relations) depends only on `seed` and the
+  world arguments (`branching` … `complements_per_leaf`); users and sessions
+  depend on `seed`, `first_user_id` and everything else. So calls that differ
+  only in `first_user_id` / `num_users` share one catalog and give disjoint
+  user blocks (see `simulate_chunks`).
+
+  Args:
+    num_users: users to simulate (ids `first_user_id ...`).
+    num_days: length of the time range, starting at `start_ms`.
+    branching: children per taxonomy level, root first; the number of leaves
+      is their product.
+    items_per_leaf: mean items per leaf (log-normal, at least 2).
+    item_zipf_exponent: Zipf exponent of item popularity within a leaf.
+    leaf_zipf_exponent: Zipf exponent of leaf popularity.
+    brands_per_department: brands per top-level category (Zipf shares).
+    complements_per_leaf: pairing rounds that give each leaf about this many
+      complement leaves.
+    sessions_per_user: mean sessions per user (1 + Poisson, scaled by the
+      user's log-normal activity; at most one per 3-hour slot).
+    activity_sigma: log-normal sigma of user activity (the heavy tail).
+    clicks_per_session: mean clicks per session (geometric).
+    max_clicks_per_session: cap on clicks per session.
+    impressions_per_click: mean impressions (Poisson) before each click.
+    favorite_leaf_prob: probability that a session's intent is a favourite
+      leaf of the user rather than a leaf drawn by global popularity.
+    browse_probs: weights of where each click after the first goes: the intent
+      leaf, a complement of it, another favourite leaf, a popular leaf.
+    wishlist_click_prob: probability that a click in a favourite leaf lands on
+      the user's wish-list item of that leaf.
+    dwell_median_s: median dwell after a click, seconds (log-normal).
+    same_bias: intercept of the logit of buying the clicked item.
+    substitute_bias: intercept of the logit of buying a substitute instead.
+    complement_bias: intercept of the logit of also buying a complement.
+    noise_bias: intercept of the per-session logit of an unrelated purchase.
+    cart_bias: intercept of the logit of an abandoned add-to-cart per click.
+    cart_before_purchase_prob: probability that an add-to-cart of the item
+      precedes a purchase.
+    checkout_at_end_prob: probability that a purchase happens at a checkout at
+      the end of the session rather than right after its source click.
+    start_ms: start of the time range, ms since the epoch (UTC hours drive the
+      daily pattern).
+    first_user_id: id of the first user; session ids start at
+      `first_user_id * slots`, with `slots = 8 * num_days`, so blocks of users
+      simulated separately have disjoint user and session ids.
+    seed: the seed of every random draw.
+
+  Returns:
+    A `SimulatedLog`.
+
+  Raises:
+    ValueError: if an argument is out of range.
+  """
+  branching = tuple(int(b) for b in branching)
+  _validate(num_users, num_days, branching, items_per_leaf,
+            item_zipf_exponent, leaf_zipf_exponent, brands_per_department,
+            complements_per_leaf, sessions_per_user, activity_sigma,
+            clicks_per_session, max_clicks_per_session, impressions_per_click,
+            favorite_leaf_prob, browse_probs,
+            wishlist_click_prob, dwell_median_s, cart_before_purchase_prob,
+            checkout_at_end_prob, first_user_id, seed)
+  world = _build_world(
+      branching, float(items_per_leaf), float(item_zipf_exponent),
+      float(leaf_zipf_exponent), int(brands_per_department),
+      int(complements_per_leaf),
+      np.random.default_rng(np.random.SeedSequence([seed, 0])))
+  rng = np.random.default_rng(
+      np.random.SeedSequence([seed, 1, int(first_user_id)]))
+  num_slots = num_days * (24 // _SLOT_HOURS)
+  users = _draw_users(world, int(num_users), float(activity_sigma), rng)
+  sessions = _draw_sessions(world, users, num_slots, int(start_ms),
+                            float(sessions_per_user),
+                            float(clicks_per_session),
+                            int(max_clicks_per_session),
+                            float(favorite_leaf_prob), rng)
+  clicks = _draw_clicks(world, users, sessions, browse_probs,
+                        float(wishlist_click_prob), float(dwell_median_s), rng)
+  biases = dict(same=same_bias, substitute=substitute_bias,
+                complement=complement_bias, noise=noise_bias, cart=cart_bias)
+  purchases, abandoned = _draw_purchases(
+      world, users, sessions, clicks, biases, float(cart_before_purchase_prob),
+      float(checkout_at_end_prob), rng)
+  session, order, time_, item, kind = _records(
+      world, clicks, purchases, abandoned, float(impressions_per_click), rng)
+  source_item = clicks.item[purchases.source]
+  del clicks, abandoned
+
+  # Sort by (time, session, order in session): by the last two first (they
+  # are unique together), then stably by time.
+  perm = np.argsort(session * (1 << 22) + order)
+  perm = perm[np.argsort(time_[perm], kind="stable")]
+  del order
+  session, time_, item, kind = (session[perm], time_[perm], item[perm],
+                                kind[perm])
+  user_offset = int(first_user_id)
+  session_offset = user_offset * num_slots
+  events = pd.DataFrame({
+      "user_id": sessions.user[session] + user_offset,
+      "session_id": session + session_offset,
+      "timestamp": time_,
+      "item_id": world.item_ids[item],
+      "event_type": pd.Categorical.from_codes(
+          kind, dtype=schema.EVENT_TYPE_DTYPE),
+  })
+  # Ground truth in event order (purchase records are the last ones).
+  num_purchases = len(purchases.item)
+  is_purchase = perm >= len(perm) - num_purchases
+  rows = perm[is_purchase] - (len(perm) - num_purchases)
+  truth = pd.DataFrame({
+      "session_id": purchases.session[rows] + session_offset,
+      "user_id": sessions.user[purchases.session[rows]] + user_offset,
+      "timestamp": time_[is_purchase],
+      "item_id": world.item_ids[purchases.item[rows]],
+      "relation": pd.Categorical.from_codes(purchases.relation[rows],
+                                            dtype=RELATION_DTYPE),
+      "source_item_id": world.item_ids[source_item[rows]],
+  })
+  return SimulatedLog(events=events, catalog=_catalog(world),
+                      purchases=truth, leaf_relations=_leaf_relations(world))
+
+
+def _catalog(world: _World) -> pd.DataFrame:
+  paths = [world.leaf_paths[i] for i in world.item_leaf.tolist()]
+  catalog = schema.make_catalog(world.item_ids, paths, world.item_brand,
+                                world.item_price)
+  return catalog.sort_values("item_id", kind="stable").reset_index(drop=True)
+
+
+def _leaf_relations(world: _World) -> pd.DataFrame:
+  num_leaves = len(world.leaf_names)
+  src = np.repeat(np.arange(num_leaves), np.diff(world.comp_ptr))
+  leaf_a = np.concatenate([np.arange(num_leaves), src])
+  leaf_b = np.concatenate([np.arange(num_leaves), world.comp_idx])
+  relation = np.concatenate([np.zeros(num_leaves, np.int8),
+                             np.ones(len(src), np.int8)])
+  order = np.lexsort((leaf_b, leaf_a))
+  return pd.DataFrame({
+      "leaf_a": world.leaf_names[leaf_a[order]],
+      "leaf_b": world.leaf_names[leaf_b[order]],
+      "relation": pd.Categorical.from_codes(relation[order],
+                                            dtype=LEAF_RELATION_DTYPE),
+  })
+
+
+def pair_relation(log: SimulatedLog, leaf_a, leaf_b) -> np.ndarray:
+  """The latent relation of leaf pairs, vectorized.
+
+  Args:
+    log: a simulated log (its `leaf_relations` and `catalog` are used).
+    leaf_a: a leaf name or an array-like of leaf names.
+    leaf_b: the same, broadcastable against `leaf_a`.
+
+  Returns:
+    An array of str with the broadcast shape: 'substitute' where the leaves
+    are equal, 'complement' for a complement pair, else 'unrelated'.
+
+  Raises:
+    ValueError: if a name is not a leaf of `log.catalog`.
+  """
+  relations = log.leaf_relations
+  leaves = pd.Index(
+      relations.loc[relations["relation"] == "substitute", "leaf_a"])
+  a, b = np.broadcast_arrays(np.asarray(leaf_a, dtype=object),
+                             np.asarray(leaf_b, dtype=object))
+  ia = leaves.get_indexer(a.ravel())
+  ib = leaves.get_indexer(b.ravel())
+  for name, values, idx in (("leaf_a", a.ravel(), ia), ("leaf_b", b.ravel(),
+                                                        ib)):
+    if (idx < 0).any():
+      raise ValueError(
+          f"pair_relation: {name} has {(idx < 0).sum()} name(s) that are not "
+          f"leaves of this simulated catalog, e.g. {values[idx < 0][0]!r}; "
+          f"leaves are full paths such as {leaves[0]!r}.")
+  comp = relations[relations["relation"] == "complement"]
+  codes = np.sort(leaves.get_indexer(comp["leaf_a"]).astype(np.int64)
+                  * len(leaves) + leaves.get_indexer(comp["leaf_b"]))
+  query = ia.astype(np.int64) * len(leaves) + ib
+  pos = np.minimum(np.searchsorted(codes, query), max(len(codes) - 1, 0))
+  is_comp = (codes[pos] == query) if len(codes) else np.zeros(len(query), bool)
+  out = np.where(ia == ib, "substitute",
+                 np.where(is_comp, "complement", "unrelated"))
+  return out.reshape(a.shape)
+
+
+_PILOT_USERS = 4000
+_RESERVED = ("num_users", "first_user_id", "seed")
+
+
+def _events_per_user(seed: int, simulate_kwargs) -> float:
+  """Events per user under the current configuration (a pilot run)."""
+  reserved = sorted(set(_RESERVED) & set(simulate_kwargs))
+  if reserved:
+    raise ValueError(f"{reserved} are set from the event counts and `seed`; "
+                     f"do not pass them as simulate arguments.")
+  pilot = simulate(num_users=_PILOT_USERS, seed=seed, first_user_id=1 << 40,
+                   **simulate_kwargs)
+  return len(pilot.events) / _PILOT_USERS
+
+
+def simulate_events(num_events: int, seed: int = 0,
+                    **simulate_kwargs) -> SimulatedLog:
+  """Simulates about `num_events` events (within a few %).
+
+  The number of users comes from a pilot run of 4,000 users under the same
+  configuration (gin bindings and `simulate_kwargs`).
+
+  Args:
+    num_events: the wanted number of events, >= 1.
+    seed: the seed.
+    **simulate_kwargs: further arguments of `simulate` (not `num_users`,
+      `first_user_id` or `seed`).
+
+  Returns:
+    A `SimulatedLog`.
+
+  Raises:
+    ValueError: if `num_events` < 1 or an argument is reserved or invalid.
+  """
+  if num_events < 1:
+    raise ValueError(f"num_events must be >= 1, got {num_events}.")
+  per_user = _events_per_user(seed, simulate_kwargs)
+  return simulate(num_users=max(1, int(round(num_events / per_user))),
+                  seed=seed, **simulate_kwargs)
+
+
+def simulate_chunks(total_events: int, chunk_events: int, seed: int = 0,
+                    **simulate_kwargs) -> Iterator[SimulatedLog]:
+  """Yields logs of disjoint user blocks, about `total_events` in all.
+
+  The users needed for `total_events` (from a pilot run, as in
+  `simulate_events`) are cut into `round(total_events / chunk_events)` equal
+  blocks; block k is `simulate(num_users=n_k, first_user_id=f_k, seed=seed)`.
+  So all chunks share one catalog, user and session ids never repeat across
+  chunks, and workers can make blocks in parallel by calling `simulate` with
+  the same blocks. Each chunk is sorted by time on its own; chunks overlap in
+  time.
+
+  Args:
+    total_events: the wanted number of events over all chunks, >= 1.
+    chunk_events: the wanted events per chunk, >= 1.
+    seed: the seed.
+    **simulate_kwargs: further arguments of `simulate` (not `num_users`,
+      `first_user_id` or `seed`).
+
+  Returns:
+    An iterator of `SimulatedLog`s, about `chunk_events` events each, made
+    one at a time as it is consumed.
+
+  Raises:
+    ValueError: if a size is < 1 or an argument is reserved or invalid.
+  """
+  if total_events < 1 or chunk_events < 1:
+    raise ValueError(f"total_events and chunk_events must be >= 1, got "
+                     f"{total_events} and {chunk_events}.")
+  per_user = _events_per_user(seed, simulate_kwargs)
+  total_users = max(1, int(round(total_events / per_user)))
+  num_chunks = max(1, int(round(total_events / chunk_events)))
+  bounds = np.linspace(0, total_users, num_chunks + 1).round().astype(int)
+  blocks = [(first, end - first) for first, end in
+            zip(bounds[:-1].tolist(), bounds[1:].tolist()) if end > first]
+  # A generator of its own, so that the checks above run at the call.
+  return (simulate(num_users=num_users, first_user_id=first, seed=seed,
+                   **simulate_kwargs) for first, num_users in blocks)
+
+
+def calibration_stats(log: SimulatedLog) -> Dict[str, float]:
+  """The Click A, Buy B statistics of click_a_buy_b_stats.py, vectorized.
+
+  Sessions are `session_id`; events are taken in their row order (the log is
+  sorted by time). A purchase counts once per (session, item), at its first
+  purchase event. Among purchases in sessions with a click: `same_item` if
+  the item was clicked earlier in the session, `click_a_buy_b` if it was not
+  but another item was, `no_prior_click` otherwise; `leaf_match_share` is the
+  share of Click A, Buy B purchases whose leaf is the leaf of an earlier click
+  in the session (among those where both leaves are known).
+
+  Args:
+    log: a simulated log (or any log with canonical events and a catalog).
+
+  Returns:
+    A dict of counts and shares; see `TAOBAO_REFERENCE` for the targets.
+  """
+  events = log.events
+  codes = schema.event_type_codes(events)
+  frame = pd.DataFrame({
+      "session": events["session_id"].to_numpy(),
+      "item": events["item_id"].to_numpy(),
+      "pos": np.arange(len(events)),
+  })
+  leaf_code, _ = pd.factorize(log.catalog["leaf"])
+  leaf_code[(log.catalog["leaf"] == schema.UNKNOWN_LEAF).to_numpy()] = -1
+  item_index = pd.Index(log.catalog["item_id"]).get_indexer(frame["item"])
+  frame["leaf"] = np.where(item_index >= 0, leaf_code[item_index], -1)
+  clicks = frame[codes == schema.CLICK]
+  buys = frame[codes == schema.PURCHASE].drop_duplicates(["session", "item"])
+  first_click = clicks.drop_duplicates("session").set_index("session")
+  # The first click on an item other than the session's first clicked item.
+  other = clicks[clicks["item"].to_numpy() != first_click.loc[
+      clicks["session"], "item"].to_numpy()].drop_duplicates("session")
+  in_click_session = buys["session"].isin(first_click.index).to_numpy()
+  click_buys = buys[in_click_session]
+  s = click_buys["session"]
+  f1 = first_click["pos"].reindex(s).to_numpy()
+  i1 = first_click["item"].reindex(s).to_numpy()
+  f2 = other.set_index("session")["pos"].reindex(s).to_numpy(
+      dtype=np.float64, na_value=np.inf)
+  pos = click_buys["pos"].to_numpy()
+  item_click = clicks.drop_duplicates(["session", "item"]).set_index(
+      ["session", "item"])["pos"]
+  leaf_click = clicks[clicks["leaf"] >= 0].drop_duplicates(
+      ["session", "leaf"]).set_index(
+      ["session", "leaf"])["pos"]
+  same_pos = item_click.reindex(pd.MultiIndex.from_arrays(
+      [s, click_buys["item"]])).to_numpy(dtype=np.float64, na_value=np.inf)
+  leaf_pos = leaf_click.reindex(pd.MultiIndex.from_arrays(
+      [s, click_buys["leaf"]])).to_numpy(dtype=np.float64, na_value=np.inf)
+  same = same_pos < pos
+  prior = f1 < pos
+  cabb = ~same & prior
+  # As in the script, a leaf match needs a known leaf (the item's and an
+  # earlier click's).
+  comparable = cabb & (click_buys["leaf"].to_numpy() >= 0) & (
+      leaf_click.reset_index().groupby("session")["pos"].min().reindex(
+          s).to_numpy(dtype=np.float64, na_value=np.inf) < pos)
+  other_before = (prior & (i1 != click_buys["item"].to_numpy())) | (f2 < pos)
+  total = len(click_buys)
+  num_events = len(events)
+  sessions = events["session_id"].nunique()
+  stats = {
+      "events": num_events,
+      "users": int(events["user_id"].nunique()),
+      "sessions": int(sessions),
+      "events_per_session": num_events / max(sessions, 1),
+      "purchases_in_click_sessions": total,
+      "same_item": int(same.sum()),
+      "click_a_buy_b": int(cabb.sum()),
+      "no_prior_click": int((~prior).sum()),
+      "click_a_buy_b_share": cabb.sum() / total if total else math.nan,
+      "leaf_match_share": ((leaf_pos[comparable] < pos[comparable]).mean()
+                           if comparable.any() else math.nan),
+      "other_item_clicked_before_share": (other_before.mean() if total
+                                          else math.nan),
+      "purchases_in_sessions_without_click": int((~in_click_session).sum()),
+  }
+  for code, name in enumerate(schema.EVENT_TYPES):
+    stats[f"{name}_share_of_events"] = float(
+        (codes == code).sum() / max(num_events, 1))
+  truth = getattr(log, "purchases", None)
+  if truth is not None and "relation" in truth.columns:
+    shares = truth["relation"].value_counts(normalize=True)
+    for name in RELATIONS:
+      stats[f"ground_truth_{name}_share"] = float(shares.get(name, 0.0))
+  return {k: (float(v) if isinstance(v, (float, np.floating)) else int(v))
+          for k, v in stats.items()}
+
+
+def _format_stats(stats: Dict[str, float]) -> str:
+  lines = ["| statistic | simulator | Taobao |", "|---|---|---|"]
+  for name, value in stats.items():
+    ref = TAOBAO_REFERENCE.get(name)
+    ref = "" if ref is None else f"{ref:.3f}"
+    shown = f"{value:.3f}" if isinstance(value, float) else f"{value}"
+    lines.append(f"| {name} | {shown} | {ref} |")
+  return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+  """Simulates a log and prints its calibration statistics (and the time)."""
+  parser = argparse.ArgumentParser(
+      prog="python -m cabb_tf.data.simulator", description=main.__doc__)
+  parser.add_argument("--gin_file", action="append", default=[],
+                      help="gin files configuring `simulate` (repeatable).")
+  parser.add_argument("--gin_bindings", action="append", default=[],
+                      help="gin bindings, e.g. 'simulate.num_users = 2000'.")
+  parser.add_argument("--num_events", type=int, default=None,
+                      help="simulate about this many events "
+                      "(simulate_events) instead of the configured users.")
+  parser.add_argument("--seed", type=int, default=None,
+                      help="the seed (default: gin's simulate.seed, else 0).")
+  parser.add_argument("--json", action="store_true",
+                      help="print JSON instead of a markdown table.")
+  args = parser.parse_args(argv)
+  gin.parse_config_files_and_bindings(args.gin_file, args.gin_bindings,
+                                      skip_unknown=False)
+  begin = time.perf_counter()
+  seed = {} if args.seed is None else {"seed": args.seed}
+  if args.num_events is None:
+    log = simulate(**seed)
+  else:
+    log = simulate_events(args.num_events, **seed)
+  seconds = time.perf_counter() - begin
+  stats = calibration_stats(log)
+  stats["seconds"] = seconds
+  if args.json:
+    print(json.dumps(stats, indent=1))
+  else:
+    print(_format_stats(stats))
+
+
+if __name__ == "__main__":
+  main(sys.argv[1:])
