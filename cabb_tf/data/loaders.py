@@ -1,0 +1,1163 @@
+"""Loaders that turn public e-commerce logs into the canonical event log.
+
+Every loader returns `(events, catalog, report)`:
+
+* `events`: a DataFrame with the canonical columns of `schema` (`user_id`,
+  `session_id` when the source has one, `timestamp` as int64 ms since the
+  epoch, `item_id`, `event_type` of dtype `schema.EVENT_TYPE_DTYPE`), plus
+  `price` (float64) when a price column is configured. Rows are sorted stably
+  by timestamp (ties keep file order) and the index is 0..n-1.
+* `catalog`: `schema.make_catalog` output, one row per item of `events`, in
+  order of first appearance in `events`.
+* `report`: `report.new_report` plus `path`, `event_counts` ({canonical type:
+  n}, all four types), `items` and `items_unknown_category`;
+  `rows_in = rows_kept + sum(dropped)` always holds.
+
+Ids (`user_id`, `item_id`, `session_id`) become int64 when every kept value
+parses as an integer (so `"007"` and `"7"` are the same id); otherwise they
+stay strings.
+
+Rows are dropped, and counted by reason, in this order:
+
+1. `truncated_last_line`: the file's last line has fewer fields than the
+   header (a cut-off download). `malformed`: any other line whose number of
+   fields differs from the header's (counted, not an error: one bad line in
+   10^8 should not stop a load); up to five are quoted in
+   `report["malformed_examples"]` and a warning is logged.
+2. `missing_value`: a required field (user, item, event type, timestamp, and
+   the session when a session column is configured) is empty. An empty
+   optional field (category, brand, price) is kept as unknown / NaN.
+3. `dropped_event_type`: the source type is listed in `drop_event_types`.
+4. `out_of_range`: the timestamp is outside `time_range` (only when given).
+5. `duplicate`: all source fields equal those of an earlier kept row (the
+   first occurrence in the file is kept). Fields are compared as read: numbers
+   and timestamps typed by the fast path compare by value, so `1.5` and `1.50`
+   are equal there.
+
+Values that cannot be right are errors (ValueError naming the file, the 1-based
+line, the column and the value), never drops: a source event type that is
+neither mapped nor dropped, a timestamp that does not parse or lies outside
+[1970-01-01, 2100-01-01), a price that is not a number. Blank lines are not
+rows. Quoted values must not contain line breaks (such rows are malformed). A
+last line cut inside its last field still has all its fields and cannot be
+told from a complete one.
+
+Speed: pyarrow's multi-threaded CSV reader parses and types the columns (the
+types are guessed from the first data row: integer ids and timestamps, the
+event type dictionary-encoded, text timestamps by Arrow's strptime); event
+types are mapped on the dictionary, not per row; duplicates are found by
+sorting a 64-bit row hash. If any value does not fit the guessed types, the
+file is re-read with every field as a string and checked value by value; only
+a data error re-reads it row by row, to find the line of the first bad row.
+"""
+
+import csv
+import json
+import os
+import re
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Set, Tuple, Union)
+
+from absl import logging
+import gin
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+
+from cabb_tf.data import category_tree as category_tree_lib
+from cabb_tf.data import report as report_lib
+from cabb_tf.data import schema
+
+PathLike = Union[str, os.PathLike]
+ColumnRef = Union[str, int]
+Loaded = Tuple[pd.DataFrame, pd.DataFrame, report_lib.Report]
+
+# Valid event times: [1970-01-01, 2100-01-01) UTC, in ms since the epoch.
+MIN_TIMESTAMP_MS = 0
+MAX_TIMESTAMP_MS = 4_102_444_800_000
+_TIME_RANGE_TEXT = "outside [1970-01-01, 2100-01-01)"
+# Milliseconds per unit, as (multiplier, divisor).
+_UNITS = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000)}
+_MAX_EXAMPLES = 5
+_NUMBER_REGEX = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_BLOCK_SIZE = 8 << 20
+# Codes besides the canonical ones (0..3) in the per-row int8 type codes.
+_UNKNOWN, _DROPPED = -1, -2
+
+# Keys of `columns` besides the required canonical ones, and the keyword
+# argument of `load_csv` each one is an alternative to.
+_OPTIONAL_COLUMNS = {
+    "session_id": "session_column",
+    "category": "category_column",
+    "category_fallback": "category_fallback_column",
+    "brand": "brand_column",
+    "price": "price_column",
+}
+
+REES46_EVENT_TYPE_MAP = {
+    "view": "click", "cart": "add_to_cart", "purchase": "purchase"}
+TAOBAO_EVENT_TYPE_MAP = {
+    "pv": "click", "cart": "add_to_cart", "buy": "purchase"}
+OTTO_EVENT_TYPE_MAP = {
+    "clicks": "click", "carts": "add_to_cart", "orders": "purchase"}
+
+
+@gin.configurable
+def load_csv(path: PathLike,
+             *,
+             columns: Mapping[str, ColumnRef],
+             delimiter: str = ",",
+             header: bool = True,
+             event_type_map: Mapping[str, str],
+             timestamp_unit: Optional[str] = None,
+             timestamp_format: Optional[str] = None,
+             session_column: Optional[ColumnRef] = None,
+             category_column: Optional[ColumnRef] = None,
+             category_separator: Optional[str] = None,
+             catalog_path: Optional[PathLike] = None,
+             category_tree_path: Optional[PathLike] = None,
+             brand_column: Optional[ColumnRef] = None,
+             price_column: Optional[ColumnRef] = None,
+             encoding: str = "utf-8",
+             drop_event_types: Sequence[str] = (),
+             name: Optional[str] = None,
+             category_fallback_column: Optional[ColumnRef] = None,
+             time_range: Optional[Tuple[int, int]] = None,
+             na_values: Sequence[str] = ("",)) -> Loaded:
+  """Reads a delimited event log into the canonical schema.
+
+  Args:
+    path: the CSV file.
+    columns: maps canonical names to source columns: required `user_id`,
+      `item_id`, `event_type`, `timestamp`; optional `session_id`, `category`,
+      `category_fallback`, `brand`, `price` (alternatives to the keyword
+      arguments below). A source column is a header name or a 0-based index
+      (the only choice when `header` is False).
+    delimiter: the field delimiter (one character).
+    header: whether the first line holds column names.
+    event_type_map: maps source event types (strings) to canonical ones
+      (`schema.EVENT_TYPES`).
+    timestamp_unit: for numeric timestamps, their unit: 's', 'ms', 'us' or
+      'ns'. Fractions are floored to whole milliseconds.
+    timestamp_format: for text timestamps, a strptime format, e.g.
+      `'%Y-%m-%d %H:%M:%S UTC'`. Times without a `%z` offset are taken as UTC.
+      Exactly one of `timestamp_unit` and `timestamp_format` must be given.
+    session_column: the source session id column, if any.
+    category_column: a column holding each event's item category; an item
+      takes the first non-empty value of its events (in time order).
+    category_separator: splits category values into a root→leaf path (e.g. '.'
+      for REES46 `category_code`); None keeps each value whole (a path of
+      length 1).
+    catalog_path: instead of `category_column`, a CSV with a header whose first
+      column is the item id and second the category (first row per item wins).
+    category_tree_path: a `categoryid,parentid` CSV (see `category_tree`); the
+      flat category ids from `category_column` or `catalog_path` become their
+      root→leaf paths. Ids absent from the tree keep the path `(id,)` and are
+      counted in `report["categories_not_in_tree"]`.
+    brand_column: a column with the item brand (catalog; first value per item).
+    price_column: a column with the price, kept as `events["price"]`; the
+      catalog gets each item's first price.
+    encoding: the file's text encoding.
+    drop_event_types: source event types to drop (counted as
+      `dropped_event_type`).
+    name: the source name in the report (default: the path).
+    category_fallback_column: a column whose value gives the path `(value,)`
+      to an item with no `category_column` value in any of its events (REES46:
+      `category_id` where `category_code` is empty).
+    time_range: optional `(start, end)` in ms; events outside `[start, end)`
+      are dropped as `out_of_range`.
+    na_values: field values that mean "missing".
+
+  Returns:
+    `(events, catalog, report)` as described in the module docstring.
+
+  Raises:
+    ValueError: on a bad argument, an unreadable file, an unmapped event type,
+      an unparsable or impossible timestamp or a non-numeric price; data errors
+      name the file, the 1-based line, the column and the value.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: no such file.")
+  type_codes = _check_type_map(path, event_type_map, drop_event_types)
+  if (timestamp_unit is None) == (timestamp_format is None):
+    raise ValueError(
+        f"{path}: give exactly one of timestamp_unit (one of {list(_UNITS)}) "
+        f"and timestamp_format (a strptime format), got timestamp_unit="
+        f"{timestamp_unit!r}, timestamp_format={timestamp_format!r}.")
+  if timestamp_unit is not None and timestamp_unit not in _UNITS:
+    raise ValueError(f"{path}: timestamp_unit must be one of {list(_UNITS)}, "
+                     f"not {timestamp_unit!r}.")
+  if category_tree_path is not None and category_separator is not None:
+    raise ValueError(f"{path}: category_separator splits category paths, "
+                     "category_tree_path resolves flat ids; give one of them.")
+  if time_range is not None and len(time_range) != 2:
+    raise ValueError(f"{path}: time_range must be (start_ms, end_ms), not "
+                     f"{time_range!r}.")
+  if len(delimiter) != 1:
+    raise ValueError(f"{path}: delimiter must be one character, not "
+                     f"{delimiter!r}.")
+
+  names, first_row = _read_header(path, delimiter, header, encoding)
+  optional = dict(session_id=session_column, category=category_column,
+                  category_fallback=category_fallback_column,
+                  brand=brand_column, price=price_column)
+  cols = _resolve_columns(path, names, header, columns, optional)
+  if "category" in cols and catalog_path is not None:
+    raise ValueError(f"{path}: give a category column or catalog_path, not "
+                     "both.")
+  ctx = _CsvContext(path, names, header, delimiter, encoding, set(na_values))
+
+  try:  # Fast path: columns typed by the reader.
+    types, parsers = _guess_column_types(cols, names, first_row, timestamp_unit,
+                                         timestamp_format)
+    table, invalid = _read_table(ctx, types, parsers)
+    parsed = _parse_columns(ctx, table, cols, type_codes, timestamp_unit,
+                            timestamp_format)
+  except (pa.ArrowInvalid, _RetryAsStrings) as e:
+    logging.info("%s: re-reading every field as text (%s).", path, e)
+    table, invalid = _read_table(ctx, {n: pa.string() for n in names}, [])
+    parsed = _parse_columns(ctx, table, cols, type_codes, timestamp_unit,
+                            timestamp_format)
+  missing, codes, ms, price = parsed
+
+  report = report_lib.new_report(name or path)
+  report["path"] = path
+  report["rows_in"] = table.num_rows + len(invalid)
+  _count_invalid_rows(ctx, invalid, report)
+  keep = _apply_drops(report, missing, codes, ms, time_range)
+  if not keep.all():
+    table = table.filter(pa.array(keep))
+    codes, ms = codes[keep], ms[keep]
+    price = price[keep] if price is not None else None
+  ids = {key: _convert_ids(table.column(cols[key]))
+         for key in ("user_id", "session_id", "item_id") if key in cols}
+
+  duplicate = _find_duplicates(
+      ms, codes, [ids["user_id"], ids["item_id"]],
+      lambda rows: table.take(pa.array(rows)).to_pandas())
+  report_lib.add_dropped(report, "duplicate", int(duplicate.sum()))
+
+  extra = {"price": price} if price is not None else {}
+  events, rows = _assemble_events(ids, ms, codes, extra, ~duplicate)
+  aux = {key: _take(table.column(cols[key]), rows)
+         for key in ("category", "category_fallback", "brand") if key in cols}
+  catalog = _build_catalog(
+      events, aux, report=report, category_separator=category_separator,
+      catalog_path=catalog_path, category_tree_path=category_tree_path,
+      encoding=encoding, na_values=na_values)
+  _finish_report(report, events, catalog)
+  return events, catalog, report
+
+
+@gin.configurable
+def load_rees46(path: PathLike, *, name: Optional[str] = None) -> Loaded:
+  """Reads a REES46 multi-category store CSV (e.g. `2019-Oct.csv`).
+
+  Columns `event_time,event_type,product_id,category_id,category_code,brand,
+  price,user_id,user_session`. `view` → click, `cart` → add_to_cart,
+  `purchase` → purchase; `remove_from_cart` is dropped (`dropped_event_type`).
+  Sessions are `user_session`. An item's category path is its `category_code`
+  split on '.', or `(category_id,)` when none of its events has a code. Brand
+  and price (first value per item) go to the catalog; `events["price"]` keeps
+  each event's price.
+
+  Args:
+    path: the CSV file.
+    name: the source name in the report (default: the path).
+
+  Returns:
+    `(events, catalog, report)`; see `load_csv`.
+  """
+  return load_csv(
+      path,
+      columns={"user_id": "user_id", "item_id": "product_id",
+               "event_type": "event_type", "timestamp": "event_time"},
+      event_type_map=REES46_EVENT_TYPE_MAP,
+      drop_event_types=("remove_from_cart",),
+      timestamp_format="%Y-%m-%d %H:%M:%S UTC",
+      session_column="user_session",
+      category_column="category_code",
+      category_separator=".",
+      category_fallback_column="category_id",
+      brand_column="brand",
+      price_column="price",
+      name=name)
+
+
+@gin.configurable
+def load_taobao(path: PathLike, fav_as: str = "add_to_cart", *,
+                name: Optional[str] = None) -> Loaded:
+  """Reads the Taobao UserBehavior CSV (Tianchi).
+
+  No header; columns `user_id,item_id,category_id,behavior_type,timestamp`
+  (unix seconds). `pv` → click, `cart` → add_to_cart, `buy` → purchase, `fav`
+  → `fav_as`. Category paths are `(category_id,)`. There is no session column
+  (sessions are derived from time gaps downstream).
+
+  Args:
+    path: the CSV file.
+    fav_as: the canonical type for `fav` events, or 'drop' to drop them.
+    name: the source name in the report (default: the path).
+
+  Returns:
+    `(events, catalog, report)`; see `load_csv`.
+
+  Raises:
+    ValueError: if `fav_as` is neither a canonical type nor 'drop'.
+  """
+  type_map = dict(TAOBAO_EVENT_TYPE_MAP)
+  drop = ()
+  if fav_as == "drop":
+    drop = ("fav",)
+  elif fav_as in schema.EVENT_TYPES:
+    type_map["fav"] = fav_as
+  else:
+    raise ValueError(f"fav_as must be one of {list(schema.EVENT_TYPES)} or "
+                     f"'drop', not {fav_as!r}.")
+  return load_csv(
+      path,
+      columns={"user_id": 0, "item_id": 1, "event_type": 3, "timestamp": 4},
+      header=False,
+      event_type_map=type_map,
+      drop_event_types=drop,
+      timestamp_unit="s",
+      category_column=2,
+      name=name)
+
+
+@gin.configurable
+def load_otto(path: PathLike, *, name: Optional[str] = None) -> Loaded:
+  """Reads the OTTO JSONL event log (one session per line).
+
+  Lines look like `{"session": 0, "events": [{"aid": 1, "ts": <ms>, "type":
+  "clicks"}, ...]}`. `clicks` → click, `carts` → add_to_cart, `orders` →
+  purchase; `user_id` and `session_id` are both the session; there are no
+  categories, so every item has the unknown leaf.
+
+  Report rows are events, except that a line which is not valid JSON counts as
+  one row: `truncated_last_line` for the last line (a cut-off download),
+  `malformed` elsewhere (line numbers in `report["malformed_examples"]`). A
+  line without a session id drops its events as `missing_value`; exact
+  duplicate events (same session, aid, ts and type) as `duplicate`.
+
+  Args:
+    path: the JSONL file.
+    name: the source name in the report (default: the path).
+
+  Returns:
+    `(events, catalog, report)`; see `load_csv`.
+
+  Raises:
+    ValueError: on an unknown event type or an impossible timestamp (naming
+      the file, line and value), or JSON that does not follow the schema.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: no such file.")
+  report = report_lib.new_report(name or path)
+  report["path"] = path
+  table, n_truncated, malformed_lines, line_of_row = _read_jsonl(path)
+  report_lib.add_dropped(report, "truncated_last_line", n_truncated)
+  report_lib.add_dropped(report, "malformed", len(malformed_lines))
+  if malformed_lines:
+    report["malformed_examples"] = [f"line {n}" for n in
+                                    malformed_lines[:_MAX_EXAMPLES]]
+    logging.warning("%s: dropped %d malformed lines, e.g. line %d.", path,
+                    len(malformed_lines), malformed_lines[0])
+
+  lists = table.column("events")
+  parent_row = pc.list_parent_indices(lists).to_numpy()  # Table row per event.
+  flat = pc.list_flatten(lists)
+  session = pc.take(table.column("session"), pa.array(parent_row))
+  aid, ts, kind = (pc.struct_field(flat, f) for f in ("aid", "ts", "type"))
+  report["rows_in"] = len(flat) + n_truncated + len(malformed_lines)
+
+  def fail(mask: np.ndarray, what: str) -> ValueError:
+    line = line_of_row(int(parent_row[np.argmax(mask)]))
+    return ValueError(f"{path}: line {line}: {what}.")
+
+  type_codes = _check_type_map(path, OTTO_EVENT_TYPE_MAP, ())
+  codes = _type_codes(kind, type_codes)
+  unknown = (codes == _UNKNOWN) & ~_is_null(kind)
+  if unknown.any():
+    value = kind[int(np.argmax(unknown))].as_py()
+    raise fail(unknown, f"event type {value!r} is not one of "
+               f"{sorted(OTTO_EVENT_TYPE_MAP)}")
+  missing = _is_null(session) | _is_null(aid) | _is_null(ts) | _is_null(kind)
+  ms = pc.fill_null(ts, 0).to_numpy()
+  bad = ~missing & ((ms < MIN_TIMESTAMP_MS) | (ms >= MAX_TIMESTAMP_MS))
+  if bad.any():
+    raise fail(bad, f"timestamp {ms[np.argmax(bad)]} (ms) is "
+               f"{_TIME_RANGE_TEXT}")
+  keep = _apply_drops(report, missing, codes, ms, None)
+  session = _to_numpy(pc.filter(session, pa.array(keep)))
+  item = _to_numpy(pc.filter(aid, pa.array(keep)))
+  ms, codes = ms[keep], codes[keep]
+  duplicate = _find_duplicates(
+      ms, codes, [session, item],
+      lambda rows: pd.DataFrame({"s": session[rows], "a": item[rows],
+                                 "t": ms[rows], "k": codes[rows]}))
+  report_lib.add_dropped(report, "duplicate", int(duplicate.sum()))
+  ids = {"user_id": session, "session_id": session, "item_id": item}
+  events, _ = _assemble_events(ids, ms, codes, {}, ~duplicate)
+  catalog = _build_catalog(events, {}, report=report)
+  _finish_report(report, events, catalog)
+  return events, catalog, report
+
+
+# ----------------------------------------------------------------------------
+# CSV reading.
+
+
+class _RetryAsStrings(Exception):
+  """A typed column holds a bad value: re-read as text to locate it."""
+
+
+class _CsvContext:
+  """The file and its dialect, for the slow paths that re-read it row by row."""
+
+  def __init__(self, path: str, names: List[str], header: bool,
+               delimiter: str, encoding: str, na_values: Set[str]):
+    self.path = path
+    self.names = names
+    self.header = header
+    self.delimiter = delimiter
+    self.encoding = encoding
+    self.na_values = na_values
+
+  def first_line_with(self, column: str, values: Set[Any]) -> Tuple[Any, Any]:
+    """Returns (1-based line, value) of the first row with `column` in `values`.
+
+    Only rows with the header's number of fields count, as in the fast path.
+    Returns (None, None) if no row matches.
+    """
+    index = self.names.index(column)
+    values = {str(v) for v in values}
+    with open(self.path, encoding=_text_encoding(self.encoding), newline="",
+              errors="replace") as f:
+      reader = csv.reader(f, delimiter=self.delimiter)
+      if self.header:
+        next(reader, None)
+      for row in reader:
+        if len(row) == len(self.names) and row[index] in values:
+          return reader.line_num, row[index]
+    return None, None
+
+  def error(self, column: pa.ChunkedArray, name: str, bad: np.ndarray,
+            problem: str, hint: str) -> ValueError:
+    """Builds the error for the first row of text `column` flagged in `bad`."""
+    values = set(pc.unique(pc.filter(column, pa.array(bad))).to_pylist())
+    line, value = self.first_line_with(name, values)
+    if value is None:
+      value = column[int(np.argmax(bad))].as_py()
+    where = f"line {line}" if line is not None else "line unknown"
+    return ValueError(
+        f"{self.path}: {where}, column {name!r}: {problem} {value!r} "
+        f"({int(bad.sum())} such row(s)). {hint}")
+
+
+def _text_encoding(encoding: str) -> str:
+  if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+    return "utf-8-sig"  # Tolerates a byte-order mark, as pyarrow does.
+  return encoding
+
+
+def _read_header(path: str, delimiter: str, header: bool, encoding: str
+                 ) -> Tuple[List[str], List[str]]:
+  """Returns the column names ('0', '1', ... without a header) and row one."""
+  with open(path, encoding=_text_encoding(encoding), newline="",
+            errors="replace") as f:
+    reader = csv.reader(f, delimiter=delimiter)
+    first = next((row for row in reader if row), None)
+    second = next((row for row in reader if row), [])
+  if first is None:
+    raise ValueError(f"{path}: the file is empty.")
+  if not header:
+    return [str(i) for i in range(len(first))], first
+  duplicated = sorted({n for n in first if first.count(n) > 1})
+  if duplicated:
+    raise ValueError(f"{path}: line 1: the header repeats column name(s) "
+                     f"{duplicated}.")
+  return first, second
+
+
+def _resolve_columns(path: str, names: List[str], header: bool,
+                     columns: Mapping[str, ColumnRef],
+                     optional: Mapping[str, Optional[ColumnRef]]
+                     ) -> Dict[str, str]:
+  """Maps canonical keys to the file's column names, checking every one."""
+  allowed = set(schema.REQUIRED_EVENT_COLUMNS) | set(_OPTIONAL_COLUMNS)
+  unknown = sorted(set(columns) - allowed)
+  if unknown:
+    raise ValueError(f"{path}: unknown key(s) {unknown} in columns; allowed "
+                     f"are {sorted(allowed)}.")
+  missing = [k for k in schema.REQUIRED_EVENT_COLUMNS if k not in columns]
+  if missing:
+    raise ValueError(f"{path}: columns must map {missing} to source columns.")
+  refs = dict(columns)
+  for key, ref in optional.items():
+    if ref is None:
+      continue
+    if key in refs and refs[key] != ref:
+      raise ValueError(
+          f"{path}: {_OPTIONAL_COLUMNS[key]}={ref!r} contradicts "
+          f"columns[{key!r}]={refs[key]!r}; give it once.")
+    refs[key] = ref
+  resolved = {}
+  for key, ref in refs.items():
+    if isinstance(ref, (int, np.integer)) and not isinstance(ref, bool):
+      if not 0 <= ref < len(names):
+        raise ValueError(
+            f"{path}: column index {ref} for {key!r} is out of range; the file "
+            f"has {len(names)} columns (0-based indices).")
+      resolved[key] = names[int(ref)]
+    elif not header:
+      raise ValueError(f"{path}: the file has no header, so {key!r} must be a "
+                       f"0-based column index, not {ref!r}.")
+    elif ref not in names:
+      raise ValueError(f"{path}: column {ref!r} (for {key!r}) is not in the "
+                       f"header {names}.")
+    else:
+      resolved[key] = ref
+  return resolved
+
+
+def _guess_column_types(cols: Mapping[str, str], names: List[str],
+                        first_row: List[str], unit: Optional[str],
+                        fmt: Optional[str]
+                        ) -> Tuple[Dict[str, pa.DataType], List[str]]:
+  """Column types for the fast read, guessed from the first data row."""
+  types = {n: pa.string() for n in names}
+  sample = dict(zip(names, first_row)) if len(first_row) == len(names) else {}
+
+  def integer(name: str) -> bool:
+    return re.fullmatch(r"-?\d{1,18}", sample.get(name, "")) is not None
+
+  for key in ("user_id", "item_id", "session_id"):
+    if key in cols and integer(cols[key]):
+      types[cols[key]] = pa.int64()
+  types[cols["event_type"]] = pa.dictionary(pa.int32(), pa.string())
+  if "price" in cols:
+    types[cols["price"]] = pa.float64()
+  ts, parsers = cols["timestamp"], []
+  if unit is not None:
+    if integer(ts):  # Else text: float64 would round ns timestamps (> 2**53).
+      types[ts] = pa.int64()
+  elif sample.get(ts):
+    parsed = pc.strptime(pa.array([sample[ts]]), format=fmt, unit="ms",
+                         error_is_null=True)
+    if parsed.null_count == 0 and parsed.type.tz is None:
+      types[ts], parsers = pa.timestamp("ms"), [fmt]
+  return types, parsers
+
+
+def _read_table(ctx: _CsvContext, types: Mapping[str, pa.DataType],
+                parsers: List[str]) -> Tuple[pa.Table, List[Tuple[int, str]]]:
+  """Parses the file; collects the rows with a wrong number of fields.
+
+  Raises:
+    pa.ArrowInvalid: if a value does not convert to a non-string type.
+    ValueError: if the text itself cannot be parsed.
+  """
+  invalid = []
+
+  def on_invalid(row) -> str:
+    invalid.append((row.actual_columns, row.text))
+    return "skip"
+
+  all_text = all(t == pa.string() for t in types.values())
+  try:
+    table = pa_csv.read_csv(
+        ctx.path,
+        read_options=pa_csv.ReadOptions(
+            column_names=ctx.names, skip_rows=1 if ctx.header else 0,
+            encoding=ctx.encoding, block_size=_BLOCK_SIZE),
+        parse_options=pa_csv.ParseOptions(
+            delimiter=ctx.delimiter, invalid_row_handler=on_invalid),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict(types), timestamp_parsers=parsers,
+            null_values=sorted(ctx.na_values), strings_can_be_null=True,
+            quoted_strings_can_be_null=True))
+  except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+    if not all_text and "conversion error" in str(e):
+      raise
+    line = _first_undecodable_line(ctx.path, ctx.encoding)
+    where = f"line {line}: not valid {ctx.encoding}; " if line else ""
+    raise ValueError(f"{ctx.path}: {where}cannot parse the file as delimited "
+                     f"text (delimiter {ctx.delimiter!r}, encoding "
+                     f"{ctx.encoding!r}): {e}") from None
+  return table, invalid
+
+
+def _first_undecodable_line(path: str, encoding: str) -> Optional[int]:
+  """The 1-based number of the first line not valid in `encoding`, if any."""
+  with open(path, "rb") as f:
+    for number, line in enumerate(f, start=1):
+      try:
+        line.decode(encoding)
+      except UnicodeDecodeError:
+        return number
+      except LookupError:
+        return None
+  return None
+
+
+def _last_line(path: str, encoding: str) -> str:
+  """Returns the last non-blank line of the file, without its line break."""
+  with open(path, "rb") as f:
+    f.seek(0, os.SEEK_END)
+    position = f.tell()
+    block = b""
+    while position > 0:
+      step = min(1 << 16, position)
+      position -= step
+      f.seek(position)
+      block = f.read(step) + block
+      if block.rstrip(b"\r\n").rfind(b"\n") >= 0:
+        break
+  text = block.decode(_text_encoding(encoding), errors="replace")
+  lines = [l for l in text.replace("\r\n", "\n").split("\n") if l.strip()]
+  return lines[-1].rstrip("\r") if lines else ""
+
+
+def _count_invalid_rows(ctx: _CsvContext, invalid: List[Tuple[int, str]],
+                        report: report_lib.Report) -> None:
+  """Counts wrong-width rows as `truncated_last_line` or `malformed`."""
+  if not invalid:
+    return
+  last = _last_line(ctx.path, ctx.encoding)
+  truncated = next((i for i, (width, text) in enumerate(invalid)
+                    if width < len(ctx.names) and text.rstrip("\r") == last),
+                   None)
+  malformed = [text for i, (_, text) in enumerate(invalid) if i != truncated]
+  report_lib.add_dropped(report, "truncated_last_line",
+                         int(truncated is not None))
+  report_lib.add_dropped(report, "malformed", len(malformed))
+  if malformed:
+    report["malformed_examples"] = [t[:200] for t in malformed[:_MAX_EXAMPLES]]
+    logging.warning(
+        "%s: dropped %d malformed rows (a number of fields other than %d), "
+        "e.g. %r.", ctx.path, len(malformed), len(ctx.names), malformed[0])
+
+
+# ----------------------------------------------------------------------------
+# Column conversion.
+
+
+def _is_text(column) -> bool:
+  return pa.types.is_string(column.type) or pa.types.is_large_string(
+      column.type)
+
+
+def _is_null(column) -> np.ndarray:
+  if column.null_count == 0:
+    return np.zeros(len(column), dtype=bool)
+  return pc.is_null(column).to_numpy(zero_copy_only=False)
+
+
+def _to_numpy(column) -> np.ndarray:
+  if isinstance(column, pa.ChunkedArray):
+    column = column.combine_chunks()
+  return column.to_numpy(zero_copy_only=False)
+
+
+def _take(column, rows: np.ndarray):
+  return column.take(pa.array(rows, type=pa.int64()))
+
+
+def _check_type_map(path: str, event_type_map: Mapping[str, str],
+                    drop_event_types: Sequence[str]) -> Dict[str, int]:
+  """Validates the type mapping; returns {source type: code}, -2 = dropped."""
+  if isinstance(drop_event_types, str):
+    drop_event_types = (drop_event_types,)
+  codes = {}
+  for source, target in event_type_map.items():
+    if target not in schema.EVENT_TYPES:
+      raise ValueError(
+          f"{path}: event_type_map maps {source!r} to {target!r}, which is "
+          f"not a canonical type {list(schema.EVENT_TYPES)}; list source types "
+          "to drop in drop_event_types instead.")
+    codes[str(source)] = schema.EVENT_TYPES.index(target)
+  dropped = {str(t) for t in drop_event_types}
+  both = sorted(dropped & set(codes))
+  if both:
+    raise ValueError(f"{path}: event type(s) {both} are both mapped and "
+                     "dropped; remove them from event_type_map or from "
+                     "drop_event_types.")
+  for source in dropped:
+    codes[source] = _DROPPED
+  return codes
+
+
+def _type_codes(column, type_codes: Mapping[str, int]) -> np.ndarray:
+  """Maps source types to int8 codes (-1 unknown or null, -2 dropped).
+
+  Dictionary-encoded columns are mapped on their dictionaries.
+  """
+  keys = pa.array(list(type_codes), type=pa.string())
+  lookup = np.array(list(type_codes.values()) + [_UNKNOWN], dtype=np.int8)
+
+  def codes_of(values) -> np.ndarray:
+    position = pc.index_in(values, value_set=keys)
+    return lookup[pc.fill_null(position, len(keys)).to_numpy()]
+
+  if not pa.types.is_dictionary(column.type):
+    return codes_of(column)
+  chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+  parts = [np.empty(0, dtype=np.int8)]
+  for chunk in chunks:
+    per_entry = np.append(codes_of(chunk.dictionary), np.int8(_UNKNOWN))
+    indices = pc.fill_null(chunk.indices, len(chunk.dictionary))
+    parts.append(per_entry[indices.to_numpy()])
+  return np.concatenate(parts)
+
+
+def _parse_columns(ctx: _CsvContext, table: pa.Table, cols: Mapping[str, str],
+                   type_codes: Mapping[str, int], unit: Optional[str],
+                   fmt: Optional[str]):
+  """Returns (missing mask, type codes, ms, price or None) for every row."""
+  required = ["user_id", "item_id", "event_type", "timestamp"]
+  required += ["session_id"] if "session_id" in cols else []
+  missing = np.zeros(table.num_rows, dtype=bool)
+  for key in required:
+    missing |= _is_null(table.column(cols[key]))
+
+  name = cols["event_type"]
+  column = table.column(name)
+  codes = _type_codes(column, type_codes)
+  unknown = (codes == _UNKNOWN) & ~_is_null(column)
+  if unknown.any():
+    mapped = sorted(k for k, v in type_codes.items() if v != _DROPPED)
+    dropped = sorted(k for k, v in type_codes.items() if v == _DROPPED)
+    raise ctx.error(
+        column, name, unknown, "unknown event type",
+        f"Map it in event_type_map (now {mapped}) or list it in "
+        f"drop_event_types (now {dropped}).")
+
+  ms = _parse_timestamps(ctx, table.column(cols["timestamp"]),
+                         cols["timestamp"], unit, fmt)
+  price = None
+  if "price" in cols:
+    price = _parse_numbers(ctx, table.column(cols["price"]), cols["price"],
+                           "price")
+  return missing, codes, ms, price
+
+
+def _parse_timestamps(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
+                      unit: Optional[str], fmt: Optional[str]) -> np.ndarray:
+  """Returns int64 ms per row (0 where null); raises on a bad value."""
+  null = _is_null(column)
+  if unit is not None:
+    multiplier, divisor = _UNITS[unit]
+    values = _parse_numbers(ctx, column, name, f"timestamp (unit {unit!r})",
+                            integer=True)
+    # Valid values lie in [low, high) in the source unit (ceil of the bounds).
+    low = -(-MIN_TIMESTAMP_MS * divisor // multiplier)
+    high = -(-MAX_TIMESTAMP_MS * divisor // multiplier)
+    bad = (values < low) | (values >= high) | np.isnan(values) if (
+        values.dtype.kind == "f") else (values < low) | (values >= high)
+    bad &= ~null
+    if bad.any():
+      raise _value_error(ctx, column, name, bad,
+                         f"timestamp (unit {unit!r}) {_TIME_RANGE_TEXT}:",
+                         "Check timestamp_unit.")
+    if null.any():
+      values = np.where(null, 0, values)
+    if values.dtype.kind == "f":
+      return np.floor(values * multiplier / divisor).astype(np.int64)
+    return values * multiplier // divisor
+
+  if pa.types.is_timestamp(column.type):
+    ms = pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy()
+  else:
+    parsed = pc.strptime(column, format=fmt, unit="ms", error_is_null=True)
+    ms = np.array(pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy())
+    failed = _is_null(parsed) & ~null
+    if failed.any():  # Arrow's strptime lacks e.g. %f: retry with pandas.
+      rows = np.flatnonzero(failed)
+      retry = pd.to_datetime(pd.Series(_to_numpy(_take(column, rows))),
+                             format=fmt, errors="coerce", utc=True)
+      ok = retry.notna().to_numpy()
+      ms[rows[ok]] = ((retry[ok] - pd.Timestamp(0, tz="UTC")) //
+                      pd.Timedelta(1, "ms")).to_numpy(dtype=np.int64)
+      failed[rows[ok]] = False
+      if failed.any():
+        raise ctx.error(column, name, failed,
+                        f"timestamp does not match the format {fmt!r}:",
+                        "Check timestamp_format.")
+  bad = ~null & ((ms < MIN_TIMESTAMP_MS) | (ms >= MAX_TIMESTAMP_MS))
+  if bad.any():
+    raise _value_error(ctx, column, name, bad,
+                       f"timestamp {_TIME_RANGE_TEXT}:",
+                       "Check timestamp_format.")
+  return ms
+
+
+def _value_error(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
+                 bad: np.ndarray, problem: str, hint: str) -> Exception:
+  """The error for bad rows; typed columns are re-read as text to name them."""
+  if not _is_text(column):
+    return _RetryAsStrings(f"column {name!r}: {problem}")
+  return ctx.error(column, name, bad, problem, hint)
+
+
+def _parse_numbers(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
+                   what: str, integer: bool = False) -> np.ndarray:
+  """Parses decimal numbers: int64 when `integer` and possible, else float64.
+
+  Nulls become 0 (int64) or NaN (float64). Raises naming the first bad row.
+  """
+  if pa.types.is_integer(column.type) and integer:
+    return pc.fill_null(column, 0).to_numpy()
+  if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+    return pc.cast(column, pa.float64()).to_numpy()
+  if integer:
+    try:
+      return pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+      pass
+  number = pc.fill_null(pc.match_substring_regex(column, _NUMBER_REGEX), True)
+  bad = ~number.to_numpy(zero_copy_only=False)
+  if bad.any():
+    raise ctx.error(column, name, bad, f"{what} is not a number:",
+                    "Fix the value or clean the file first.")
+  return pc.cast(column, pa.float64()).to_numpy()
+
+
+def _convert_ids(column: pa.ChunkedArray):
+  """Returns int64 NumPy ids if every value is an integer, else the column."""
+  if pa.types.is_integer(column.type):
+    return _to_numpy(pc.cast(column, pa.int64()))
+  try:
+    return _to_numpy(pc.cast(column, pa.int64()))
+  except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    return column
+
+
+# ----------------------------------------------------------------------------
+# Drops, duplicates and assembly (shared by the CSV and JSONL loaders).
+
+
+def _apply_drops(report: report_lib.Report, missing: np.ndarray,
+                 codes: np.ndarray, ms: np.ndarray,
+                 time_range: Optional[Tuple[int, int]]) -> np.ndarray:
+  """Counts missing, dropped-type and out-of-range rows; returns kept rows."""
+  keep = ~missing
+  report_lib.add_dropped(report, "missing_value", int(missing.sum()))
+  dropped = keep & (codes == _DROPPED)
+  report_lib.add_dropped(report, "dropped_event_type", int(dropped.sum()))
+  keep &= ~dropped
+  if time_range is not None:
+    outside = keep & ((ms < time_range[0]) | (ms >= time_range[1]))
+    report_lib.add_dropped(report, "out_of_range", int(outside.sum()))
+    keep &= ~outside
+  return keep
+
+
+def _hash_key(column) -> np.ndarray:
+  """A uint64 per row, equal for equal values (strings via dictionary ids)."""
+  if isinstance(column, (pa.Array, pa.ChunkedArray)):
+    if isinstance(column, pa.ChunkedArray):
+      column = column.combine_chunks()
+    column = pc.fill_null(pc.dictionary_encode(column).indices, -1).to_numpy()
+  elif column.dtype.kind not in "iub":
+    column = pd.factorize(column)[0]
+  return _as_uint64(column)
+
+
+def _as_uint64(values: np.ndarray) -> np.ndarray:
+  """The bits of 64-bit integers as uint64 (a view, no copy), else a cast."""
+  if values.dtype in (np.int64, np.uint64):
+    return np.ascontiguousarray(values).view(np.uint64)
+  return values.astype(np.uint64)
+
+
+def _find_duplicates(ms: np.ndarray, codes: np.ndarray, ids: Sequence[Any],
+                     fetch: Callable[[np.ndarray], pd.DataFrame]) -> np.ndarray:
+  """Marks rows equal in every source field to an earlier row.
+
+  A 64-bit hash of (timestamp, type, ids) is sorted; only rows whose hash
+  repeats are compared exactly, on all source fields as returned by
+  `fetch(rows)`.
+  """
+  duplicate = np.zeros(len(ms), dtype=bool)
+  if len(ms) < 2:
+    return duplicate
+  with np.errstate(over="ignore"):
+    key = _as_uint64(ms) * np.uint64(0x9E3779B97F4A7C15)
+    key ^= codes.astype(np.uint64)
+    for column in ids:
+      key = key * np.uint64(0xBF58476D1CE4E5B9) ^ _hash_key(column)
+  ordered = np.sort(key)
+  repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+  if not len(repeated):
+    return duplicate
+  candidates = np.flatnonzero(pd.Series(key).isin(np.unique(repeated)))
+  exact = fetch(candidates).duplicated(keep="first").to_numpy()
+  duplicate[candidates[exact]] = True
+  return duplicate
+
+
+def _assemble_events(ids: Mapping[str, Any], ms: np.ndarray,
+                     codes: np.ndarray, extra: Mapping[str, np.ndarray],
+                     keep: np.ndarray) -> Tuple[pd.DataFrame, np.ndarray]:
+  """Builds the time-sorted events; returns them and their source rows."""
+  rows = np.flatnonzero(keep)
+  kept_ms = ms if len(rows) == len(ms) else ms[rows]
+  if len(rows) > 1 and (kept_ms[1:] < kept_ms[:-1]).any():
+    rows = rows[np.argsort(kept_ms, kind="stable")]
+
+  def column(values):
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+      return _take(values, rows).to_pandas()
+    return values[rows]
+
+  data = {}
+  for key in ("user_id", "session_id"):
+    if key in ids:
+      data[key] = column(ids[key])
+  data["timestamp"] = ms[rows].astype(np.int64)
+  data["item_id"] = column(ids["item_id"])
+  data["event_type"] = pd.Categorical.from_codes(
+      codes[rows], dtype=schema.EVENT_TYPE_DTYPE)
+  for key, values in extra.items():
+    data[key] = values[rows]
+  return pd.DataFrame(data), rows
+
+
+# ----------------------------------------------------------------------------
+# Catalog.
+
+
+def _first_per_item(item_codes: np.ndarray, n_items: int, values
+                    ) -> Tuple[np.ndarray, np.ndarray]:
+  """Each item's first non-null value (rows in events order).
+
+  Args:
+    item_codes: the item of each row, as codes 0..n_items-1.
+    n_items: the number of items.
+    values: a value per row (Arrow column or NumPy array).
+
+  Returns:
+    (codes, distinct): the code of each item's value in `distinct` (an object
+    array), -1 for an item without a value.
+  """
+  n = len(item_codes)
+  if isinstance(values, (pa.Array, pa.ChunkedArray)):
+    present = np.flatnonzero(~_is_null(values))
+  else:
+    present = np.flatnonzero(pd.notna(values))
+  first = np.full(n_items, n, dtype=np.int64)
+  np.minimum.at(first, item_codes[present], present)
+  has = first < n
+  codes = np.full(n_items, -1, dtype=np.int64)
+  if isinstance(values, (pa.Array, pa.ChunkedArray)):
+    chosen = _take(values, first[has])
+    if isinstance(chosen, pa.ChunkedArray):
+      chosen = chosen.combine_chunks()
+    if pa.types.is_dictionary(chosen.type):
+      chosen = chosen.dictionary_decode()
+    encoded = pc.dictionary_encode(chosen)
+    codes[has] = encoded.indices.to_numpy()
+    distinct = _object_array(encoded.dictionary.to_pylist())
+  else:
+    codes[has], uniques = pd.factorize(np.asarray(values)[first[has]])
+    distinct = _object_array(list(uniques))
+  return codes, distinct
+
+
+def _object_array(values: Sequence[Any]) -> np.ndarray:
+  """A 1-D object array (np.array would turn tuples into a 2-D array)."""
+  out = np.empty(len(values), dtype=object)
+  for i, value in enumerate(values):
+    out[i] = value
+  return out
+
+
+def _decode(codes: np.ndarray, distinct: np.ndarray, missing=None):
+  """`distinct[codes]` with `missing` where the code is -1."""
+  out = np.full(len(codes), missing, dtype=object)
+  has = codes >= 0
+  out[has] = distinct[codes[has]]
+  return out
+
+
+def _build_catalog(events: pd.DataFrame,
+                   aux: Mapping[str, pa.ChunkedArray], *,
+                   report: report_lib.Report,
+                   category_separator: Optional[str] = None,
+                   catalog_path: Optional[PathLike] = None,
+                   category_tree_path: Optional[PathLike] = None,
+                   encoding: str = "utf-8",
+                   na_values: Sequence[str] = ("",)) -> pd.DataFrame:
+  """Builds the catalog of the items of `events` (`aux` rows match events).
+
+  Paths are computed once per distinct category value, not per item.
+  """
+  item_codes, items = pd.factorize(events["item_id"])
+  items = pd.Series(items)
+  n_items = len(items)
+  none = (np.full(n_items, -1), _object_array([]))
+  primary = fallback = none
+  if "category" in aux:
+    primary = _first_per_item(item_codes, n_items, aux["category"])
+  elif catalog_path is not None:
+    mapping = _read_catalog_file(catalog_path, encoding, na_values)
+    codes, uniques = pd.factorize(items.astype(str).map(mapping))
+    primary = codes, _object_array(list(uniques))
+  if "category_fallback" in aux:
+    fallback = _first_per_item(item_codes, n_items, aux["category_fallback"])
+
+  tree = None
+  if category_tree_path is not None:
+    tree = category_tree_lib.read_category_tree(category_tree_path)
+  not_in_tree = set()
+
+  def path_of(value) -> Tuple[str, ...]:
+    value = str(value)
+    if category_separator is not None:
+      return tuple(p for p in value.split(category_separator) if p)
+    if tree is not None:
+      if value in tree:
+        return tree[value]
+      not_in_tree.add(value)
+    return (value,)
+
+  paths = _decode(fallback[0], _object_array(
+      [(str(v),) for v in fallback[1]]))
+  has_primary = primary[0] >= 0
+  paths[has_primary] = _decode(primary[0], _object_array(
+      [path_of(v) for v in primary[1]]))[has_primary]
+  if tree is not None:
+    report["categories_not_in_tree"] = len(not_in_tree)
+
+  brand = price = None
+  if "brand" in aux:
+    brand = _decode(*_first_per_item(item_codes, n_items, aux["brand"]))
+  if "price" in events.columns:
+    codes, distinct = _first_per_item(item_codes, n_items,
+                                      events["price"].to_numpy())
+    price = _decode(codes, distinct, missing=np.nan).astype(np.float64)
+  return schema.make_catalog(items, paths, brand=brand, price=price)
+
+
+def _read_catalog_file(path: PathLike, encoding: str,
+                       na_values: Sequence[str]) -> pd.Series:
+  """Reads an `item_id,category` CSV into item (text) → category."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise ValueError(f"catalog_path {path}: no such file.")
+  names, _ = _read_header(path, ",", True, encoding)
+  if len(names) < 2:
+    raise ValueError(f"catalog_path {path}: expected a header with at least "
+                     "two columns (item id, category).")
+  ctx = _CsvContext(path, names, True, ",", encoding, set(na_values))
+  table, invalid = _read_table(ctx, {n: pa.string() for n in names}, [])
+  if invalid:
+    raise ValueError(f"catalog_path {path}: {len(invalid)} row(s) do not have "
+                     f"{len(names)} fields, e.g. {invalid[0][1]!r}.")
+  frame = pd.DataFrame({"item": _to_numpy(table.column(names[0])),
+                        "category": _to_numpy(table.column(names[1]))})
+  frame = frame.dropna().drop_duplicates("item", keep="first")
+  return pd.Series(frame["category"].to_numpy(), index=frame["item"].to_numpy())
+
+
+def _finish_report(report: report_lib.Report, events: pd.DataFrame,
+                   catalog: pd.DataFrame) -> None:
+  """Adds kept rows, event counts and unknown categories; checks the sums."""
+  report["rows_kept"] = len(events)
+  counts = np.bincount(schema.event_type_codes(events),
+                       minlength=len(schema.EVENT_TYPES))
+  report["event_counts"] = {t: int(n) for t, n in
+                            zip(schema.EVENT_TYPES, counts)}
+  report["items"] = len(catalog)
+  report["items_unknown_category"] = int(
+      (catalog["leaf"] == schema.UNKNOWN_LEAF).sum())
+  report_lib.check_report(report)
+
+
+# ----------------------------------------------------------------------------
+# JSONL (OTTO).
+
+_OTTO_SCHEMA = pa.schema([
+    ("session", pa.int64()),
+    ("events", pa.list_(pa.struct([("aid", pa.int64()), ("ts", pa.int64()),
+                                   ("type", pa.string())]))),
+])
+
+
+def _read_jsonl(path: str
+                ) -> Tuple[pa.Table, int, List[int], Callable[[int], int]]:
+  """Parses OTTO JSONL.
+
+  A last line that is not valid JSON is cut off (counted as truncated); other
+  invalid lines are listed by 1-based line number and left out.
+
+  Returns:
+    (table, 1 if the last line was truncated else 0, malformed line numbers,
+    a function from a table row to its 1-based line (slow; for errors)).
+  """
+  size = os.path.getsize(path)
+  with open(path, "rb") as f:
+    tail_start = max(0, size - (1 << 20))
+    f.seek(tail_start)
+    tail = f.read()
+  stripped = tail.rstrip(b"\r\n \t")
+  cut = stripped.rfind(b"\n") + 1
+  if cut == 0 and tail_start > 0:  # A last line over 1 MiB: read all of it.
+    with open(path, "rb") as f:
+      tail_start, tail = 0, f.read()
+    stripped = tail.rstrip(b"\r\n \t")
+    cut = stripped.rfind(b"\n") + 1
+  end, n_truncated = size, 0
+  if stripped[cut:] and not _is_json(stripped[cut:]):
+    end, n_truncated = tail_start + cut, 1
+  body = pa.memory_map(path).read_buffer()[:end] if end else pa.py_buffer(b"")
+  malformed: List[int] = []
+  try:
+    table = _parse_jsonl(body)
+  except pa.ArrowInvalid:
+    # Slow path: find the bad lines and parse the others.
+    lines = body.to_pybytes().split(b"\n")
+    malformed = [i + 1 for i, l in enumerate(lines)
+                 if l.strip() and not _is_json(l)]
+    for number in malformed:
+      lines[number - 1] = b""
+    body = pa.py_buffer(b"\n".join(lines))
+    try:
+      table = _parse_jsonl(body)
+    except pa.ArrowInvalid as e:
+      raise ValueError(f"{path}: the lines are JSON but do not follow the OTTO "
+                       f"schema {{session, events: [{{aid, ts, type}}]}}: "
+                       f"{e}") from None
+
+  def line_of_row(row: int) -> int:
+    seen = -1
+    for i, line in enumerate(body.to_pybytes().split(b"\n")):
+      seen += bool(line.strip())
+      if seen == row:
+        return i + 1
+    return -1
+
+  return table, n_truncated, malformed, line_of_row
+
+
+def _parse_jsonl(body: pa.Buffer) -> pa.Table:
+  if not body.size:
+    return _OTTO_SCHEMA.empty_table()
+  return pa_json.read_json(
+      pa.BufferReader(body),
+      parse_options=pa_json.ParseOptions(
+          explicit_schema=_OTTO_SCHEMA, unexpected_field_behavior="ignore"))
+
+
+def _is_json(line: bytes) -> bool:
+  try:
+    json.loads(line)
+    return True
+  except ValueError:
+    return False

@@ -1,0 +1,645 @@
+"""Tests for cabb_tf.data.loaders: hand-written files and the shared samples."""
+
+import collections
+import csv
+import datetime
+import json
+from unittest import mock
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import gin
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from cabb_tf.data import loaders
+from cabb_tf.data import report as report_lib
+from cabb_tf.data import schema
+from tests import shared_data
+
+# A generic log. Line numbers (1 = header) and what happens to each row:
+#  2 kept            3 kept (unsorted: earlier than line 2)
+#  4 duplicate of 2  5 kept (differs from 2 only in `note`)
+#  6 missing user    7 dropped type `remove`
+#  8 kept (ties line 3 at t=90 and must stay after it)
+#  9 kept, item i6 never has a category
+# 10 malformed (5 fields, not the last line)   11 blank, not a row
+# 12 kept, empty price   13 truncated last line (6 fields, no line break)
+_GENERIC_LINES = [
+    "time,visitor,product,action,cat,price,note",
+    "100,u1,i1,view,home>kitchen,10.5,a",
+    "90,u2,i2,view,,5,b",
+    "100,u1,i1,view,home>kitchen,10.5,a",
+    "100,u1,i1,view,home>kitchen,10.5,z",
+    "95,,i3,buy,garden,3,c",
+    "110,u2,i2,remove,,5,d",
+    "90,u3,i2,basket,home>garden>tools,6,e",
+    "101,u2,i6,view,,7,g",
+    "120,u1,i4,buy,garden",
+    "",
+    "105,u3,i4,buy,garden,,f",
+    "130,u1,i5,view,,",
+]
+_GENERIC_CONFIG = dict(
+    columns={"timestamp": "time", "user_id": "visitor", "item_id": "product",
+             "event_type": "action"},
+    event_type_map={"view": "click", "basket": "add_to_cart",
+                    "buy": "purchase"},
+    drop_event_types=("remove",),
+    timestamp_unit="s",
+    category_column="cat",
+    category_separator=">",
+    price_column="price",
+)
+
+_TAOBAO_LINES = [
+    "1,100,7,pv,1511544070",
+    "1,101,7,fav,1511544075",
+    "2,100,7,cart,1511544060",
+    "2,102,8,buy,1511544080",
+    "1,100,7,pv,1511544070",  # Duplicate of the first line.
+    "3,103,9,pv",  # Truncated last line.
+]
+
+_REES46_HEADER = ("event_time,event_type,product_id,category_id,category_code,"
+                  "brand,price,user_id,user_session")
+_REES46_LINES = [
+    _REES46_HEADER,
+    "2019-10-01 00:00:05 UTC,view,10,2053,,acme,1.50,500,s1",
+    "2019-10-01 00:00:01 UTC,view,11,2054,electronics.audio.headphone,,20.00,"
+    "501,s2",
+    "2019-10-01 00:00:07 UTC,cart,10,2053,appliances.kitchen,acme,1.60,500,s1",
+    "2019-10-01 00:00:09 UTC,remove_from_cart,10,2053,,acme,1.60,500,s1",
+    "2019-10-01 00:00:10 UTC,purchase,12,2055,,,3.00,502,",
+    "2019-10-01 00:00:11 UTC,purchase,10,2053,,acme,1.60,500,s1",
+    "2019-10-01 00:00:12 UTC,view,13,2056,,sony,99.00,503,s3",
+    "2019-10-01 00:00:13 UTC,view,10,2053,applian",
+]
+
+
+def _all_text(cols, names, *unused_args):
+  """Stands in for loaders._guess_column_types: every column read as text."""
+  del cols, unused_args
+  return {n: pa.string() for n in names}, []
+
+
+def _assert_same_load(test, fast, slow):
+  pd.testing.assert_frame_equal(fast[0], slow[0])
+  pd.testing.assert_frame_equal(fast[1], slow[1])
+  test.assertEqual(fast[2], slow[2])
+
+
+def _ms(text: str) -> int:
+  """Milliseconds since the epoch of a UTC 'YYYY-mm-dd HH:MM:SS' time."""
+  parsed = datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+  return int(parsed.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+
+
+class LoadCsvTest(parameterized.TestCase):
+
+  def write(self, lines, newline="\n", name="events.csv", final_newline=False):
+    text = newline.join(lines) + (newline if final_newline else "")
+    return self.create_tempfile(name, content=text).full_path
+
+  @parameterized.named_parameters(("lf", "\n"), ("crlf", "\r\n"))
+  def test_generic_file_events_catalog_and_report(self, newline):
+    path = self.write(_GENERIC_LINES, newline)
+    events, catalog, report = loaders.load_csv(path, **_GENERIC_CONFIG)
+
+    # Kept lines 3, 8, 2, 5, 9, 12, in time order (ties in file order).
+    self.assertEqual(list(events.columns),
+                     ["user_id", "timestamp", "item_id", "event_type", "price"])
+    schema.validate_events(events)
+    self.assertIsInstance(events.index, pd.RangeIndex)
+    self.assertEqual(events["user_id"].tolist(),
+                     ["u2", "u3", "u1", "u1", "u2", "u3"])
+    self.assertEqual(events["timestamp"].tolist(),
+                     [90_000, 90_000, 100_000, 100_000, 101_000, 105_000])
+    self.assertEqual(events["item_id"].tolist(),
+                     ["i2", "i2", "i1", "i1", "i6", "i4"])
+    self.assertEqual(events["event_type"].tolist(),
+                     ["click", "add_to_cart", "click", "click", "click",
+                      "purchase"])
+    np.testing.assert_array_equal(events["price"].to_numpy(),
+                                  [5.0, 6.0, 10.5, 10.5, 7.0, np.nan])
+
+    self.assertEqual(catalog["item_id"].tolist(), ["i2", "i1", "i6", "i4"])
+    self.assertEqual(catalog["category_path"].tolist(),
+                     [("home", "garden", "tools"), ("home", "kitchen"),
+                      (schema.UNKNOWN_LEAF,), ("garden",)])
+    self.assertEqual(catalog["leaf"].tolist(),
+                     ["home/garden/tools", "home/kitchen", schema.UNKNOWN_LEAF,
+                      "garden"])
+    np.testing.assert_array_equal(catalog["price"].to_numpy(),
+                                  [5.0, 10.5, 7.0, np.nan])
+
+    self.assertEqual(report["rows_in"], 11)
+    self.assertEqual(report["rows_kept"], 6)
+    self.assertEqual(report["dropped"], {
+        "truncated_last_line": 1, "malformed": 1, "missing_value": 1,
+        "dropped_event_type": 1, "duplicate": 1})
+    self.assertEqual(report["malformed_examples"], ["120,u1,i4,buy,garden"])
+    self.assertEqual(report["event_counts"], {
+        "impression": 0, "click": 4, "add_to_cart": 1, "purchase": 1})
+    self.assertEqual(report["items_unknown_category"], 1)
+    report_lib.check_report(report)
+
+  def test_lf_and_crlf_give_the_same_result(self):
+    lf = loaders.load_csv(self.write(_GENERIC_LINES, "\n", "lf.csv"),
+                          **_GENERIC_CONFIG)
+    crlf = loaders.load_csv(self.write(_GENERIC_LINES, "\r\n", "crlf.csv"),
+                            **_GENERIC_CONFIG)
+    pd.testing.assert_frame_equal(lf[0], crlf[0])
+    pd.testing.assert_frame_equal(lf[1], crlf[1])
+    self.assertEqual(lf[2]["dropped"], crlf[2]["dropped"])
+
+  def test_truncated_last_line_with_final_newline(self):
+    path = self.write(_GENERIC_LINES, final_newline=True)
+    _, _, report = loaders.load_csv(path, **_GENERIC_CONFIG)
+    self.assertEqual(report["dropped"]["truncated_last_line"], 1)
+    self.assertEqual(report["dropped"]["malformed"], 1)
+
+  def test_short_line_in_the_middle_is_malformed_not_truncated(self):
+    lines = ["t,u,i,e", "1,u,i,view", "2,u", "3,u,i,view", "4,u,i,view,extra",
+             "5,u,i,view"]
+    config = dict(columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                           "event_type": "e"},
+                  event_type_map={"view": "click"}, timestamp_unit="ms")
+    events, _, report = loaders.load_csv(self.write(lines), **config)
+    self.assertEqual(events["timestamp"].tolist(), [1, 3, 5])
+    self.assertEqual(report["dropped"], {"malformed": 2})
+    self.assertEqual(report["rows_in"], 5)
+
+  def test_integer_ids_are_int64(self):
+    lines = ["t,u,i,e", "1000,7,42,view", "2000,8,43,view"]
+    config = dict(columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                           "event_type": "e"},
+                  event_type_map={"view": "click"}, timestamp_unit="ms")
+    events, catalog, _ = loaders.load_csv(self.write(lines), **config)
+    self.assertEqual(events["user_id"].dtype, np.int64)
+    self.assertEqual(events["item_id"].tolist(), [42, 43])
+    self.assertEqual(catalog["item_id"].dtype, np.int64)
+
+  def test_ids_that_are_not_all_integers_stay_strings(self):
+    # Row one has integer ids, so the fast path guesses int64 and must fall
+    # back to text when line 4 has a non-integer user.
+    lines = ["t,u,i,e", "1000,7,42,view", "2000,8,43,view", "3000,x9,42,view"]
+    config = dict(columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                           "event_type": "e"},
+                  event_type_map={"view": "click"}, timestamp_unit="ms")
+    events, _, _ = loaders.load_csv(self.write(lines), **config)
+    self.assertEqual(events["user_id"].tolist(), ["7", "8", "x9"])
+    self.assertEqual(events["item_id"].tolist(), [42, 43, 42])
+    self.assertEqual(events["item_id"].dtype, np.int64)
+
+  def test_timestamp_units_and_formats(self):
+    config = dict(columns={"timestamp": 0, "user_id": 1, "item_id": 2,
+                           "event_type": 3},
+                  header=False, event_type_map={"v": "click"})
+    cases = [
+        ({"timestamp_unit": "s"}, ["1.5", "2"], [1500, 2000]),
+        ({"timestamp_unit": "ms"}, ["1500", "2000"], [1500, 2000]),
+        ({"timestamp_unit": "us"}, ["1500999", "2000000"], [1500, 2000]),
+        ({"timestamp_unit": "ns"}, ["1500999999", "2000000000"], [1500, 2000]),
+        ({"timestamp_format": "%Y-%m-%d %H:%M:%S UTC"},
+         ["2019-10-01 00:00:00 UTC", "2019-10-01 00:00:02 UTC"],
+         [_ms("2019-10-01 00:00:00"), _ms("2019-10-01 00:00:02")]),
+        ({"timestamp_format": "%Y-%m-%dT%H:%M:%S.%f"},
+         ["2019-10-01T00:00:00.250", "2019-10-01T00:00:01.500"],
+         [_ms("2019-10-01 00:00:00") + 250, _ms("2019-10-01 00:00:01") + 500]),
+    ]
+    for i, (option, stamps, expected) in enumerate(cases):
+      with self.subTest(option=option):
+        path = self.write([f"{t},u,i,v" for t in stamps], name=f"t{i}.csv")
+        events, _, _ = loaders.load_csv(path, **config, **option)
+        self.assertEqual(events["timestamp"].tolist(), expected)
+
+  def test_time_range_drops_out_of_range(self):
+    lines = ["t,u,i,e", "1000,u,i,view", "2000,u,i,view", "3000,u,i,view"]
+    config = dict(columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                           "event_type": "e"},
+                  event_type_map={"view": "click"}, timestamp_unit="ms",
+                  time_range=(1500, 3000))
+    events, _, report = loaders.load_csv(self.write(lines), **config)
+    self.assertEqual(events["timestamp"].tolist(), [2000])
+    self.assertEqual(report["dropped"], {"out_of_range": 2})
+
+  def test_missing_session_drops_row_missing_category_keeps_it(self):
+    lines = ["t,u,i,e,s,c", "1,u,i,view,s1,", "2,u,i,view,,c1",
+             "3,u,j,view,s1,"]
+    config = dict(columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                           "event_type": "e", "session_id": "s"},
+                  event_type_map={"view": "click"}, timestamp_unit="ms",
+                  category_column="c")
+    events, catalog, report = loaders.load_csv(self.write(lines), **config)
+    self.assertEqual(events["session_id"].tolist(), ["s1", "s1"])
+    self.assertEqual(report["dropped"], {"missing_value": 1})
+    self.assertEqual(catalog["leaf"].tolist(), [schema.UNKNOWN_LEAF] * 2)
+    self.assertEqual(report["items_unknown_category"], 2)
+
+  def test_unknown_event_type_names_file_line_and_value(self):
+    lines = ["time,visitor,product,action,cat,price,note",
+             "100,u1,i1,view,,1,a",
+             "",
+             "101,u1,i1,view,too,many,fields,here",
+             "102,u1,i1,wishlist,,1,a",
+             "103,u1,i1,wishlist,,1,a"]
+    path = self.write(lines, "\r\n")
+    with self.assertRaises(ValueError) as cm:
+      loaders.load_csv(path, **_GENERIC_CONFIG)
+    message = str(cm.exception)
+    self.assertIn(path, message)
+    self.assertIn("line 5,", message)
+    self.assertIn("'wishlist'", message)
+    self.assertIn("drop_event_types", message)
+
+  @parameterized.named_parameters(
+      ("not_a_number", "s", None, "1511544070", "abc", 4),
+      ("not_a_number_on_row_one", "s", None, "1511544070", "x1", 2),
+      ("negative", "s", None, "1511544070", "-5", 4),
+      ("beyond_2100", "ms", None, "1511544070000", "99999999999999999999", 4),
+      ("wrong_format", None, "%Y-%m-%d %H:%M:%S", "2019-10-01 00:00:00",
+       "2019-13-01 00:00:00", 4),
+      ("format_beyond_2100", None, "%Y-%m-%d %H:%M:%S", "2019-10-01 00:00:00",
+       "2150-01-01 00:00:00", 4),
+  )
+  def test_bad_timestamp_names_file_line_and_value(self, unit, fmt, good, bad,
+                                                   line):
+    first, later = (bad, good) if line == 2 else (good, bad)
+    lines = ["t,u,i,e", f"{first},u,i,view", f"{good},u,i,view",
+             f"{later},u,i,view", f"{good},u,i,view"]
+    path = self.write(lines)
+    with self.assertRaises(ValueError) as cm:
+      loaders.load_csv(
+          path, columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                         "event_type": "e"},
+          event_type_map={"view": "click"}, timestamp_unit=unit,
+          timestamp_format=fmt)
+    message = str(cm.exception)
+    self.assertIn(path, message)
+    self.assertIn(f"line {line},", message)
+    self.assertIn(repr(bad), message)
+
+  def test_bad_encoding_names_line(self):
+    path = self.create_tempfile(
+        "latin.csv", content=b"t,u,i,e\n1,u,i,view\n2,caf\xe9,i,view\n",
+        mode="wb").full_path
+    config = dict(columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                           "event_type": "e"},
+                  event_type_map={"view": "click"}, timestamp_unit="s")
+    with self.assertRaisesRegex(ValueError, "line 3: not valid utf-8"):
+      loaders.load_csv(path, **config)
+    events, _, _ = loaders.load_csv(path, encoding="latin-1", **config)
+    self.assertEqual(events["user_id"].tolist(), ["u", "café"])
+
+  def test_bad_price_names_line_and_value(self):
+    lines = list(_GENERIC_LINES[:3]) + ["102,u1,i1,view,,free,x"]
+    path = self.write(lines)
+    with self.assertRaisesRegex(ValueError, r"line 4, column 'price': price "
+                                r"is not a number: 'free'"):
+      loaders.load_csv(path, **_GENERIC_CONFIG)
+
+  @parameterized.named_parameters(
+      ("no_timestamp_option", dict(timestamp_unit=None), "exactly one"),
+      ("both_timestamp_options", dict(timestamp_format="%s"), "exactly one"),
+      ("bad_unit", dict(timestamp_unit="min"), "timestamp_unit must be"),
+      ("unknown_column", dict(columns={"timestamp": "time", "user_id": "who",
+                                       "item_id": "product",
+                                       "event_type": "action"}),
+       "'who'.*not in the header"),
+      ("missing_key", dict(columns={"timestamp": "time"}), "must map"),
+      ("non_canonical_target", dict(event_type_map={"view": "visit"}),
+       "not a canonical type"),
+      ("mapped_and_dropped", dict(drop_event_types=("view",)),
+       "both mapped and dropped"),
+      ("index_with_header", dict(category_column=9), "out of range"),
+  )
+  def test_bad_arguments(self, override, pattern):
+    config = dict(_GENERIC_CONFIG, **override)
+    with self.assertRaisesRegex(ValueError, pattern):
+      loaders.load_csv(self.write(_GENERIC_LINES), **config)
+
+  def test_category_tree_resolves_flat_ids(self):
+    tree = self.create_tempfile(
+        "category_tree.csv",
+        content="categoryid,parentid\n3,2\n2,1\n1,\n").full_path
+    lines = ["t,u,i,e,c", "1,u,10,view,3", "2,u,11,view,1", "3,u,12,view,42",
+             "4,u,13,view,"]
+    events, catalog, report = loaders.load_csv(
+        self.write(lines),
+        columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                 "event_type": "e", "category": "c"},
+        event_type_map={"view": "click"}, timestamp_unit="ms",
+        category_tree_path=tree)
+    self.assertLen(events, 4)
+    self.assertEqual(catalog["category_path"].tolist(),
+                     [("1", "2", "3"), ("1",), ("42",), (schema.UNKNOWN_LEAF,)])
+    self.assertEqual(report["categories_not_in_tree"], 1)
+    self.assertEqual(report["items_unknown_category"], 1)
+
+  def test_catalog_file(self):
+    catalog_file = self.create_tempfile(
+        "items.csv", content="itemid,category\n10,a/b\n11,\n10,z\n99,q\n")
+    lines = ["t,u,i,e", "1,u,10,view", "2,u,11,view", "3,u,12,view"]
+    _, catalog, report = loaders.load_csv(
+        self.write(lines),
+        columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                 "event_type": "e"},
+        event_type_map={"view": "click"}, timestamp_unit="ms",
+        catalog_path=catalog_file.full_path, category_separator="/")
+    self.assertEqual(catalog["item_id"].tolist(), [10, 11, 12])
+    self.assertEqual(catalog["category_path"].tolist(),
+                     [("a", "b"), (schema.UNKNOWN_LEAF,),
+                      (schema.UNKNOWN_LEAF,)])
+    self.assertEqual(report["items_unknown_category"], 2)
+
+  def test_header_only_file_gives_empty_log(self):
+    events, catalog, report = loaders.load_csv(
+        self.write(["t,u,i,e"], final_newline=True),
+        columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                 "event_type": "e"},
+        event_type_map={"view": "click"}, timestamp_unit="ms")
+    self.assertEmpty(events)
+    self.assertEmpty(catalog)
+    self.assertEqual(report["rows_in"], 0)
+    self.assertEqual(events["event_type"].dtype, schema.EVENT_TYPE_DTYPE)
+
+  def test_load_csv_is_gin_configurable(self):
+    self.addCleanup(gin.clear_config)
+    gin.bind_parameter("load_taobao.fav_as", "drop")
+    _, _, report = loaders.load_taobao(self.write(_TAOBAO_LINES))
+    self.assertEqual(report["dropped"]["dropped_event_type"], 1)
+    gin.clear_config()
+    gin.bind_parameter("load_csv.delimiter", ";")
+    with self.assertRaisesRegex(ValueError, "out of range"):
+      loaders.load_taobao(self.write(_TAOBAO_LINES, name="b.csv"))
+
+
+class SourceLoadersTest(parameterized.TestCase):
+
+  def write(self, lines, name, newline="\n"):
+    return self.create_tempfile(name, content=newline.join(lines)).full_path
+
+  @parameterized.named_parameters(
+      ("fav_as_cart", "add_to_cart", {"click": 1, "add_to_cart": 2,
+                                      "purchase": 1}, {}),
+      ("fav_as_click", "click", {"click": 2, "add_to_cart": 1, "purchase": 1},
+       {}),
+      ("fav_dropped", "drop", {"click": 1, "add_to_cart": 1, "purchase": 1},
+       {"dropped_event_type": 1}),
+  )
+  def test_taobao(self, fav_as, counts, extra_drops):
+    events, catalog, report = loaders.load_taobao(
+        self.write(_TAOBAO_LINES, "taobao.csv"), fav_as=fav_as)
+    self.assertEqual(report["event_counts"], dict(impression=0, **counts))
+    self.assertEqual(report["dropped"], dict(
+        truncated_last_line=1, duplicate=1, **extra_drops))
+    self.assertEqual(report["rows_in"], 6)
+    self.assertNotIn("session_id", events.columns)
+    self.assertEqual(events["timestamp"].iloc[0], 1511544060_000)
+    self.assertEqual(events["user_id"].iloc[0], 2)
+    self.assertEqual(dict(zip(catalog["item_id"], catalog["category_path"])),
+                     {100: ("7",), 101: ("7",), 102: ("8",)} if fav_as != "drop"
+                     else {100: ("7",), 102: ("8",)})
+
+  def test_text_path_matches_typed_path(self):
+    files = [
+        (lambda p: loaders.load_csv(p, **_GENERIC_CONFIG),
+         self.write(_GENERIC_LINES, "generic.csv", "\r\n")),
+        (loaders.load_taobao, self.write(_TAOBAO_LINES, "taobao.csv")),
+        (loaders.load_rees46, self.write(_REES46_LINES, "rees.csv")),
+    ]
+    for load, path in files:
+      with self.subTest(path=path):
+        fast = load(path)
+        with mock.patch.object(loaders, "_guess_column_types",
+                               side_effect=_all_text) as guess:
+          slow = load(path)
+        guess.assert_called_once()
+        _assert_same_load(self, fast, slow)
+
+  def test_taobao_bad_fav_as(self):
+    with self.assertRaisesRegex(ValueError, "fav_as"):
+      loaders.load_taobao(self.write(_TAOBAO_LINES, "t.csv"), fav_as="like")
+
+  def test_rees46(self):
+    events, catalog, report = loaders.load_rees46(
+        self.write(_REES46_LINES, "rees.csv", "\r\n"))
+    # Line 6 has no session (missing_value); line 5 is remove_from_cart.
+    self.assertEqual(report["dropped"], {"truncated_last_line": 1,
+                                         "missing_value": 1,
+                                         "dropped_event_type": 1})
+    self.assertEqual(report["rows_in"], 8)
+    self.assertEqual(events["session_id"].tolist(), ["s2", "s1", "s1", "s1",
+                                                     "s3"])
+    self.assertEqual(events["event_type"].tolist(),
+                     ["click", "click", "add_to_cart", "purchase", "click"])
+    self.assertEqual(events["timestamp"].tolist()[0],
+                     _ms("2019-10-01 00:00:01"))
+    self.assertEqual(events["price"].tolist(), [20.0, 1.5, 1.6, 1.6, 99.0])
+    by_item = catalog.set_index("item_id")
+    # Item 10's first code (in time order) comes with the cart at 00:00:07.
+    self.assertEqual(by_item.loc[10, "category_path"], ("appliances",
+                                                         "kitchen"))
+    self.assertEqual(by_item.loc[11, "category_path"], ("electronics", "audio",
+                                                        "headphone"))
+    self.assertEqual(by_item.loc[13, "category_path"], ("2056",))
+    self.assertEqual(by_item.loc[10, "brand"], "acme")
+    self.assertIsNone(by_item.loc[11, "brand"])
+    self.assertEqual(by_item.loc[10, "price"], 1.5)
+    self.assertEqual(catalog["item_id"].tolist(), [11, 10, 13])
+
+  def test_otto(self):
+    lines = [
+        json.dumps({"session": 1, "events": [
+            {"aid": 10, "ts": 2000, "type": "clicks"},
+            {"aid": 11, "ts": 1000, "type": "orders"}]}),
+        json.dumps({"session": 2, "events": [
+            {"aid": 10, "ts": 1500, "type": "carts"},
+            {"aid": 10, "ts": 1500, "type": "carts"}]}),
+        '{"session": 3, "events": [{"aid": 12, "ts": 1500, "typ',
+    ]
+    events, catalog, report = loaders.load_otto(self.write(lines, "o.jsonl"))
+    self.assertEqual(events["session_id"].tolist(), [1, 2, 1])
+    self.assertEqual(events["user_id"].tolist(), [1, 2, 1])
+    self.assertEqual(events["item_id"].tolist(), [11, 10, 10])
+    self.assertEqual(events["timestamp"].tolist(), [1000, 1500, 2000])
+    self.assertEqual(events["event_type"].tolist(),
+                     ["purchase", "add_to_cart", "click"])
+    self.assertEqual(report["rows_in"], 5)
+    self.assertEqual(report["dropped"], {"truncated_last_line": 1,
+                                         "duplicate": 1})
+    self.assertEqual(report["items_unknown_category"], 2)
+    self.assertEqual(catalog["leaf"].tolist(), [schema.UNKNOWN_LEAF] * 2)
+
+  def test_otto_malformed_middle_line(self):
+    lines = [json.dumps({"session": 1, "events": [
+        {"aid": 10, "ts": 2000, "type": "clicks"}]}), "not json",
+             json.dumps({"session": 2, "events": [
+                 {"aid": 11, "ts": 2500, "type": "clicks"}]})]
+    events, _, report = loaders.load_otto(self.write(lines, "o.jsonl"))
+    self.assertLen(events, 2)
+    self.assertEqual(report["dropped"], {"malformed": 1})
+    self.assertEqual(report["malformed_examples"], ["line 2"])
+
+  def test_otto_unknown_type_names_line(self):
+    lines = [json.dumps({"session": 1, "events": [
+        {"aid": 10, "ts": 2000, "type": "clicks"}]}), "",
+             json.dumps({"session": 2, "events": [
+                 {"aid": 11, "ts": 2500, "type": "wishlist"}]})]
+    path = self.write(lines, "o.jsonl")
+    with self.assertRaisesRegex(ValueError, r"line 3: event type 'wishlist'"):
+      loaders.load_otto(path)
+
+
+class SharedSamplesTest(absltest.TestCase):
+  """The loaders on the real samples, against counts made here with csv/json."""
+
+  def test_rees46_sample(self):
+    path = shared_data.require(shared_data.REES46)
+    with open(path, newline="") as f:
+      reader = csv.reader(f)
+      header = next(reader)
+      rows = list(reader)
+    complete = [r for r in rows if len(r) == len(header)]
+    self.assertLen(rows, 17_435)
+    self.assertLen(complete, 17_434)  # SOURCES.md: 17,434 (+1 truncated).
+    raw = collections.Counter(r[1] for r in complete)
+    self.assertEqual(raw, {"view": 17_055, "cart": 165, "purchase": 214})
+    required = [header.index(c) for c in ("event_time", "event_type",
+                                          "product_id", "user_id",
+                                          "user_session")]
+    with_values = [r for r in complete if all(r[i] for i in required)]
+    seen, unique = set(), []
+    for row in with_values:
+      if tuple(row) not in seen:
+        seen.add(tuple(row))
+        unique.append(row)
+    expected = collections.Counter(
+        loaders.REES46_EVENT_TYPE_MAP[r[1]] for r in unique)
+
+    events, catalog, report = loaders.load_rees46(path)
+    self.assertEqual(report["rows_in"], 17_435)
+    self.assertEqual(report["dropped"]["truncated_last_line"], 1)
+    self.assertEqual(report["dropped"].get("missing_value", 0),
+                     len(complete) - len(with_values))
+    self.assertEqual(report["dropped"].get("duplicate", 0),
+                     len(with_values) - len(unique))
+    self.assertEqual(report["event_counts"],
+                     {t: expected.get(t, 0) for t in schema.EVENT_TYPES})
+    report_lib.check_report(report)
+    self.assertLen(catalog, 6_493)  # SOURCES.md: 6,493 products.
+    self.assertEqual(events["user_id"].nunique(), 4_504)
+    self.assertTrue((np.diff(events["timestamp"].to_numpy()) >= 0).all())
+    self.assertEqual(events["timestamp"].iloc[0], _ms("2019-10-01 00:00:00"))
+
+    # Catalog paths, from the first event (time, then file order) of each item.
+    order = sorted(range(len(unique)), key=lambda k: (unique[k][0], k))
+    code, category_id = {}, {}
+    for k in order:
+      row = unique[k]
+      if row[4]:
+        code.setdefault(int(row[2]), tuple(row[4].split(".")))
+      category_id.setdefault(int(row[2]), (row[3],))
+    paths = dict(zip(catalog["item_id"], catalog["category_path"]))
+    self.assertEqual(paths, {i: code.get(i, c) for i, c in category_id.items()})
+
+    # The same events and catalog through a hand-configured load_csv.
+    by_hand = loaders.load_csv(
+        path,
+        columns={"timestamp": "event_time", "event_type": "event_type",
+                 "item_id": "product_id", "user_id": "user_id",
+                 "session_id": "user_session", "category": "category_code",
+                 "category_fallback": "category_id", "brand": "brand",
+                 "price": "price"},
+        event_type_map={"view": "click", "cart": "add_to_cart",
+                        "purchase": "purchase"},
+        drop_event_types=("remove_from_cart",),
+        timestamp_format="%Y-%m-%d %H:%M:%S UTC",
+        category_separator=".")
+    pd.testing.assert_frame_equal(by_hand[0], events)
+    pd.testing.assert_frame_equal(by_hand[1], catalog)
+    self.assertEqual(by_hand[2], report)
+
+  def test_taobao_sample(self):
+    path = shared_data.require(shared_data.TAOBAO)
+    with open(path, newline="") as f:
+      rows = list(csv.reader(f))
+    complete = [r for r in rows if len(r) == 5]
+    self.assertLen(rows, 84_476)
+    self.assertLen(complete, 84_475)
+    self.assertEqual(collections.Counter(r[3] for r in complete),
+                     {"pv": 75_872, "cart": 4_497, "fav": 2_356, "buy": 1_750})
+    seen, unique = set(), []
+    for row in complete:
+      if all(row) and tuple(row) not in seen:
+        seen.add(tuple(row))
+        unique.append(row)
+    to_canonical = dict(loaders.TAOBAO_EVENT_TYPE_MAP, fav="add_to_cart")
+    expected = collections.Counter(to_canonical[r[3]] for r in unique)
+
+    events, catalog, report = loaders.load_taobao(path)
+    self.assertEqual(report["rows_in"], 84_476)
+    self.assertEqual(report["dropped"].get("duplicate", 0),
+                     sum(all(r) for r in complete) - len(unique))
+    self.assertEqual(report["dropped"]["truncated_last_line"], 1)
+    self.assertEqual(report["event_counts"],
+                     {t: expected.get(t, 0) for t in schema.EVENT_TYPES})
+    report_lib.check_report(report)
+    self.assertLen(catalog, 55_368)  # SOURCES.md: 55,368 items.
+    first_category = {}
+    for k in sorted(range(len(unique)), key=lambda k: (int(unique[k][4]), k)):
+      first_category.setdefault(int(unique[k][1]), (unique[k][2],))
+    self.assertEqual(dict(zip(catalog["item_id"], catalog["category_path"])),
+                     first_category)
+    self.assertEqual(events["timestamp"].iloc[0],
+                     min(int(r[4]) for r in unique) * 1000)
+
+    by_hand = loaders.load_csv(
+        path, header=False,
+        columns={"user_id": 0, "item_id": 1, "category": 2, "event_type": 3,
+                 "timestamp": 4},
+        event_type_map={"pv": "click", "cart": "add_to_cart",
+                        "fav": "add_to_cart", "buy": "purchase"},
+        timestamp_unit="s")
+    pd.testing.assert_frame_equal(by_hand[0], events)
+    pd.testing.assert_frame_equal(by_hand[1], catalog)
+    self.assertEqual(by_hand[2], report)
+
+  def test_text_path_matches_typed_path_on_samples(self):
+    for load, sample in ((loaders.load_rees46, shared_data.REES46),
+                         (loaders.load_taobao, shared_data.TAOBAO)):
+      path = shared_data.require(sample)
+      fast = load(path)
+      with mock.patch.object(loaders, "_guess_column_types",
+                             side_effect=_all_text):
+        slow = load(path)
+      _assert_same_load(self, fast, slow)
+
+  def test_otto_sample(self):
+    path = shared_data.require(shared_data.OTTO)
+    with open(path) as f:
+      sessions = [json.loads(line) for line in f if line.strip()]
+    raw = [(s["session"], e["aid"], e["ts"], e["type"]) for s in sessions
+           for e in s["events"]]
+    self.assertEqual(collections.Counter(r[3] for r in raw),
+                     {"clicks": 800, "carts": 52, "orders": 10})
+    unique = list(dict.fromkeys(raw))
+    expected = collections.Counter(
+        loaders.OTTO_EVENT_TYPE_MAP[r[3]] for r in unique)
+
+    events, catalog, report = loaders.load_otto(path)
+    self.assertEqual(report["rows_in"], 862)
+    self.assertEqual(report["dropped"].get("duplicate", 0),
+                     len(raw) - len(unique))
+    self.assertEqual(report["event_counts"],
+                     {t: expected.get(t, 0) for t in schema.EVENT_TYPES})
+    self.assertEqual(events["session_id"].nunique(), 20)
+    self.assertTrue((events["user_id"] == events["session_id"]).all())
+    self.assertEqual(report["items_unknown_category"], len(catalog))
+    report_lib.check_report(report)
+
+
+if __name__ == "__main__":
+  absltest.main()
