@@ -71,10 +71,10 @@ class _History:
     packed += index
     packed.sort()
     positions = packed % np.int64(m)
+    sorted_keys = packed // np.int64(m)
     del packed
     index = index.astype(np.int32)
     self._timestamps = timestamps[positions]
-    sorted_keys = keys[positions]
     new_key = np.ones(m, dtype=bool)
     np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new_key[1:])
     del sorted_keys
@@ -160,12 +160,14 @@ def compute_features(events: pd.DataFrame,
   interaction = types != schema.IMPRESSION
   if time_order is not None:
     hist_events = time_order[interaction[time_order]]
+  elif interaction.all():
+    hist_events = None  # every event, already in time order
   else:
     hist_events = np.flatnonzero(interaction)
-  hist_position = np.full(len(timestamps), -1, dtype=np.int64)
-  hist_position[hist_events] = np.arange(len(hist_events), dtype=np.int64)
-  ev_ts = timestamps[hist_events]
-  ev_types = types[hist_events]
+  if hist_events is None:
+    ev_ts, ev_types = timestamps, types
+  else:
+    ev_ts, ev_types = timestamps[hist_events], types[hist_events]
 
   user_codes, item_codes, session_codes = enc.user, enc.item, enc.session
   item_info = encoding.item_table(enc.item_ids, catalog)
@@ -179,7 +181,13 @@ def compute_features(events: pd.DataFrame,
   first_row = examples["w_caba"].to_numpy() > 0
   click_event = examples["event_index"].to_numpy()[first_row]
   q_ts = timestamps[click_event]
-  q_pos = hist_position[click_event]
+  if hist_events is None:
+    q_pos = click_event
+  else:
+    hist_position = np.full(len(timestamps), -1, dtype=np.int64)
+    hist_position[hist_events] = np.arange(len(hist_events), dtype=np.int64)
+    q_pos = hist_position[click_event]
+    del hist_position
 
   keyed = {
       "u_item": _dense_codes(user_codes, item_codes),
@@ -198,38 +206,44 @@ def compute_features(events: pd.DataFrame,
       "session": (schema.CLICK,),
   }
   feats: Dict[str, np.ndarray] = {}
+  prior = cvr_prior_strength * cvr_prior_mean
 
-  def lookup(name):
+  def lookup(name) -> Dict[str, np.ndarray]:
+    """The features of one key family (the history is freed on return)."""
     keys = keyed[name]
-    history = _History(keys[hist_events], ev_ts, ev_types, count_types[name])
-    return (name, history) + history.query(q_pos)
+    if hist_events is not None:
+      keys = keys[hist_events]
+    history = _History(keys, ev_ts, ev_types, count_types[name])
+    del keys
+    start, stop = history.query(q_pos)
+    out = {}
+    if name in ("u_item", "u_leaf"):
+      out[f"{name}_clicks"] = history.count(start, stop, schema.CLICK)
+      out[f"{name}_carts"] = history.count(start, stop, schema.ADD_TO_CART)
+      out[f"{name}_purchases"] = history.count(start, stop, schema.PURCHASE)
+      out[f"{name}_since_s"] = history.seconds_since_last(start, stop, q_ts)
+    elif name == "user":
+      out["u_events"] = history.count(start, stop)
+      out["u_purchases"] = history.count(start, stop, schema.PURCHASE)
+    elif name in ("item", "leaf"):
+      clicks = history.count(start, stop, schema.CLICK)
+      purchases = history.count(start, stop, schema.PURCHASE)
+      out[f"{name}_clicks"] = clicks
+      out[f"{name}_purchases"] = purchases
+      out[f"{name}_cvr"] = ((purchases + prior) /
+                            (clicks + cvr_prior_strength)).astype(np.float32)
+    else:  # session
+      out["session_position"] = history.count(start, stop, schema.CLICK)
+      out["session_events_before"] = history.count(start, stop)
+      out["session_elapsed_s"] = (
+          (q_ts - history.first_time(start)) / _MS).astype(np.float32)
+    return out
 
   # NumPy releases the GIL in sorts, gathers and cumulative sums, so two
   # key families are processed at once.
   with concurrent.futures.ThreadPoolExecutor(max_workers=num_threads) as pool:
-    results = list(pool.map(lookup, keyed))
-  for name, history, start, stop in results:
-    if name in ("u_item", "u_leaf"):
-      feats[f"{name}_clicks"] = history.count(start, stop, schema.CLICK)
-      feats[f"{name}_carts"] = history.count(start, stop, schema.ADD_TO_CART)
-      feats[f"{name}_purchases"] = history.count(start, stop, schema.PURCHASE)
-      feats[f"{name}_since_s"] = history.seconds_since_last(start, stop, q_ts)
-    elif name == "user":
-      feats["u_events"] = history.count(start, stop)
-      feats["u_purchases"] = history.count(start, stop, schema.PURCHASE)
-    elif name in ("item", "leaf"):
-      clicks = history.count(start, stop, schema.CLICK)
-      purchases = history.count(start, stop, schema.PURCHASE)
-      feats[f"{name}_clicks"] = clicks
-      feats[f"{name}_purchases"] = purchases
-      feats[f"{name}_cvr"] = (
-          (purchases + cvr_prior_strength * cvr_prior_mean) /
-          (clicks + cvr_prior_strength)).astype(np.float32)
-    else:  # session
-      feats["session_position"] = history.count(start, stop, schema.CLICK)
-      feats["session_events_before"] = history.count(start, stop)
-      feats["session_elapsed_s"] = (
-          (q_ts - history.first_time(start)) / _MS).astype(np.float32)
+    for result in pool.map(lookup, keyed):
+      feats.update(result)
 
   when = pd.to_datetime(q_ts, unit="ms", utc=True)
   feats["hour"] = when.hour.to_numpy().astype(np.int32)
@@ -261,8 +275,11 @@ def compute_features(events: pd.DataFrame,
     leaf_b[has_b] = leaf_codes_of_item[b_codes]
   columns["leaf_b"] = pd.Categorical.from_codes(leaf_b,
                                                 categories=leaf_categories)
-  out = examples.drop(columns=[c for c in columns if c in examples.columns])
-  return pd.concat([out, pd.DataFrame(columns, index=examples.index)], axis=1)
+  merged = {c: examples[c].array for c in examples.columns
+            if c not in columns}
+  merged.update(columns)
+  # copy=False keeps each column as its own block: no consolidation copy.
+  return pd.DataFrame(merged, index=examples.index, copy=False)
 
 
 @gin.configurable

@@ -72,23 +72,34 @@ def make_catalog(item_id: Iterable,
   Raises:
     ValueError: if item ids repeat.
   """
-  item_id = pd.Series(list(item_id) if not isinstance(item_id, (
-      pd.Series, np.ndarray)) else item_id).reset_index(drop=True)
-  paths = [tuple(str(p) for p in path) if path else (UNKNOWN_LEAF,)
-           for path in category_path]
-  if len(paths) != len(item_id):
-    raise ValueError(f"category_path has {len(paths)} entries for "
+  item_id = pd.Series(list(item_id) if not isinstance(
+      item_id, (pd.Series, np.ndarray, pd.Index)) else item_id)
+  item_id = item_id.reset_index(drop=True)
+  raw_paths = pd.Series(list(category_path) if not isinstance(
+      category_path, (pd.Series, np.ndarray)) else category_path,
+                        dtype=object).reset_index(drop=True)
+  if len(raw_paths) != len(item_id):
+    raise ValueError(f"category_path has {len(raw_paths)} entries for "
                      f"{len(item_id)} items.")
   duplicated = item_id[item_id.duplicated()]
   if len(duplicated):
     raise ValueError(f"catalog item_id values repeat, e.g. {duplicated.iloc[0]!r}"
                      f" ({len(duplicated)} repeats).")
+  # Paths repeat across items: normalize each distinct path once.
+  codes, distinct = pd.factorize(raw_paths.map(
+      lambda p: tuple(p) if isinstance(p, (list, tuple)) else p))
+  paths = np.empty(len(distinct) + 1, dtype=object)
+  for i, path in enumerate(distinct):
+    paths[i] = tuple(str(p) for p in path) if path else (UNKNOWN_LEAF,)
+  paths[-1] = (UNKNOWN_LEAF,)  # code -1: None / NaN
+  leaves = np.array([leaf_of(p) for p in paths], dtype=object)
+  tops = np.array([p[0] for p in paths], dtype=object)
   n = len(item_id)
   catalog = pd.DataFrame({
       "item_id": item_id,
-      "category_path": pd.Series(paths, dtype=object),
-      "leaf": pd.Series([leaf_of(p) for p in paths], dtype=object),
-      "top_category": pd.Series([p[0] for p in paths], dtype=object),
+      "category_path": pd.Series(paths[codes], dtype=object),
+      "leaf": pd.Series(leaves[codes], dtype=object),
+      "top_category": pd.Series(tops[codes], dtype=object),
       "brand": pd.Series(
           list(brand) if brand is not None else [None] * n, dtype=object),
       "price": pd.Series(
