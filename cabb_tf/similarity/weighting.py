@@ -1,0 +1,194 @@
+"""The weighting-scheme switch: one gin setting picks how α(A, B) is made.
+
+    weighting_scheme = 'static' | 'i2i_embedding' | 'i2i_cf' |
+                       'taxonomy_tree' | 'taxonomy_cf'
+
+* `static`        — α = 1 for every pair ("No-Weight", paper Table 3 row 1);
+* `i2i_embedding` — max(0, cosine) of item embeddings learned with a
+  tensorflow-recommenders retrieval model (Table 3 row 2);
+* `i2i_cf`        — item-level co-engagement cosine (Eq. 1–2 over items);
+* `taxonomy_tree` — shared prefix of the two taxonomy paths;
+* `taxonomy_cf`   — the paper's leaf co-engagement cosine (Eq. 1–3, row 3).
+
+Every scheme is fitted on the dataset's training-period events only. α is
+attached in the tf.data pipeline by a table lookup: the distinct (A, B) keys
+of the dataset's CABB rows are scored once, vectorized, with the scheme's
+NumPy `alpha`, and put in a `tf.lookup.StaticHashTable`; pairs not in the
+table (none, for the dataset the table was built from) get the fallback.
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from absl import logging
+import gin
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from cabb_tf import datasets as datasets_lib
+from cabb_tf.similarity import category_cf
+from cabb_tf.similarity import i2i_embedding
+from cabb_tf.similarity import item_cf
+from cabb_tf.similarity import tree
+
+SCHEMES = ("static", "i2i_embedding", "i2i_cf", "taxonomy_tree",
+           "taxonomy_cf")
+# Which record fields key each scheme's α.
+KEYS: Dict[str, Tuple[str, str]] = {
+    "static": ("leaf_a", "leaf_b"),
+    "i2i_embedding": ("item_a", "item_b"),
+    "i2i_cf": ("item_a", "item_b"),
+    "taxonomy_tree": ("leaf_a", "leaf_b"),
+    "taxonomy_cf": ("leaf_a", "leaf_b"),
+}
+_SEPARATOR = "\x1f"
+
+AlphaFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
+
+
+def check_scheme(scheme: str) -> None:
+  if scheme not in SCHEMES:
+    raise ValueError(f"unknown weighting scheme {scheme!r}; gin "
+                     f"weighting_scheme must be one of {list(SCHEMES)}.")
+
+
+class _Static:
+  """α = 1 for every pair."""
+
+  def alpha(self, a, b) -> np.ndarray:
+    return np.ones(np.broadcast(np.asarray(a), np.asarray(b)).shape)
+
+
+@gin.configurable(denylist=["scheme", "events", "catalog"])
+def fit_scheme(scheme: str, events: pd.DataFrame, catalog: pd.DataFrame):
+  """Fits a weighting scheme on training-period events.
+
+  Each scheme's own options are gin bindings of its fit function
+  (`fit_category_similarity`, `fit_item_similarity`, `fit_tree_similarity`,
+  `fit_i2i_embeddings`).
+
+  Args:
+    scheme: one of `SCHEMES`.
+    events: canonical training-period events.
+    catalog: canonical catalog.
+
+  Returns:
+    An object with a vectorized `alpha(keys_a, keys_b)` over `KEYS[scheme]`.
+  """
+  check_scheme(scheme)
+  if scheme == "static":
+    return _Static()
+  if scheme == "taxonomy_cf":
+    return category_cf.fit_category_similarity(events, catalog)
+  if scheme == "i2i_cf":
+    return item_cf.fit_item_similarity(events)
+  if scheme == "taxonomy_tree":
+    return tree.fit_tree_similarity(catalog)
+  return i2i_embedding.fit_i2i_embeddings(events)
+
+
+def _as_keys(values: np.ndarray) -> np.ndarray:
+  """Record fields (bytes from TFDS) as the strings the schemes key on."""
+  return np.array([v.decode() if isinstance(v, bytes) else str(v)
+                   for v in values], dtype=object) if len(values) else (
+                       np.zeros(0, dtype=object))
+
+
+@dataclasses.dataclass
+class PairTable:
+  """α of the distinct CABB (A, B) pairs of a dataset, as a TF lookup."""
+  keys_a: np.ndarray
+  keys_b: np.ndarray
+  alpha: np.ndarray
+  fields: Tuple[str, str]
+  fallback: float = 0.0
+
+  def table(self) -> tf.lookup.StaticHashTable:
+    joined = np.array([f"{a}{_SEPARATOR}{b}" for a, b in
+                       zip(self.keys_a, self.keys_b)], dtype=object)
+    initializer = tf.lookup.KeyValueTensorInitializer(
+        tf.constant(joined if len(joined) else np.zeros(0, dtype=object),
+                    tf.string),
+        tf.constant(self.alpha, tf.float32))
+    return tf.lookup.StaticHashTable(initializer, default_value=self.fallback)
+
+  def alpha_fn(self) -> AlphaFn:
+    """α(record) in-graph: a hash lookup of 'A<US>B' (pure TF ops)."""
+    table = self.table()
+    field_a, field_b = self.fields
+
+    def alpha(record):
+      a = tf.strings.as_string(record[field_a]) if record[
+          field_a].dtype != tf.string else record[field_a]
+      b = tf.strings.as_string(record[field_b]) if record[
+          field_b].dtype != tf.string else record[field_b]
+      return table.lookup(tf.strings.join([a, b], separator=_SEPARATOR))
+
+    return alpha
+
+
+def cabb_pairs(datasets, fields: Tuple[str, str],
+               batch_size: int = 65_536) -> Tuple[np.ndarray, np.ndarray]:
+  """The distinct (A, B) keys of the CABB-positive rows of some datasets."""
+  frames = []
+  for dataset in datasets:
+    for batch in dataset.batch(batch_size).as_numpy_iterator():
+      positive = batch["y_cabb"] > 0
+      frames.append(pd.DataFrame({
+          "a": batch[fields[0]][positive], "b": batch[fields[1]][positive]}))
+  if not frames:
+    return np.zeros(0, dtype=object), np.zeros(0, dtype=object)
+  pairs = pd.concat(frames, ignore_index=True).drop_duplicates()
+  return _as_keys(pairs["a"].to_numpy()), _as_keys(pairs["b"].to_numpy())
+
+
+def _match_key_type(keys: np.ndarray, reference: np.ndarray) -> np.ndarray:
+  """Casts string keys to int64 when the scheme was fitted on integer ids."""
+  if len(reference) and np.issubdtype(np.asarray(reference).dtype, np.integer):
+    return pd.to_numeric(pd.Series(keys), errors="coerce").fillna(-1).astype(
+        np.int64).to_numpy()
+  return keys
+
+
+def pair_table(scheme: str, similarity: Any, datasets,
+               fallback: float = 0.0) -> PairTable:
+  """Scores the distinct CABB pairs of `datasets` with a fitted scheme."""
+  fields = KEYS[scheme]
+  keys_a, keys_b = cabb_pairs(datasets, fields)
+  if scheme in ("i2i_cf",) and hasattr(similarity, "keys"):
+    a, b = (_match_key_type(keys_a, similarity.keys),
+            _match_key_type(keys_b, similarity.keys))
+  else:
+    a, b = keys_a, keys_b
+  alpha = np.asarray(similarity.alpha(a, b), dtype=np.float32).reshape(-1)
+  if len(alpha) != len(keys_a):
+    alpha = np.broadcast_to(alpha, keys_a.shape).astype(np.float32)
+  return PairTable(keys_a, keys_b, alpha, fields, fallback)
+
+
+@gin.configurable(denylist=["scheme", "builder"])
+def make_alpha_fn(scheme: str, builder,
+                  fallback: float = 0.0) -> Optional[AlphaFn]:
+  """The in-graph α of a scheme for the records of a prepared TFDS dataset.
+
+  Args:
+    scheme: one of `SCHEMES`.
+    builder: a prepared cabb_tf TFDS builder.
+    fallback: α of pairs the table does not hold.
+
+  Returns:
+    `alpha_fn(record) -> float32 tensor`, or None for `static` (α = 1).
+  """
+  check_scheme(scheme)
+  if scheme == "static":
+    return None
+  events, catalog = datasets_lib.load_training_events(builder)
+  similarity = fit_scheme(scheme, events, catalog)
+  splits = [builder.as_dataset(split=s) for s in ("train", "validation",
+                                                   "test")]
+  table = pair_table(scheme, similarity, splits, fallback)
+  logging.info("Weighting %s: %d distinct CABB pairs, mean α %.4f", scheme,
+               len(table.alpha), float(np.mean(table.alpha)) if len(
+                   table.alpha) else float("nan"))
+  return table.alpha_fn()

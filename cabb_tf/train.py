@@ -1,0 +1,316 @@
+"""Training and evaluation of the conversion models (paper §3.4, §4).
+
+`run(base_dir)` is the one entry point (`experiments/train.py` calls it): it
+prepares the TFDS dataset, fits the weighting scheme on the training-period
+events, trains the model of a task (multitask or a baseline) epoch by epoch
+with early stopping on the validation loss, evaluates the best weights on
+the test split and exports a SavedModel. Everything it needs to resume is in
+`base_dir/checkpoints`: a run that is interrupted continues from its last
+finished epoch when started again with the same `base_dir`, and (with op
+determinism on) ends with the same metrics as an uninterrupted run.
+
+`base_dir` afterwards holds `config.gin`, `metrics.json`, `train/` and
+`eval/` TensorBoard logs, `checkpoints/`, `best/` and `export/`.
+"""
+
+import json
+import math
+import os
+import time
+from typing import Any, Dict, Optional
+
+from absl import logging
+import gin
+import numpy as np
+import tensorflow as tf
+
+from cabb_tf import gin_utils
+from cabb_tf import input_pipeline
+from cabb_tf import losses
+from cabb_tf import metrics as metrics_lib
+from cabb_tf.data import report as report_lib
+from cabb_tf.models import factory
+from cabb_tf.similarity import weighting
+
+METRIC_KEYS = ("caba_ne", "cabb_ne", "cabb_ne_alpha_weighted", "overall_ne",
+               "mean_ne", "caba_auc", "cabb_auc", "caba_calibration",
+               "cabb_calibration")
+
+
+class NanLossError(FloatingPointError):
+  """Raised when the training loss becomes NaN or infinite."""
+
+
+class _StopOnNan(tf.keras.callbacks.Callback):
+  """Stops training with a message naming the step of a non-finite loss."""
+
+  def __init__(self, step_offset: int):
+    super().__init__()
+    self._step_offset = step_offset
+
+  def on_train_batch_end(self, batch, logs=None):
+    loss = (logs or {}).get("loss")
+    if loss is not None and not math.isfinite(float(loss)):
+      step = self._step_offset + batch + 1
+      raise NanLossError(
+          f"training loss is {loss} at step {step}: lower the learning rate "
+          "(gin: train.run.learning_rate) or check the inputs for NaNs.")
+
+
+def set_seed(seed: int, deterministic: bool = True) -> None:
+  """Seeds Python, NumPy and TensorFlow; optionally makes ops deterministic."""
+  logging.info("Seed: %d", seed)
+  tf.keras.utils.set_random_seed(seed)
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
+def _compile(model: tf.keras.Model, task: str, learning_rate: float) -> None:
+  heads = input_pipeline.heads_of(task)
+  loss_config = losses.multitask_losses(heads=heads)
+  model.compile(
+      optimizer=tf.keras.optimizers.Adam(learning_rate),
+      loss=loss_config["loss"], loss_weights=loss_config["loss_weights"],
+      weighted_metrics={head: [metrics_lib.NormalizedEntropy(name="ne"),
+                               tf.keras.metrics.AUC(name="auc")]
+                        for head in heads})
+
+
+def predict_and_score(model: tf.keras.Model, dataset: tf.data.Dataset,
+                      task: str, feature_statistics,
+                      alpha_fn, batch_size: int) -> Dict[str, Any]:
+  """Predictions of a model on a split and its SPEC §7 metrics.
+
+  Single-head baselines are scored on both tasks with their one prediction.
+
+  Returns:
+    A dict of `METRIC_KEYS` plus the raw arrays under `arrays`.
+  """
+  dtypes = factory.model_features(feature_statistics)
+  batched = dataset.batch(batch_size).map(
+      lambda r: (input_pipeline.model_inputs(r, dtypes),
+                 input_pipeline.evaluation_columns(r, alpha_fn)),
+      num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+  parts: Dict[str, list] = {}
+  for features, columns in batched:
+    outputs = model(features, training=False)
+    for head, value in outputs.items():
+      parts.setdefault(f"p_{head}", []).append(value.numpy().reshape(-1))
+    for key, value in columns.items():
+      parts.setdefault(key, []).append(value.numpy())
+  arrays = {k: np.concatenate(v) for k, v in parts.items()}
+  heads = input_pipeline.heads_of(task)
+  p_caba = arrays["p_caba" if "caba" in heads else f"p_{heads[0]}"]
+  p_cabb = arrays["p_cabb" if "cabb" in heads else f"p_{heads[0]}"]
+  return dict(score(arrays["y_caba"], arrays["y_cabb"], arrays["w_caba"],
+                    arrays["alpha"], p_caba, p_cabb), arrays=arrays)
+
+
+def score(y_caba, y_cabb, w_caba, alpha, p_caba, p_cabb) -> Dict[str, float]:
+  """SPEC §7: CABA NE over clicks (w_caba), CABB NE over rows uniformly,
+  α-weighted CABB NE, pooled overall NE, mean NE, AUC and calibration."""
+  w_cabb_alpha = np.where(y_cabb > 0, alpha, 1.0)
+  caba = metrics_lib.task_metrics(y_caba, p_caba, w_caba)
+  cabb = metrics_lib.task_metrics(y_cabb, p_cabb, None)
+  return {
+      "caba_ne": caba["ne"],
+      "cabb_ne": cabb["ne"],
+      "cabb_ne_alpha_weighted": metrics_lib.normalized_entropy(
+          y_cabb, p_cabb, w_cabb_alpha),
+      "overall_ne": metrics_lib.overall_normalized_entropy(
+          [(y_caba, p_caba, w_caba), (y_cabb, p_cabb, None)]),
+      "mean_ne": (caba["ne"] + cabb["ne"]) / 2,
+      "caba_auc": caba["auc"],
+      "cabb_auc": cabb["auc"],
+      "caba_calibration": caba["calibration"],
+      "cabb_calibration": cabb["calibration"],
+  }
+
+
+def _write_scalars(writer, step: int, values: Dict[str, float]) -> None:
+  with writer.as_default(step=step):
+    for name, value in values.items():
+      if value is not None and math.isfinite(value):
+        tf.summary.scalar(name, value)
+  writer.flush()
+
+
+def _tag(key: str) -> str:
+  """'caba_ne' → 'caba/ne'; 'overall_ne' → 'overall/ne'."""
+  head, _, metric = key.partition("_")
+  return f"{head}/{metric}"
+
+
+def export_model(model: tf.keras.Model, task: str, feature_statistics,
+                 export_dir: str) -> None:
+  """Saves a SavedModel whose `serving_default` maps raw features to the
+  `caba` and `cabb` probabilities (a baseline returns its one prediction as
+  both), each of shape [batch]."""
+  dtypes = factory.model_features(feature_statistics)
+  specs = {name: tf.TensorSpec([None], dtype, name=name)
+           for name, dtype in dtypes.items() if name in model.input_names}
+  heads = input_pipeline.heads_of(task)
+
+  @tf.function(input_signature=[specs])
+  def serve(features):
+    outputs = model(features, training=False)
+    caba = outputs["caba" if "caba" in heads else heads[0]]
+    cabb = outputs["cabb" if "cabb" in heads else heads[0]]
+    return {"caba": tf.reshape(caba, [-1]), "cabb": tf.reshape(cabb, [-1])}
+
+  tmp = export_dir + ".tmp"
+  tf.saved_model.save(model, tmp, signatures={"serving_default": serve})
+  if tf.io.gfile.exists(export_dir):
+    tf.io.gfile.rmtree(export_dir)
+  tf.io.gfile.rename(tmp, export_dir)
+
+
+@gin.configurable(denylist=["base_dir"])
+def run(base_dir: str,
+        task: str = "multitask",
+        weighting_scheme: str = "taxonomy_cf",
+        batch_size: int = 1024,
+        max_epochs: int = 20,
+        patience: int = 2,
+        learning_rate: float = 1e-3,
+        negative_weight: float = 1.0,
+        shuffle_buffer: int = 200_000,
+        max_steps_per_epoch: Optional[int] = None,
+        eval_batch_size: int = 8192,
+        seed: int = 0,
+        deterministic: bool = True,
+        stop_after_epochs: Optional[int] = None) -> Dict[str, float]:
+  """Trains, evaluates and exports one model.
+
+  Args:
+    base_dir: the run directory (created; a run in it is resumed).
+    task: 'multitask', 'last_click' (Baseline 1) or 'caba_only' (Baseline 2).
+    weighting_scheme: the α scheme of the CABB rows (`weighting.SCHEMES`).
+    batch_size: training batch size.
+    max_epochs: upper bound on epochs.
+    patience: epochs without a lower validation loss before stopping.
+    learning_rate: Adam's learning rate.
+    negative_weight: `w_cabb` of rows without a CABB purchase.
+    shuffle_buffer: shuffle buffer of the training rows.
+    max_steps_per_epoch: cap on steps per epoch (None: the whole split).
+    eval_batch_size: batch size of evaluation.
+    seed: the one seed (Python, NumPy, TF, shuffling).
+    deterministic: enable TF op determinism (needed for exact resumption).
+    stop_after_epochs: stop (as if interrupted) after this many epochs of
+      this invocation; for tests and time-sliced runs.
+
+  Returns:
+    The test metrics (`METRIC_KEYS`).
+  """
+  heads = input_pipeline.heads_of(task)
+  set_seed(seed, deterministic)
+  tf.io.gfile.makedirs(base_dir)
+  gin_utils.record(base_dir)
+  data = input_pipeline.load_data()
+  statistics = data.feature_statistics
+  alpha_fn = None
+  if task == "multitask":
+    alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder)
+
+  example_fn = input_pipeline.make_example_fn(task, statistics, alpha_fn,
+                                              negative_weight)
+  train_rows = data.train.map(example_fn, num_parallel_calls=tf.data.AUTOTUNE)
+  validation = data.validation.batch(eval_batch_size).map(
+      example_fn, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+  model = factory.build_model(statistics, heads=heads)
+  _compile(model, task, learning_rate)
+
+  epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
+  best_loss = tf.Variable(np.inf, dtype=tf.float64, name="best_loss")
+  wait = tf.Variable(0, dtype=tf.int64, name="wait")
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                   epoch=epoch, best_loss=best_loss, wait=wait)
+  manager = tf.train.CheckpointManager(
+      checkpoint, os.path.join(base_dir, "checkpoints"), max_to_keep=2)
+  best = tf.train.Checkpoint(model=model)
+  best_prefix = os.path.join(base_dir, "best", "ckpt")
+  if manager.latest_checkpoint:
+    # Build the optimizer's slots first so that they are restored too.
+    model.optimizer.build(model.trainable_variables)
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    logging.info("Resumed from %s at epoch %d", manager.latest_checkpoint,
+                 int(epoch.numpy()))
+
+  train_writer = tf.summary.create_file_writer(os.path.join(base_dir, "train"))
+  eval_writer = tf.summary.create_file_writer(os.path.join(base_dir, "eval"))
+  if int(epoch.numpy()) == 0:
+    with eval_writer.as_default(step=0):
+      tf.summary.text("config", tf.constant(
+          "```\n" + gin.operative_config_str() + "\n```"))
+      _hparams(task, weighting_scheme)
+
+  epochs_this_call = 0
+  while int(epoch.numpy()) < max_epochs and int(wait.numpy()) < patience:
+    e = int(epoch.numpy())
+    rows = train_rows.shuffle(shuffle_buffer, seed=seed + e,
+                              reshuffle_each_iteration=False)
+    batches = rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if max_steps_per_epoch:
+      batches = batches.take(max_steps_per_epoch)
+    start = time.time()
+    step_offset = int(model.optimizer.iterations.numpy())
+    history = model.fit(batches, epochs=1, verbose=0,
+                        callbacks=[_StopOnNan(step_offset)])
+    step = int(model.optimizer.iterations.numpy())
+    logs = {k: v[-1] for k, v in history.history.items()}
+    _write_scalars(train_writer, step, _keras_logs(logs, heads))
+    val_logs = model.evaluate(validation, verbose=0, return_dict=True)
+    _write_scalars(eval_writer, step, _keras_logs(val_logs, heads))
+    val_loss = float(val_logs["loss"])
+    logging.info("epoch %d: train loss %.5f, validation loss %.5f (%.1fs)", e,
+                 logs["loss"], val_loss, time.time() - start)
+    if val_loss < float(best_loss.numpy()):
+      best_loss.assign(val_loss)
+      wait.assign(0)
+      best.write(best_prefix)
+    else:
+      wait.assign_add(1)
+    epoch.assign_add(1)
+    manager.save(checkpoint_number=int(epoch.numpy()))
+    epochs_this_call += 1
+    if stop_after_epochs and epochs_this_call >= stop_after_epochs:
+      logging.info("Stopping after %d epochs as asked.", epochs_this_call)
+      return {}
+
+  best.read(best_prefix).expect_partial()
+  result = predict_and_score(model, data.test, task, statistics, alpha_fn,
+                             eval_batch_size)
+  result.pop("arrays")
+  result = {k: float(v) for k, v in result.items()}
+  step = int(model.optimizer.iterations.numpy())
+  _write_scalars(eval_writer, step, {f"test/{_tag(k)}": v
+                                     for k, v in result.items()})
+  report_lib.write_json(dict(result, epochs=int(epoch.numpy()),
+                             best_validation_loss=float(best_loss.numpy()),
+                             task=task, weighting_scheme=weighting_scheme,
+                             seed=seed),
+                        os.path.join(base_dir, "metrics.json"))
+  export_model(model, task, statistics, os.path.join(base_dir, "export"))
+  logging.info("Test metrics: %s", json.dumps(result, indent=1))
+  return result
+
+
+def _keras_logs(logs: Dict[str, float], heads) -> Dict[str, float]:
+  """Keras log names → grouped TensorBoard tags (caba/loss, cabb/ne, ...)."""
+  out = {"total/loss": float(logs["loss"])}
+  for head in heads:
+    prefix = f"{head}_" if len(heads) > 1 else ""
+    for metric in ("loss", "ne", "auc"):
+      key = f"{prefix}{metric}" if metric != "loss" or len(heads) > 1 else None
+      if key and key in logs:
+        out[f"{head}/{metric}"] = float(logs[key])
+  return out
+
+
+def _hparams(task: str, weighting_scheme: str) -> None:
+  """Records the run's hyperparameters for TensorBoard's HParams view."""
+  from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
+  hp.hparams({"task": task, "weighting_scheme": weighting_scheme,
+              "lambda": float(losses.multitask_losses()["loss_weights"].get(
+                  "cabb", 0.0)) if task == "multitask" else 0.0})
