@@ -205,7 +205,6 @@ def run(base_dir: str,
   heads = input_pipeline.heads_of(task)
   set_seed(seed, deterministic)
   tf.io.gfile.makedirs(base_dir)
-  gin_utils.record(base_dir)
   data = input_pipeline.load_data()
   statistics = data.feature_statistics
   alpha_fn = None
@@ -220,6 +219,8 @@ def run(base_dir: str,
 
   model = factory.build_model(statistics, heads=heads)
   _compile(model, task, learning_rate)
+  # Every configurable the run uses has been called by now.
+  gin_utils.record(base_dir)
 
   epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
   best_loss = tf.Variable(np.inf, dtype=tf.float64, name="best_loss")

@@ -1,0 +1,133 @@
+"""End-to-end tests of training: outputs, baselines, resumption, failures."""
+
+import json
+import math
+import os
+
+from absl.testing import absltest
+import gin
+import numpy as np
+import tensorflow as tf
+
+import cabb_tf  # pylint: disable=unused-import
+from cabb_tf import gin_utils
+from cabb_tf import input_pipeline
+from cabb_tf import train
+
+
+class TrainTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.data_dir = os.path.join(absltest.get_default_test_tmpdir(),
+                                "tfds_train_test")
+
+  def tearDown(self):
+    gin.clear_config()
+    super().tearDown()
+
+  def _run(self, base_dir, *gin_files, bindings=()):
+    gin.clear_config()
+    gin_utils.parse(
+        list(gin_files),
+        [f"load_data.data_dir = '{self.data_dir}'",
+         "SYNTHETIC_DATASET = 'cabb_synthetic/tiny'",
+         "train.run.max_epochs = 3", "train.run.patience = 10",
+         "train.run.max_steps_per_epoch = 8", "train.run.batch_size = 256",
+         "train.run.eval_batch_size = 4096"] + list(bindings))
+    return train.run(base_dir)
+
+  def test_multitask_outputs_and_resumption(self):
+    full_dir = self.create_tempdir().full_path
+    full = self._run(full_dir, "multitask.gin")
+    self.assertCountEqual(full.keys(), train.METRIC_KEYS)
+    with open(os.path.join(full_dir, "metrics.json")) as f:
+      written = json.load(f)
+    for key in train.METRIC_KEYS:
+      self.assertEqual(written[key], full[key])
+    self.assertTrue(all(math.isfinite(full[k]) for k in ("caba_ne", "cabb_ne",
+                                                         "overall_ne")))
+    # The directory says how the run was made.
+    with open(os.path.join(full_dir, "config.gin")) as f:
+      config = f.read()
+    self.assertIn("multitask_losses.cabb_weight = 0.75", config)
+    self.assertIn("weighting_scheme = 'taxonomy_cf'", config)
+    for phase in ("train", "eval"):
+      events = tf.io.gfile.glob(os.path.join(full_dir, phase, "events.*"))
+      self.assertNotEmpty(events, phase)
+    self.assertNotEmpty(tf.io.gfile.glob(
+        os.path.join(full_dir, "checkpoints", "ckpt-3*")))
+
+    # The exported model serves both heads from raw features.
+    loaded = tf.saved_model.load(os.path.join(full_dir, "export"))
+    serve = loaded.signatures["serving_default"]
+    inputs = {name: spec for name, spec in
+              serve.structured_input_signature[1].items()}
+    batch = {name: (tf.constant(["x", "y"]) if spec.dtype == tf.string else
+                    tf.constant([1.0, 2.0])) for name, spec in inputs.items()}
+    out = serve(**batch)
+    self.assertCountEqual(out.keys(), ["caba", "cabb"])
+    self.assertEqual(out["caba"].shape, (2,))
+
+    # Interrupted after one epoch, then resumed: the same final metrics.
+    resumed_dir = self.create_tempdir().full_path
+    partial = self._run(resumed_dir, "multitask.gin",
+                        bindings=["train.run.stop_after_epochs = 1"])
+    self.assertEqual(partial, {})
+    self.assertFalse(os.path.exists(os.path.join(resumed_dir,
+                                                 "metrics.json")))
+    resumed = self._run(resumed_dir, "multitask.gin")
+    for key in train.METRIC_KEYS:
+      self.assertAlmostEqual(resumed[key], full[key], places=6, msg=key)
+
+  def test_baselines_score_both_tasks_with_one_head(self):
+    for gin_file in ("last_click.gin", "caba_only.gin"):
+      base_dir = self.create_tempdir().full_path
+      result = self._run(base_dir, gin_file,
+                         bindings=["train.run.max_epochs = 1"])
+      self.assertTrue(math.isfinite(result["caba_ne"]), gin_file)
+      self.assertTrue(math.isfinite(result["cabb_ne"]), gin_file)
+      # One prediction for both tasks: calibration ratios differ only by the
+      # label rates, so the CABA and CABB predictions' means are equal.
+      loaded = tf.saved_model.load(os.path.join(base_dir, "export"))
+      serve = loaded.signatures["serving_default"]
+      inputs = serve.structured_input_signature[1]
+      batch = {n: (tf.constant(["a"]) if s.dtype == tf.string else
+                   tf.constant([0.5])) for n, s in inputs.items()}
+      out = serve(**batch)
+      np.testing.assert_array_equal(out["caba"].numpy(), out["cabb"].numpy())
+
+
+class FailureTest(absltest.TestCase):
+
+  def test_nan_loss_names_the_step(self):
+    callback = train._StopOnNan(step_offset=40)  # pylint: disable=protected-access
+    callback.on_train_batch_end(0, {"loss": 0.5})
+    with self.assertRaisesRegex(train.NanLossError, "step 45"):
+      callback.on_train_batch_end(4, {"loss": float("nan")})
+
+  def test_unknown_gin_binding_fails_at_start(self):
+    gin.clear_config()
+    with self.assertRaisesRegex(ValueError, "no_such_parameter"):
+      gin_utils.parse(["multitask.gin"], ["train.run.no_such_parameter = 1"])
+    gin.clear_config()
+
+  def test_missing_gin_file_says_where_it_looked(self):
+    with self.assertRaisesRegex(ValueError, "does not exist"):
+      gin_utils.parse(["no_such_file.gin"], [])
+
+  def test_missing_manual_download_says_what_to_set(self):
+    with self.assertRaisesRegex(ValueError, "manual_dir"):
+      input_pipeline.load_data(
+          name="taobao_user_behavior",
+          data_dir=self.create_tempdir().full_path,
+          manual_dir=self.create_tempdir().full_path)
+
+  def test_unknown_task(self):
+    with self.assertRaisesRegex(ValueError, "unknown task"):
+      input_pipeline.heads_of("clicks")
+
+
+if __name__ == "__main__":
+  absltest.main()
