@@ -22,6 +22,7 @@ from typing import Any, Dict, Optional
 from absl import logging
 import gin
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from cabb_tf import gin_utils
@@ -179,7 +180,9 @@ def run(base_dir: str,
         eval_batch_size: int = 8192,
         seed: int = 0,
         deterministic: bool = True,
-        stop_after_epochs: Optional[int] = None) -> Dict[str, float]:
+        stop_after_epochs: Optional[int] = None,
+        export: bool = True,
+        save_predictions: bool = False) -> Dict[str, float]:
   """Trains, evaluates and exports one model.
 
   Args:
@@ -198,6 +201,9 @@ def run(base_dir: str,
     deterministic: enable TF op determinism (needed for exact resumption).
     stop_after_epochs: stop (as if interrupted) after this many epochs of
       this invocation; for tests and time-sliced runs.
+    export: write the SavedModel to `base_dir/export`.
+    save_predictions: write the test predictions, labels, weights and
+      session ids to `base_dir/predictions.npz` (for paired comparisons).
 
   Returns:
     The test metrics (`METRIC_KEYS`).
@@ -282,7 +288,9 @@ def run(base_dir: str,
   best.read(best_prefix).expect_partial()
   result = predict_and_score(model, data.test, task, statistics, alpha_fn,
                              eval_batch_size)
-  result.pop("arrays")
+  arrays = result.pop("arrays")
+  if save_predictions:
+    save_arrays(os.path.join(base_dir, "predictions.npz"), arrays)
   result = {k: float(v) for k, v in result.items()}
   step = int(model.optimizer.iterations.numpy())
   _write_scalars(eval_writer, step, {f"test/{_tag(k)}": v
@@ -292,9 +300,30 @@ def run(base_dir: str,
                              task=task, weighting_scheme=weighting_scheme,
                              seed=seed),
                         os.path.join(base_dir, "metrics.json"))
-  export_model(model, task, statistics, os.path.join(base_dir, "export"))
+  if export:
+    export_model(model, task, statistics, os.path.join(base_dir, "export"))
   logging.info("Test metrics: %s", json.dumps(result, indent=1))
   return result
+
+
+def save_arrays(path: str, arrays: Dict[str, np.ndarray]) -> None:
+  """Writes arrays to an .npz file atomically; string arrays (session ids)
+  are stored as dense integer codes."""
+  arrays = {k: (pd.factorize(v)[0] if v.dtype == object else v)
+            for k, v in arrays.items()}
+  tmp = path + ".tmp.npz"
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def load_best_model(base_dir: str, feature_statistics,
+                    task: str) -> tf.keras.Model:
+  """Rebuilds a run's model (gin as in force) with its best weights."""
+  model = factory.build_model(feature_statistics,
+                              heads=input_pipeline.heads_of(task))
+  tf.train.Checkpoint(model=model).read(
+      os.path.join(base_dir, "best", "ckpt")).expect_partial()
+  return model
 
 
 def _keras_logs(logs: Dict[str, float], heads) -> Dict[str, float]:

@@ -1,0 +1,1 @@
+"""Analysis of experiment runs: intervals, importance, reports and plots."""
