@@ -250,7 +250,7 @@ def run(base_dir: str,
     with eval_writer.as_default(step=0):
       tf.summary.text("config", tf.constant(
           "```\n" + gin.operative_config_str() + "\n```"))
-      _hparams(task, weighting_scheme)
+      _hparams(task, weighting_scheme, seed)
 
   epochs_this_call = 0
   while int(epoch.numpy()) < max_epochs and int(wait.numpy()) < patience:
@@ -338,9 +338,9 @@ def _keras_logs(logs: Dict[str, float], heads) -> Dict[str, float]:
   return out
 
 
-def _hparams(task: str, weighting_scheme: str) -> None:
+def _hparams(task: str, weighting_scheme: str, seed: int) -> None:
   """Records the run's hyperparameters for TensorBoard's HParams view."""
   from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
-  hp.hparams({"task": task, "weighting_scheme": weighting_scheme,
+  hp.hparams({"task": task, "weighting_scheme": weighting_scheme, "seed": seed,
               "lambda": float(losses.multitask_losses()["loss_weights"].get(
                   "cabb", 0.0)) if task == "multitask" else 0.0})

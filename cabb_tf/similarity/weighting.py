@@ -183,6 +183,23 @@ def make_alpha_fn(scheme: str, builder,
   check_scheme(scheme)
   if scheme == "static":
     return None
+  # Experiments train many models on one dataset: fit each scheme once. The
+  # key includes the gin bindings that set the schemes' options.
+  options = tuple(repr(sorted(gin.get_bindings(fn).items())) for fn in (
+      category_cf.fit_category_similarity, category_cf.default_event_weights,
+      item_cf.fit_item_similarity, tree.fit_tree_similarity,
+      i2i_embedding.fit_i2i_embeddings))
+  key = (scheme, str(builder.data_path), fallback, options)
+  if key not in _TABLES:
+    _TABLES[key] = _fit_table(scheme, builder, fallback)
+  return _TABLES[key].alpha_fn()
+
+
+_TABLES: Dict[Tuple, PairTable] = {}
+
+
+def _fit_table(scheme: str, builder, fallback: float) -> PairTable:
+  """Fits a scheme on a dataset's training events and scores its pairs."""
   events, catalog = datasets_lib.load_training_events(builder)
   similarity = fit_scheme(scheme, events, catalog)
   splits = [builder.as_dataset(split=s) for s in ("train", "validation",
@@ -191,4 +208,4 @@ def make_alpha_fn(scheme: str, builder,
   logging.info("Weighting %s: %d distinct CABB pairs, mean α %.4f", scheme,
                len(table.alpha), float(np.mean(table.alpha)) if len(
                    table.alpha) else float("nan"))
-  return table.alpha_fn()
+  return table
