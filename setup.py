@@ -36,6 +36,7 @@ _EXTRAS = {
     # that conflicts with TensorFlow 2.21.
     "beam": [
         "apache-beam>=2.60",
+        "google-crc32c>=1.5",  # Beam's TFRecord reader checks CRCs with it.
     ],
     "notebooks": [
         "jupyter",
