@@ -31,6 +31,7 @@ _EXTRAS = {
         "pytest>=8",
         "pytest-xdist>=3.6",
         "hypothesis>=6.100",
+        "dill",  # tfds.testing.DatasetBuilderTestCase needs it.
     ],
     # Depends on apache-beam directly: the TFDS beam extra pins an old Beam
     # that conflicts with TensorFlow 2.21.

@@ -1,0 +1,547 @@
+"""What the click-example TFDS builders share: records, preparation, files.
+
+Every builder under `cabb_tf/datasets/` turns one event log into the labeled
+click examples of `cabb_tf.data.pipeline.prepare_examples` (../SPEC §2–3) and
+writes them as a TFDS dataset with the splits `train`, `validation` and `test`
+(the example's `split` column: by click time, the last `test_fraction` of the
+log's time range is test and the `validation_fraction` before it validation).
+
+One record per example row (a click with k >= 1 other purchased items gives k
+rows, see `cabb_tf.data.labels`) holds
+
+* every feature of `features.FEATURE_NAMES`: the id features as strings, the
+  counts as int32 and the rest as float32;
+* the labels `y_caba`, `y_cabb`, `y_last_click` (int64) and the CABA weight
+  `w_caba` (float32);
+* `item_b` ('' when the row has no other purchased item), `leaf_a`, `leaf_b`
+  ('' with no B), `session_id` (string), `timestamp` (ms) and `click_id` (the
+  click example's dense id: its rows share it),
+
+so that a weighting scheme attaches α(leaf_a, leaf_b) later, in the tf.data
+pipeline, and no weight is frozen into the files. Records are stored in TFDS's
+deterministic order (by a hash of the row number), not in time order;
+`click_id` and `timestamp` recover the grouping and the order.
+
+**Side files.** Similarity weights are fitted on the *training-period events*
+(Eq. 1 aggregates user × leaf engagement), which the examples alone do not
+hold. The builder writes them, together with the catalog and the reports,
+into the dataset's own versioned directory (`builder.data_path`, e.g.
+`<data_dir>/cabb_synthetic/small/1.0.0/`) while TFDS prepares it, i.e. into
+TFDS's temporary `incomplete` directory, which TFDS renames into place only
+when the whole preparation succeeded. So the side files appear atomically with
+the records, move with the dataset directory, and a reader never sees a
+dataset without them:
+
+* `train_events.parquet`: the canonical events (`user_id`, `session_id`,
+  `timestamp`, `item_id`, `event_type` as a string) with timestamp before the
+  validation period, plus each item's `leaf`;
+* `catalog.parquet`: the whole catalog (`category_path` as a list of strings);
+* `data_report.json` and `feature_statistics.json`: as `prepare_to_dir` writes
+  them.
+
+`load_training_events` reads the first two back. The report, the feature
+statistics, the time range, the split boundaries and the gin bindings in force
+during the preparation are also in `builder.info.metadata`
+(a `tfds.core.MetadataDict`, saved by TFDS as `metadata.json`).
+
+**Gin.** The time split comes from the builder config. The rest of the
+preparation (session gap, CVR prior, vocabulary caps, simulator parameters,
+CSV options) runs with the gin bindings in force; those that are set are
+logged as a warning and recorded in `metadata["gin_bindings"]`. TFDS reuses a
+prepared dataset by name, config and version, so build a variant into its own
+`data_dir`.
+
+**Cost.** Preparation is in memory and TFDS encodes 2,000–3,500 rows a
+second on one core: `cabb_synthetic/default` (about 280,000 rows, 250 MB)
+builds in under 2 minutes with 1.2 GB of memory, `large` (2.8 million rows,
+2.4 GB) in about 20 minutes with 3 GB.
+"""
+
+import abc
+import dataclasses
+import inspect
+import json
+from typing import (Any, Callable, Dict, Iterator, Mapping, Optional,
+                    Sequence, Tuple, Union)
+
+from absl import logging
+from etils import epath
+import gin
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from cabb_tf.data import features as features_lib
+from cabb_tf.data import pipeline
+from cabb_tf.data import report as report_lib
+from cabb_tf.data import schema
+from cabb_tf.data import sessions as sessions_lib
+
+SPLITS = ("train", "validation", "test")
+TRAIN_EVENTS_FILE = "train_events.parquet"
+CATALOG_FILE = "catalog.parquet"
+DATA_REPORT_FILE = "data_report.json"
+FEATURE_STATISTICS_FILE = "feature_statistics.json"
+
+# The float32 features of `features.FEATURE_NAMES`; every other non-id feature
+# is an int32 count or index. `_check_feature_dtypes` fails loudly when
+# `cabb_tf.data.features` adds or changes a feature this table does not know.
+FLOAT_FEATURES = frozenset({
+    "session_elapsed_s", "u_item_since_s", "u_leaf_since_s", "item_cvr",
+    "leaf_cvr", "price_a"})
+
+_LABEL_DOCS = {
+    "y_caba": "1 iff the clicked item A was bought later in the session.",
+    "y_cabb": "1 iff this row's item_b (an item other than A) was bought later "
+              "in the session.",
+    "y_last_click": "1 iff a purchase in the session is credited to this "
+                    "click by last-click attribution.",
+}
+_FEATURE_DOCS = {
+    "user_id": "The user (id feature).",
+    "item_a": "The clicked item A (id feature).",
+    "leaf_a": "A's leaf category: the full root-to-leaf path joined by '/'.",
+    "top_category_a": "A's top-level category (id feature).",
+    "brand_a": "A's brand, '' where the source has none (id feature).",
+}
+_FAMILY_OF = {name: family
+              for family, names in features_lib.FEATURE_FAMILIES.items()
+              for name in names}
+
+Log = Tuple[pd.DataFrame, pd.DataFrame, Dict[str, Any]]
+
+
+def feature_dtype(name: str) -> tf.dtypes.DType:
+  """The TFDS dtype of one of `features.FEATURE_NAMES`."""
+  if name in features_lib.ID_FEATURES:
+    return tf.string
+  return tf.float32 if name in FLOAT_FEATURES else tf.int32
+
+
+def example_features(
+    extra: Optional[Mapping[str, tfds.features.FeatureConnector]] = None
+) -> tfds.features.FeaturesDict:
+  """The `FeaturesDict` of one example row (see the module docstring).
+
+  Args:
+    extra: further fields of a particular builder (e.g. `relation`).
+
+  Returns:
+    The features dict.
+  """
+  spec: Dict[str, tfds.features.FeatureConnector] = {}
+  for name in features_lib.FEATURE_NAMES:
+    doc = _FEATURE_DOCS.get(
+        name, f"{_FAMILY_OF[name]} feature, computed from events strictly "
+        "before the click (cabb_tf.data.features).")
+    spec[name] = tfds.features.Scalar(feature_dtype(name), doc=doc)
+  for name, doc in _LABEL_DOCS.items():
+    spec[name] = tfds.features.Scalar(tf.int64, doc=doc)
+  spec["w_caba"] = tfds.features.Scalar(
+      tf.float32, doc="1 on the first row of a click, 0 on its other rows, "
+      "so each click counts once for CABA and last-click.")
+  spec["item_b"] = tfds.features.Scalar(
+      tf.string, doc="The other purchased item B of this row, '' if none.")
+  spec["leaf_b"] = tfds.features.Scalar(
+      tf.string, doc="B's leaf category, '' if the row has no B.")
+  spec["session_id"] = tfds.features.Scalar(
+      tf.string, doc="The session (the source's, or a 30-minute-gap split).")
+  spec["timestamp"] = tfds.features.Scalar(
+      tf.int64, doc="Time of the first click on A in the session, ms since "
+      "the epoch (UTC).")
+  spec["click_id"] = tfds.features.Scalar(
+      tf.int64, doc="Dense id of the click example; its rows share it.")
+  for name, feature in (extra or {}).items():
+    if name in spec:
+      raise ValueError(f"extra feature {name!r} clashes with a shared one.")
+    spec[name] = feature
+  return tfds.features.FeaturesDict(spec)
+
+
+@dataclasses.dataclass(eq=False)
+class ClickExamplesConfig(tfds.core.BuilderConfig):
+  """A builder config with the time split of the examples.
+
+  Attributes:
+    validation_fraction: share of the log's time range, before the test
+      period, whose clicks form the validation split.
+    test_fraction: share of the time range at its end whose clicks form the
+      test split.
+  """
+  validation_fraction: float = 0.1
+  test_fraction: float = 0.2
+
+
+class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
+                           skip_registration=True):
+  """Base of the click-example builders: prepare once, emit three splits.
+
+  Subclasses implement `_load_log` and may override `_time_range` (events
+  outside are dropped and counted), `_extra_features` / `_extra_columns`
+  (builder-specific fields) and `_gin_configurables` / `_gin_explicit`
+  (functions whose gin bindings change the data, recorded in the metadata,
+  and their parameters the builder passes explicitly).
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  # Examples per chunk when converting DataFrame columns to Python values.
+  _CHUNK_ROWS = 50_000
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=example_features(self._extra_features()),
+        homepage=self._homepage(),
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _homepage(self) -> Optional[str]:
+    """The source data's home page, if it has one."""
+    return None
+
+  def _extra_features(self) -> Dict[str, tfds.features.FeatureConnector]:
+    return {}
+
+  @abc.abstractmethod
+  def _load_log(self, dl_manager: tfds.download.DownloadManager) -> Log:
+    """Returns the canonical `(events, catalog, report)` to prepare."""
+
+  def _time_range(self) -> Optional[Tuple[int, int]]:
+    """The [start, end) in ms of events to keep, or None for all."""
+    return None
+
+  def _extra_columns(self, examples: pd.DataFrame) -> Dict[str, np.ndarray]:
+    """Values of the `_extra_features` fields, row for row with `examples`."""
+    del examples
+    return {}
+
+  def _gin_configurables(self) -> Sequence[Callable[..., Any]]:
+    """Functions whose gin bindings change the data of this builder."""
+    return (sessions_lib.assign_sessions, features_lib.compute_features,
+            features_lib.fit_feature_statistics)
+
+  def _gin_explicit(self) -> Sequence[str]:
+    """Parameters of `_gin_configurables` this builder always passes."""
+    return ()
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    config = self.builder_config
+    events, catalog, report = self._load_log(dl_manager)
+    bindings = bound_gin_parameters(self._gin_configurables(),
+                                    ignore=self._gin_explicit())
+    if bindings:
+      logging.warning(
+          "Preparing %s under gin bindings that change its data: %s. They are "
+          "recorded in the dataset's metadata ('gin_bindings'); build variants "
+          "into separate data_dirs.", self.info.full_name, bindings)
+    time_range = self._time_range()
+    prepared = pipeline.prepare_examples(
+        events, catalog, report, time_range=time_range,
+        validation_fraction=config.validation_fraction,
+        test_fraction=config.test_fraction)
+    test_start, validation_start = features_lib.split_boundaries(
+        prepared.time_range, config.validation_fraction, config.test_fraction)
+    # `prepare_examples` drops out-of-range events itself and counts them;
+    # the train events are the same in-range events, sessionized the same way.
+    if time_range is not None:
+      events = events[in_time_range(events, time_range)]
+    train_events = training_events(
+        sessions_lib.assign_sessions(events.reset_index(drop=True)), catalog,
+        validation_start)
+
+    examples = prepared.examples
+    split_of_row = examples["split"].astype(str).to_numpy()
+    for split in SPLITS:
+      if not (split_of_row == split).any():
+        raise ValueError(
+            f"{self.info.full_name}: the {split} split has no examples "
+            f"({len(examples)} rows in all); the log is too small or too short "
+            "for validation_fraction="
+            f"{config.validation_fraction}, test_fraction="
+            f"{config.test_fraction}.")
+    columns = example_columns(examples, self._extra_columns(examples))
+
+    metadata = {
+        "data_report": prepared.report,
+        "feature_statistics": prepared.feature_statistics,
+        "time_range_ms": list(prepared.time_range),
+        "split_boundaries_ms": {"validation_start": validation_start,
+                                "test_start": test_start},
+        "train_events": {"file": TRAIN_EVENTS_FILE, "rows": len(train_events),
+                         "before_ms": validation_start},
+        "catalog": {"file": CATALOG_FILE, "rows": len(catalog)},
+        "config": config_dict(config),
+        "gin_bindings": bindings,
+    }
+    self.info.metadata.update(json_ready(metadata))
+    write_side_files(self.data_path, prepared, train_events)
+    logging.info("%s: %d example rows from %d events; train events: %d.",
+                 self.info.full_name, len(examples), prepared.report["events"],
+                 len(train_events))
+    return {split: self._generate_examples(
+        columns, np.flatnonzero(split_of_row == split)) for split in SPLITS}
+
+  def _generate_examples(self, columns: Mapping[str, Any], rows: np.ndarray
+                         ) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """Yields (row number, example) for the given rows of `columns`."""
+    for start in range(0, len(rows), self._CHUNK_ROWS):
+      chunk = rows[start:start + self._CHUNK_ROWS]
+      values = {name: column(chunk) for name, column in columns.items()}
+      names = list(values)
+      for i, row in enumerate(chunk.tolist()):
+        yield row, {name: values[name][i] for name in names}
+
+
+def in_time_range(events: pd.DataFrame,
+                  time_range: Tuple[int, int]) -> np.ndarray:
+  """Boolean mask of the events with timestamp in [start, end) ms."""
+  start, end = (int(t) for t in time_range)
+  ts = events["timestamp"].to_numpy()
+  return (ts >= start) & (ts < end)
+
+
+def training_events(events: pd.DataFrame, catalog: pd.DataFrame,
+                    before_ms: int) -> pd.DataFrame:
+  """The events of the training period with each item's leaf.
+
+  Args:
+    events: sessionized canonical events.
+    catalog: the canonical catalog (items missing from it get
+      `schema.UNKNOWN_LEAF`).
+    before_ms: the start of the validation period; earlier events are kept.
+
+  Returns:
+    A DataFrame with `user_id`, `session_id`, `timestamp`, `item_id`,
+    `event_type` (string) and `leaf`, in the input order.
+  """
+  keep = events["timestamp"].to_numpy() < int(before_ms)
+  train = events.loc[keep, list(schema.EVENT_COLUMNS)].reset_index(drop=True)
+  leaf_of_item = catalog.set_index("item_id")["leaf"]
+  leaf_of_item = leaf_of_item[~leaf_of_item.index.duplicated(keep="first")]
+  leaf = leaf_of_item.reindex(pd.Index(train["item_id"])).to_numpy(
+      dtype=object, copy=True)
+  leaf[pd.isna(leaf)] = schema.UNKNOWN_LEAF
+  train["event_type"] = train["event_type"].astype(str).to_numpy(dtype=object)
+  train["leaf"] = leaf
+  return train
+
+
+def _strings(series: pd.Series) -> np.ndarray:
+  """Values as Python str, missing values as ''."""
+  return series.astype("string").fillna("").to_numpy(dtype=object)
+
+
+def _check_feature_dtypes(examples: pd.DataFrame) -> None:
+  """Raises ValueError if a feature column does not fit its TFDS dtype."""
+  for name in features_lib.FEATURE_NAMES:
+    if name not in examples.columns:
+      raise ValueError(f"prepared examples lack the feature column {name!r}.")
+    dtype = feature_dtype(name)
+    kind = examples[name].dtype.kind if hasattr(examples[name].dtype,
+                                                "kind") else "O"
+    if dtype == tf.int32 and kind not in "iub":
+      raise ValueError(
+          f"feature {name!r} has dtype {examples[name].dtype}, but the TFDS "
+          "builders store it as int32: add it to FLOAT_FEATURES in "
+          "cabb_tf/datasets/click_examples.py and bump the builders' VERSION.")
+
+
+def example_columns(examples: pd.DataFrame,
+                    extra: Optional[Mapping[str, np.ndarray]] = None
+                    ) -> Dict[str, Callable[[np.ndarray], Sequence[Any]]]:
+  """Column readers: for each field, a function of row positions → values.
+
+  Reading is done per chunk of rows, so string columns are materialized as
+  Python objects a chunk at a time.
+
+  Args:
+    examples: `PreparedData.examples`.
+    extra: further per-row arrays (builder-specific fields).
+
+  Returns:
+    {field name: f(rows) -> list of Python values}.
+  """
+  _check_feature_dtypes(examples)
+  readers: Dict[str, Callable[[np.ndarray], Sequence[Any]]] = {}
+
+  def strings(name):
+    column = examples[name]
+    return lambda rows: _strings(column.iloc[rows])
+
+  def numbers(name, dtype):
+    values = examples[name].to_numpy()
+    if np.issubdtype(dtype, np.integer):
+      info = np.iinfo(dtype)
+      if len(values) and (values.min() < info.min or values.max() > info.max):
+        raise ValueError(f"column {name!r} overflows {np.dtype(dtype)}.")
+    values = values.astype(dtype, copy=False)
+    return lambda rows: values[rows].tolist()
+
+  for name in features_lib.FEATURE_NAMES:
+    dtype = feature_dtype(name)
+    readers[name] = (strings(name) if dtype == tf.string else
+                     numbers(name, dtype.as_numpy_dtype))
+  for name in _LABEL_DOCS:
+    readers[name] = numbers(name, np.int64)
+  readers["w_caba"] = numbers("w_caba", np.float32)
+  for name in ("item_b", "leaf_b", "session_id"):
+    readers[name] = strings(name)
+  readers["timestamp"] = numbers("timestamp", np.int64)
+  readers["click_id"] = numbers("click_id", np.int64)
+  for name, values in (extra or {}).items():
+    values = np.asarray(values)
+    if len(values) != len(examples):
+      raise ValueError(f"extra column {name!r} has {len(values)} values for "
+                       f"{len(examples)} rows.")
+    readers[name] = (lambda v: lambda rows: v[rows].tolist())(values)
+  return readers
+
+
+def config_dict(config: Optional[tfds.core.BuilderConfig]) -> Dict[str, Any]:
+  """The fields of a builder config that define the data, as a dict."""
+  if config is None:
+    return {}
+  skip = {"version", "release_notes", "supported_versions", "tags",
+          "description"}
+  return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+          if f.name not in skip}
+
+
+def bound_gin_parameters(functions: Sequence[Callable[..., Any]],
+                         ignore: Sequence[str] = ()) -> Dict[str, str]:
+  """The unscoped gin bindings of `functions`' parameters, as strings.
+
+  A binding has no effect where the caller passes the argument explicitly;
+  list such parameters in `ignore`. Others may still be overridden by an
+  explicit argument somewhere, so the result can over-report.
+
+  Args:
+    functions: gin-configurable functions.
+    ignore: parameters to leave out, as "module.function.parameter".
+
+  Returns:
+    {"module.function.parameter": repr(value)} for every bound parameter.
+  """
+  bound = {}
+  for fn in functions:
+    selector = f"{fn.__module__}.{fn.__name__}"
+    for name in inspect.signature(fn).parameters:
+      key = f"{selector}.{name}"
+      if key in ignore:
+        continue
+      try:
+        value = gin.query_parameter(key)
+      except ValueError:
+        continue
+      bound[key] = repr(value)
+  return bound
+
+
+def _builtin(value):
+  """JSON fallback: NumPy scalars and arrays, tuples; repr for the rest."""
+  if isinstance(value, np.ndarray):
+    return value.tolist()
+  if hasattr(value, "item"):
+    return value.item()
+  return repr(value)
+
+
+def json_ready(obj: Any) -> Any:
+  """`obj` as plain JSON types (NumPy scalars converted; NaN kept)."""
+  return json.loads(json.dumps(obj, default=_builtin))
+
+
+def _write_parquet(frame: pd.DataFrame, path: epath.Path) -> None:
+  table = pa.Table.from_pandas(frame, preserve_index=False)
+  with path.open("wb") as f:
+    pq.write_table(table, f)
+
+
+def write_side_files(directory: epath.Path, prepared: pipeline.PreparedData,
+                     train_events: pd.DataFrame) -> None:
+  """Writes the train events, catalog and reports into `directory`.
+
+  Args:
+    directory: the dataset's (temporary) versioned directory.
+    prepared: the prepared examples.
+    train_events: output of `training_events`.
+  """
+  directory = epath.Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  _write_parquet(train_events, directory / TRAIN_EVENTS_FILE)
+  catalog = prepared.catalog.copy()
+  catalog["category_path"] = [list(p) for p in catalog["category_path"]]
+  _write_parquet(catalog, directory / CATALOG_FILE)
+  report_lib.check_report(prepared.report)
+  for name, obj in ((DATA_REPORT_FILE, prepared.report),
+                    (FEATURE_STATISTICS_FILE, prepared.feature_statistics)):
+    (directory / name).write_text(
+        json.dumps(obj, indent=2, default=_builtin) + "\n")
+
+
+def _dataset_dir(builder_or_dir: Union[tfds.core.DatasetBuilder,
+                                       epath.PathLike]) -> epath.Path:
+  if isinstance(builder_or_dir, tfds.core.DatasetBuilder):
+    return builder_or_dir.data_path
+  if isinstance(builder_or_dir, epath.PathLikeCls):
+    return epath.Path(builder_or_dir)
+  raise ValueError(
+      "load_training_events takes a cabb_tf TFDS builder or its versioned "
+      f"dataset directory, not {type(builder_or_dir).__name__}.")
+
+
+def load_training_events(
+    builder_or_dir: Union[tfds.core.DatasetBuilder, epath.PathLike]
+) -> Tuple[pd.DataFrame, pd.DataFrame]:
+  """Reads the training-period events and the catalog of a prepared dataset.
+
+  Args:
+    builder_or_dir: a prepared builder (e.g. `tfds.builder(
+      'cabb_synthetic/small', data_dir=...)` after `download_and_prepare()`)
+      or its versioned directory (`<data_dir>/cabb_synthetic/small/1.0.0`).
+
+  Returns:
+    `(events, catalog)`: canonical events of the training period (with
+    `session_id`, `event_type` of dtype `schema.EVENT_TYPE_DTYPE` and each
+    item's `leaf`) and the canonical catalog (`category_path` as tuples),
+    ready for `cabb_tf.similarity`.
+
+  Raises:
+    ValueError: if the directory holds no prepared cabb_tf dataset.
+  """
+  directory = _dataset_dir(builder_or_dir)
+  missing = [name for name in (TRAIN_EVENTS_FILE, CATALOG_FILE)
+             if not (directory / name).exists()]
+  if missing:
+    raise ValueError(
+        f"{directory} has no {' / '.join(missing)}: pass a cabb_tf dataset "
+        "builder after download_and_prepare(), or its versioned directory "
+        "such as <data_dir>/cabb_synthetic/small/1.0.0.")
+  with (directory / TRAIN_EVENTS_FILE).open("rb") as f:
+    events = pq.read_table(f).to_pandas()
+  if events["event_type"].isna().any() or not set(
+      events["event_type"].unique()) <= set(schema.EVENT_TYPES):
+    raise ValueError(f"{directory / TRAIN_EVENTS_FILE}: column 'event_type' "
+                     f"has values outside {list(schema.EVENT_TYPES)}.")
+  events["event_type"] = pd.Categorical(
+      events["event_type"].astype(str), dtype=schema.EVENT_TYPE_DTYPE)
+  with (directory / CATALOG_FILE).open("rb") as f:
+    catalog = pq.read_table(f).to_pandas()
+  catalog["category_path"] = pd.Series(
+      [tuple(str(p) for p in path) for path in catalog["category_path"]],
+      dtype=object)
+  for name in ("leaf", "top_category"):
+    catalog[name] = catalog[name].astype(object)
+  brand = catalog["brand"].astype(object)
+  catalog["brand"] = brand.where(pd.notna(brand), None)
+  catalog["price"] = catalog["price"].astype(np.float64)
+  return events, catalog
+
+
+def num_rows(examples: pd.DataFrame) -> Dict[str, int]:
+  """Example rows per split (what the TFDS splits hold)."""
+  counts = examples["split"].astype(str).value_counts()
+  return {split: int(counts.get(split, 0)) for split in SPLITS}

@@ -1,0 +1,71 @@
+"""TFDS builder `rees46`: click examples from the REES46 store log."""
+
+import dataclasses
+from typing import Any, Callable, Optional, Sequence
+
+import tensorflow_datasets as tfds
+
+from cabb_tf.data import loaders
+from cabb_tf.datasets import click_examples
+
+_HOMEPAGE = ("https://www.kaggle.com/datasets/mkechinov/"
+             "ecommerce-behavior-data-from-multi-category-store")
+
+
+@dataclasses.dataclass(eq=False)
+class Rees46Config(click_examples.ClickExamplesConfig):
+  """One monthly file of the REES46 log.
+
+  Attributes:
+    file_name: the CSV file expected in the manual directory.
+  """
+  file_name: str = "2019-Oct.csv"
+
+
+class Builder(click_examples.ClickExamplesBuilder):
+  """Click examples from the REES46 eCommerce behavior log (manual download).
+
+  The CSV is read by `cabb_tf.data.loaders.load_rees46`: `view` → click,
+  `cart` → add_to_cart, `purchase` → purchase, `remove_from_cart` dropped;
+  sessions are `user_session`; an item's category path is its
+  `category_code` split on '.', or `(category_id,)` without one.
+  """
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+  Download the REES46 "eCommerce behavior data from multi category store" log
+  from Kaggle:
+    https://www.kaggle.com/datasets/mkechinov/ecommerce-behavior-data-from-multi-category-store
+  (for example with the Kaggle command-line client),
+  unzip it and put the monthly CSV of the config, uncompressed and unrenamed,
+  into the manual directory (`--manual_dir`, default
+  `<download_dir>/manual/`):
+    config oct_2019: 2019-Oct.csv  (about 42 million events)
+    config nov_2019: 2019-Nov.csv  (about 67 million events)
+  The header must be
+    event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session
+  Check the dataset's terms on its Kaggle page before redistributing anything
+  derived from it.
+  """
+
+  BUILDER_CONFIGS = [
+      Rees46Config(name="oct_2019", file_name="2019-Oct.csv",
+                   description="The October 2019 file, 2019-Oct.csv."),
+      Rees46Config(name="nov_2019", file_name="2019-Nov.csv",
+                   description="The November 2019 file, 2019-Nov.csv."),
+  ]
+  DEFAULT_BUILDER_CONFIG_NAME = "oct_2019"
+
+  def _homepage(self) -> Optional[str]:
+    return _HOMEPAGE
+
+  def _gin_configurables(self) -> Sequence[Callable[..., Any]]:
+    return tuple(super()._gin_configurables()) + (loaders.load_csv,)
+
+  def _load_log(self, dl_manager: tfds.download.DownloadManager):
+    name = self.builder_config.file_name
+    path = dl_manager.manual_dir / name
+    if not path.exists():
+      raise ValueError(
+          f"{path} does not exist. {self.info.full_name} reads {name} from "
+          f"the manual directory:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    return loaders.load_rees46(str(path), name=name)

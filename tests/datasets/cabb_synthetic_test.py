@@ -1,0 +1,175 @@
+"""Tests for the `cabb_synthetic` TFDS builder on its `tiny` config."""
+
+import json
+import tempfile
+
+from absl.testing import absltest
+import gin
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import cabb_tf.datasets  # pylint: disable=unused-import  (registers builders)
+from cabb_tf.data import pipeline
+from cabb_tf.data import schema
+from cabb_tf.data import simulator
+from cabb_tf.datasets import cabb_synthetic
+from cabb_tf.datasets import click_examples
+from tests.datasets import builder_testing
+
+_TINY_EVENTS = 5_000
+
+
+def _reference():
+  """The tiny config's log and examples, made without the builder."""
+  log = simulator.simulate_events(_TINY_EVENTS, seed=0)
+  return log, pipeline.prepare_examples(log.events, log.catalog)
+
+
+class CabbSyntheticBuilderTest(builder_testing.DatasetBuilderTestCase):
+  """TFDS's checks of `cabb_synthetic/tiny`; SPLITS from the pipeline."""
+
+  DATASET_CLASS = cabb_synthetic.Builder
+  BUILDER_CONFIG_NAMES_TO_TEST = ["tiny"]
+
+  @classmethod
+  def setUpClass(cls):
+    cls.SPLITS = click_examples.num_rows(_reference()[1].examples)
+    super().setUpClass()
+
+
+class CabbSyntheticExamplesTest(tf.test.TestCase):
+  """The tiny dataset against the simulator and pipeline run directly."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.log, cls.prepared = _reference()
+    # One build and one read shared by the tests that only look at it.
+    cls.data_dir = tempfile.mkdtemp(dir=absltest.get_default_test_tmpdir())
+    cls.tiny = builder_testing.prepare(cabb_synthetic.Builder, "tiny",
+                                       cls.data_dir)
+    cls.rows = {split: builder_testing.rows(cls.tiny, split)
+                for split in click_examples.SPLITS}
+
+  def _prepare(self, config="tiny"):
+    return builder_testing.prepare(cabb_synthetic.Builder, config,
+                                   self.create_tempdir().full_path)
+
+  def test_configs(self):
+    sizes = {c.name: c.num_events
+             for c in cabb_synthetic.Builder.BUILDER_CONFIGS}
+    self.assertEqual(sizes, {"tiny": 5_000, "small": 50_000,
+                             "default": 500_000, "large": 5_000_000})
+    self.assertEqual(cabb_synthetic.Builder.DEFAULT_BUILDER_CONFIG_NAME,
+                     "default")
+
+  def test_registered_under_its_name(self):
+    builder = tfds.builder("cabb_synthetic/small",
+                           data_dir=self.create_tempdir().full_path)
+    self.assertIsInstance(builder, cabb_synthetic.Builder)
+    self.assertEqual(builder.builder_config.num_events, 50_000)
+    for name in ("cabb_synthetic", "rees46", "taobao_user_behavior"):
+      self.assertIn(name, tfds.list_builders(with_community_datasets=False))
+
+  def test_examples_equal_the_pipeline_output(self):
+    expected = self.prepared.examples
+    for split in click_examples.SPLITS:
+      want = expected[expected["split"].astype(str) == split]
+      got = self.rows[split]
+      self.assertLen(got, len(want))
+      got_keys = sorted((int(ex["click_id"]), ex["item_b"].decode(),
+                         int(ex["y_caba"]), int(ex["y_cabb"]),
+                         int(ex["y_last_click"]), float(ex["w_caba"]),
+                         int(ex["u_leaf_clicks"]), int(ex["timestamp"]))
+                        for ex in got)
+      want_keys = sorted(zip(
+          want["click_id"].tolist(),
+          want["item_b"].astype("string").fillna("").tolist(),
+          want["y_caba"].tolist(), want["y_cabb"].tolist(),
+          want["y_last_click"].tolist(), want["w_caba"].tolist(),
+          want["u_leaf_clicks"].tolist(), want["timestamp"].tolist()))
+      self.assertEqual(got_keys, want_keys)
+
+  def test_relation_is_the_ground_truth(self):
+    relations = self.log.leaf_relations
+    complements = set(zip(
+        relations.loc[relations["relation"] == "complement", "leaf_a"],
+        relations.loc[relations["relation"] == "complement", "leaf_b"]))
+    seen = set()
+    for split in click_examples.SPLITS:
+      for ex in self.rows[split]:
+        leaf_a, leaf_b = ex["leaf_a"].decode(), ex["leaf_b"].decode()
+        if not ex["item_b"]:
+          want = ""
+        elif leaf_a == leaf_b:
+          want = "substitute"
+        elif (leaf_a, leaf_b) in complements:
+          want = "complement"
+        else:
+          want = "unrelated"
+        self.assertEqual(ex["relation"].decode(), want)
+        seen.add(want)
+    self.assertEqual(seen, {"", "substitute", "complement", "unrelated"})
+
+  def test_training_events_and_side_files(self):
+    builder = self.tiny
+    boundaries = builder.info.metadata["split_boundaries_ms"]
+    events, catalog = click_examples.load_training_events(builder)
+    ts = self.log.events["timestamp"].to_numpy()
+    want = self.log.events[ts < boundaries["validation_start"]]
+    np.testing.assert_array_equal(events["timestamp"], want["timestamp"])
+    np.testing.assert_array_equal(events["item_id"], want["item_id"])
+    np.testing.assert_array_equal(events["session_id"], want["session_id"])
+    self.assertEqual(events["event_type"].dtype,
+                     schema.EVENT_TYPE_DTYPE)
+    np.testing.assert_array_equal(events["event_type"].astype(str),
+                                  want["event_type"].astype(str))
+    leaf_of = dict(zip(self.log.catalog["item_id"], self.log.catalog["leaf"]))
+    self.assertEqual(events["leaf"].tolist(),
+                     [leaf_of[i] for i in want["item_id"]])
+    self.assertLen(catalog, len(self.log.catalog))
+    self.assertEqual(catalog["category_path"].tolist(),
+                     self.log.catalog["category_path"].tolist())
+    # The same directory works in place of the builder.
+    again, _ = click_examples.load_training_events(builder.data_path)
+    self.assertLen(again, len(events))
+
+  def test_metadata_survives_a_reload(self):
+    reloaded = tfds.builder("cabb_synthetic/tiny", data_dir=self.data_dir)
+    metadata = reloaded.info.metadata
+    self.assertEqual(metadata["feature_statistics"],
+                     click_examples.json_ready(
+                         self.prepared.feature_statistics))
+    report = metadata["data_report"]
+    self.assertEqual(report["examples"], len(self.prepared.examples))
+    self.assertEqual(report["events"], len(self.log.events))
+    self.assertEqual(metadata["config"]["num_events"], _TINY_EVENTS)
+    self.assertEqual(metadata["gin_bindings"], {})
+    on_disk = json.loads(
+        (reloaded.data_path / click_examples.DATA_REPORT_FILE).read_text())
+    self.assertEqual(on_disk["examples"], report["examples"])
+    self.assertTrue(
+        (reloaded.data_path / click_examples.FEATURE_STATISTICS_FILE).exists())
+
+  def test_gin_bindings_are_recorded(self):
+    gin.parse_config("cabb_tf.data.simulator.simulate.num_days = 7\n"
+                     "cabb_tf.data.simulator.simulate.num_users = 10")
+    self.addCleanup(gin.clear_config)
+    builder = self._prepare(cabb_synthetic.SyntheticConfig(
+        name="week", num_events=2_000))
+    # num_users is passed by simulate_events, so its binding has no effect.
+    self.assertEqual(builder.info.metadata["gin_bindings"],
+                     {"cabb_tf.data.simulator.simulate.num_days": "7"})
+    start, end = builder.info.metadata["time_range_ms"]
+    self.assertLess(end - start, 7 * 86_400_000)
+
+  def test_an_empty_split_is_an_error(self):
+    config = cabb_synthetic.SyntheticConfig(
+        name="no_validation", num_events=2_000, validation_fraction=0.0)
+    with self.assertRaisesRegex(ValueError, "validation split has no"):
+      self._prepare(config)
+
+
+if __name__ == "__main__":
+  tf.test.main()
