@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import gin
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -146,3 +147,79 @@ def evaluation_columns(record: Mapping[str, tf.Tensor],
       "alpha": alpha,
       "session_id": record["session_id"],
   }
+
+
+def to_columns(dataset: tf.data.Dataset,
+               batch_size: int = 65_536) -> Dict[str, tf.Tensor]:
+  """Reads a split of records into memory as one tensor per field.
+
+  Decoding TFDS records and batching dict elements one example at a time
+  costs far more than a training step of this model; reading the split once
+  in large batches and gathering training batches from columns keeps the
+  input pipeline off the critical path.
+  """
+  parts: Dict[str, list] = {}
+  for batch in dataset.batch(batch_size):
+    for key, value in batch.items():
+      parts.setdefault(key, []).append(value)
+  return {key: tf.concat(values, axis=0) for key, values in parts.items()}
+
+
+def prepare_columns(columns: Mapping[str, tf.Tensor], example_fn):
+  """Applies `example_fn` to a whole in-memory split at once.
+
+  Casting, the α lookup and label shaping are then done once per split
+  instead of once per batch and epoch; batches only gather rows.
+  """
+  return example_fn(columns)
+
+
+def _pack(prepared):
+  """Splits a structure's leaves into one float32 matrix and the rest.
+
+  Gathering one [n, k] matrix is several times cheaper than gathering k
+  separate columns, so all float32 leaves of shape [n] or [n, 1] travel
+  together and are unstacked after the gather.
+  """
+  leaves = tf.nest.flatten(prepared)
+  packable = [i for i, v in enumerate(leaves)
+              if v.dtype == tf.float32 and (v.shape.rank == 1 or (
+                  v.shape.rank == 2 and v.shape[1] == 1))]
+  matrix = tf.stack([tf.reshape(leaves[i], [-1]) for i in packable], axis=1)
+  others = {i: v for i, v in enumerate(leaves) if i not in set(packable)}
+  return matrix, packable, others
+
+
+def shuffled_batches(prepared, batch_size: int, seed: int,
+                     drop_remainder: bool = False) -> tf.data.Dataset:
+  """One epoch of shuffled batches gathered from a prepared in-memory split.
+
+  Args:
+    prepared: `prepare_columns` output, (features, labels, weights) with
+      one row per example along the first axis.
+    batch_size: rows per batch.
+    seed: this epoch's shuffling seed (the same seed, the same batches).
+    drop_remainder: drop a last partial batch.
+
+  Returns:
+    A dataset of (features, labels, weights) batches.
+  """
+  leaves = tf.nest.flatten(prepared)
+  num_rows = int(leaves[0].shape[0])
+  matrix, packable, others = _pack(prepared)
+  ranks = [v.shape.rank for v in leaves]
+
+  def gather(index):
+    rows = tf.unstack(tf.gather(matrix, index), axis=1)
+    out = [None] * len(leaves)
+    for column, i in zip(rows, packable):
+      out[i] = column if ranks[i] == 1 else column[:, tf.newaxis]
+    for i, value in others.items():
+      out[i] = tf.gather(value, index)
+    return tf.nest.pack_sequence_as(prepared, out)
+
+  order = np.random.default_rng(seed).permutation(num_rows)
+  return tf.data.Dataset.from_tensor_slices(order).batch(
+      batch_size, drop_remainder=drop_remainder).map(
+          gather, num_parallel_calls=tf.data.AUTOTUNE,
+          deterministic=True).prefetch(tf.data.AUTOTUNE)

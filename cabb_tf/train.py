@@ -182,7 +182,8 @@ def run(base_dir: str,
         deterministic: bool = True,
         stop_after_epochs: Optional[int] = None,
         export: bool = True,
-        save_predictions: bool = False) -> Dict[str, float]:
+        save_predictions: bool = False,
+        in_memory: bool = True) -> Dict[str, float]:
   """Trains, evaluates and exports one model.
 
   Args:
@@ -204,6 +205,10 @@ def run(base_dir: str,
     export: write the SavedModel to `base_dir/export`.
     save_predictions: write the test predictions, labels, weights and
       session ids to `base_dir/predictions.npz` (for paired comparisons).
+    in_memory: read the training split into memory once, as columns, and
+      gather shuffled batches from them (fast); False streams records
+      through a shuffle buffer of `shuffle_buffer` rows (for splits that do
+      not fit in memory).
 
   Returns:
     The test metrics (`METRIC_KEYS`).
@@ -219,7 +224,12 @@ def run(base_dir: str,
 
   example_fn = input_pipeline.make_example_fn(task, statistics, alpha_fn,
                                               negative_weight)
-  train_rows = data.train.map(example_fn, num_parallel_calls=tf.data.AUTOTUNE)
+  if in_memory:
+    train_columns = input_pipeline.prepare_columns(
+        input_pipeline.to_columns(data.train), example_fn)
+  else:
+    train_rows = data.train.map(example_fn,
+                                num_parallel_calls=tf.data.AUTOTUNE)
   validation = data.validation.batch(eval_batch_size).map(
       example_fn, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
@@ -255,9 +265,13 @@ def run(base_dir: str,
   epochs_this_call = 0
   while int(epoch.numpy()) < max_epochs and int(wait.numpy()) < patience:
     e = int(epoch.numpy())
-    rows = train_rows.shuffle(shuffle_buffer, seed=seed + e,
-                              reshuffle_each_iteration=False)
-    batches = rows.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if in_memory:
+      batches = input_pipeline.shuffled_batches(train_columns, batch_size,
+                                                seed + e)
+    else:
+      batches = train_rows.shuffle(
+          shuffle_buffer, seed=seed + e, reshuffle_each_iteration=False).batch(
+              batch_size).prefetch(tf.data.AUTOTUNE)
     if max_steps_per_epoch:
       batches = batches.take(max_steps_per_epoch)
     start = time.time()
