@@ -21,8 +21,8 @@ $(VENV)/.installed: setup.py | $(VENV)/bin/python
 venv: $(VENV)/.installed
 
 reproduce: $(VENV)/.installed
-	$(PY) experiments/prepare_data.py --base_dir=$(BASE_DIR) \
-	  --gin_file=gin/datasets/synthetic.gin $(if $(QUICK),--gin_file=gin/quick.gin,)
+	$(PY) experiments/reproduce.py --base_dir=$(BASE_DIR) \
+	  --gin_file=gin/reproduce.gin $(if $(QUICK),--gin_file=gin/quick.gin,)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 -q tests

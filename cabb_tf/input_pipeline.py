@@ -23,7 +23,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cabb_tf import datasets  # pylint: disable=unused-import  (registers builders)
-from cabb_tf.models import factory
 
 AlphaFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 
@@ -97,14 +96,14 @@ def model_inputs(record: Mapping[str, tf.Tensor],
           for name, dtype in feature_dtypes.items()}
 
 
-def make_example_fn(task: str, feature_statistics: Mapping[str, Any],
+def make_example_fn(task: str, feature_dtypes: Mapping[str, tf.DType],
                     alpha_fn: Optional[AlphaFn],
                     negative_weight: float = 1.0):
   """Returns record → (features, labels, sample weights) for `Dataset.map`.
 
   Args:
     task: one of `TASKS`.
-    feature_statistics: the dataset's training statistics (fixes the inputs).
+    feature_dtypes: the model's inputs (`factory.input_dtypes(model)`).
     alpha_fn: the weighting scheme's in-graph α(record); None means α = 1.
     negative_weight: `w_cabb` on rows without a CABB purchase.
 
@@ -112,10 +111,9 @@ def make_example_fn(task: str, feature_statistics: Mapping[str, Any],
     A function for `tf.data.Dataset.map` (batched or not).
   """
   heads = TASKS[task]
-  dtypes = factory.model_features(feature_statistics)
 
   def example(record):
-    features = model_inputs(record, dtypes)
+    features = model_inputs(record, feature_dtypes)
     y_cabb = tf.cast(record["y_cabb"], tf.float32)
     alpha = (tf.ones_like(y_cabb) if alpha_fn is None else
              tf.cast(alpha_fn(record), tf.float32))

@@ -78,8 +78,8 @@ def _compile(model: tf.keras.Model, task: str, learning_rate: float) -> None:
 
 
 def predict_and_score(model: tf.keras.Model, dataset: tf.data.Dataset,
-                      task: str, feature_statistics,
-                      alpha_fn, batch_size: int) -> Dict[str, Any]:
+                      task: str, alpha_fn,
+                      batch_size: int) -> Dict[str, Any]:
   """Predictions of a model on a split and its SPEC §7 metrics.
 
   Single-head baselines are scored on both tasks with their one prediction.
@@ -87,7 +87,7 @@ def predict_and_score(model: tf.keras.Model, dataset: tf.data.Dataset,
   Returns:
     A dict of `METRIC_KEYS` plus the raw arrays under `arrays`.
   """
-  dtypes = factory.model_features(feature_statistics)
+  dtypes = factory.input_dtypes(model)
   batched = dataset.batch(batch_size).map(
       lambda r: (input_pipeline.model_inputs(r, dtypes),
                  input_pipeline.evaluation_columns(r, alpha_fn)),
@@ -142,14 +142,12 @@ def _tag(key: str) -> str:
   return f"{head}/{metric}"
 
 
-def export_model(model: tf.keras.Model, task: str, feature_statistics,
-                 export_dir: str) -> None:
+def export_model(model: tf.keras.Model, task: str, export_dir: str) -> None:
   """Saves a SavedModel whose `serving_default` maps raw features to the
   `caba` and `cabb` probabilities (a baseline returns its one prediction as
   both), each of shape [batch]."""
-  dtypes = factory.model_features(feature_statistics)
   specs = {name: tf.TensorSpec([None], dtype, name=name)
-           for name, dtype in dtypes.items() if name in model.input_names}
+           for name, dtype in factory.input_dtypes(model).items()}
   heads = input_pipeline.heads_of(task)
 
   @tf.function(input_signature=[specs])
@@ -222,8 +220,12 @@ def run(base_dir: str,
   if task == "multitask":
     alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder)
 
-  example_fn = input_pipeline.make_example_fn(task, statistics, alpha_fn,
-                                              negative_weight)
+  model = factory.build_model(statistics, heads=heads)
+  _compile(model, task, learning_rate)
+  # Every configurable the run uses has been called by now.
+  gin_utils.record(base_dir)
+  example_fn = input_pipeline.make_example_fn(
+      task, factory.input_dtypes(model), alpha_fn, negative_weight)
   if in_memory:
     train_columns = input_pipeline.prepare_columns(
         input_pipeline.to_columns(data.train), example_fn)
@@ -232,11 +234,6 @@ def run(base_dir: str,
                                 num_parallel_calls=tf.data.AUTOTUNE)
   validation = data.validation.batch(eval_batch_size).map(
       example_fn, num_parallel_calls=tf.data.AUTOTUNE).cache()
-
-  model = factory.build_model(statistics, heads=heads)
-  _compile(model, task, learning_rate)
-  # Every configurable the run uses has been called by now.
-  gin_utils.record(base_dir)
 
   epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
   best_loss = tf.Variable(np.inf, dtype=tf.float64, name="best_loss")
@@ -300,7 +297,7 @@ def run(base_dir: str,
       return {}
 
   best.read(best_prefix).expect_partial()
-  result = predict_and_score(model, data.test, task, statistics, alpha_fn,
+  result = predict_and_score(model, data.test, task, alpha_fn,
                              eval_batch_size)
   arrays = result.pop("arrays")
   if save_predictions:
@@ -315,7 +312,7 @@ def run(base_dir: str,
                              seed=seed),
                         os.path.join(base_dir, "metrics.json"))
   if export:
-    export_model(model, task, statistics, os.path.join(base_dir, "export"))
+    export_model(model, task, os.path.join(base_dir, "export"))
   logging.info("Test metrics: %s", json.dumps(result, indent=1))
   return result
 

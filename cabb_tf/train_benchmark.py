@@ -78,8 +78,8 @@ def run(base_dir: str,
   data = input_pipeline.load_data()
   statistics = data.feature_statistics
   alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder)
-  example_fn = input_pipeline.make_example_fn("multitask", statistics,
-                                              alpha_fn)
+  example_fn = input_pipeline.make_example_fn(
+      "multitask", factory.input_dtypes(_model(statistics)), alpha_fn)
   columns = input_pipeline.prepare_columns(
       input_pipeline.to_columns(data.train), example_fn)
   results: List[Dict[str, Any]] = []

@@ -46,6 +46,11 @@ def model_features(feature_statistics: Mapping) -> Dict[str, tf.DType]:
   return out
 
 
+def input_dtypes(model: tf.keras.Model) -> Dict[str, tf.DType]:
+  """The raw input features a built model takes, with their dtypes."""
+  return {name: tensor.dtype for name, tensor in model.input.items()}
+
+
 def _mlp(x, units: Sequence[int], dropout: float, l2: float, prefix: str):
   for i, n in enumerate(units):
     x = tf.keras.layers.Dense(
