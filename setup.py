@@ -32,6 +32,9 @@ _EXTRAS = {
         "pytest-xdist>=3.6",
         "hypothesis>=6.100",
         "dill",  # tfds.testing.DatasetBuilderTestCase needs it.
+        "nbclient>=0.10",  # executes the notebooks in tests.
+        "nbformat>=5.10",
+        "ipykernel>=6.29",
     ],
     # Depends on apache-beam directly: the TFDS beam extra pins an old Beam
     # that conflicts with TensorFlow 2.21.

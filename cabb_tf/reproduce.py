@@ -231,8 +231,8 @@ def _paired_differences(base_dir, tables, seeds, resamples) -> Dict[str, Any]:
 
 
 def _importance(base_dir, data, variant, seeds):
-  inputs, columns = importance_lib.load_split(data.test,
-                                              data.feature_statistics)
+  inputs, columns = importance_lib.load_split(
+      input_pipeline.split_columns(data, "test"), data.feature_statistics)
   raw = []
   for seed in seeds:
     _bind(variant, seed)

@@ -77,29 +77,30 @@ def _compile(model: tf.keras.Model, task: str, learning_rate: float) -> None:
                         for head in heads})
 
 
-def predict_and_score(model: tf.keras.Model, dataset: tf.data.Dataset,
+def predict_and_score(model: tf.keras.Model, columns: Dict[str, tf.Tensor],
                       task: str, alpha_fn,
                       batch_size: int) -> Dict[str, Any]:
-  """Predictions of a model on a split and its SPEC §7 metrics.
+  """Predictions of a model on an in-memory split and its SPEC §7 metrics.
 
   Single-head baselines are scored on both tasks with their one prediction.
+
+  Args:
+    model: the trained model.
+    columns: the split as columns (`input_pipeline.split_columns`).
+    task: the model's task.
+    alpha_fn: the weighting scheme's α (for the α-weighted CABB NE).
+    batch_size: prediction batch size.
 
   Returns:
     A dict of `METRIC_KEYS` plus the raw arrays under `arrays`.
   """
-  dtypes = factory.input_dtypes(model)
-  batched = dataset.batch(batch_size).map(
-      lambda r: (input_pipeline.model_inputs(r, dtypes),
-                 input_pipeline.evaluation_columns(r, alpha_fn)),
-      num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-  parts: Dict[str, list] = {}
-  for features, columns in batched:
-    outputs = model(features, training=False)
-    for head, value in outputs.items():
-      parts.setdefault(f"p_{head}", []).append(value.numpy().reshape(-1))
-    for key, value in columns.items():
-      parts.setdefault(key, []).append(value.numpy())
-  arrays = {k: np.concatenate(v) for k, v in parts.items()}
+  features = input_pipeline.model_inputs(columns,
+                                         factory.input_dtypes(model))
+  outputs = model.predict(features, batch_size=batch_size, verbose=0)
+  arrays = {f"p_{head}": value.reshape(-1) for head, value in outputs.items()}
+  arrays.update({key: value.numpy() for key, value in
+                 input_pipeline.evaluation_columns(columns,
+                                                   alpha_fn).items()})
   heads = input_pipeline.heads_of(task)
   p_caba = arrays["p_caba" if "caba" in heads else f"p_{heads[0]}"]
   p_cabb = arrays["p_cabb" if "cabb" in heads else f"p_{heads[0]}"]
@@ -228,12 +229,14 @@ def run(base_dir: str,
       task, factory.input_dtypes(model), alpha_fn, negative_weight)
   if in_memory:
     train_columns = input_pipeline.prepare_columns(
-        input_pipeline.to_columns(data.train), example_fn)
+        input_pipeline.split_columns(data, "train"), example_fn)
   else:
     train_rows = data.train.map(example_fn,
                                 num_parallel_calls=tf.data.AUTOTUNE)
-  validation = data.validation.batch(eval_batch_size).map(
-      example_fn, num_parallel_calls=tf.data.AUTOTUNE).cache()
+  validation = tf.data.Dataset.from_tensor_slices(
+      input_pipeline.prepare_columns(
+          input_pipeline.split_columns(data, "validation"), example_fn)
+  ).batch(eval_batch_size).cache()
 
   epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
   best_loss = tf.Variable(np.inf, dtype=tf.float64, name="best_loss")
@@ -297,8 +300,8 @@ def run(base_dir: str,
       return {}
 
   best.read(best_prefix).expect_partial()
-  result = predict_and_score(model, data.test, task, alpha_fn,
-                             eval_batch_size)
+  result = predict_and_score(model, input_pipeline.split_columns(data, "test"),
+                             task, alpha_fn, eval_batch_size)
   arrays = result.pop("arrays")
   if save_predictions:
     save_arrays(os.path.join(base_dir, "predictions.npz"), arrays)

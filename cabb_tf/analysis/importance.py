@@ -17,22 +17,21 @@ from cabb_tf.data import features as features_lib
 from cabb_tf.models import factory
 
 
-def load_split(dataset: tf.data.Dataset, feature_statistics,
-               batch_size: int = 65_536) -> Tuple[Dict[str, np.ndarray],
-                                                   Dict[str, np.ndarray]]:
-  """A split in memory: (model inputs, evaluation columns) as NumPy."""
+def load_split(columns: Mapping[str, tf.Tensor], feature_statistics
+               ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+  """A split's (model inputs, evaluation columns) as NumPy arrays.
+
+  Args:
+    columns: the split in memory (`input_pipeline.split_columns`).
+    feature_statistics: the dataset's statistics (fixes the inputs).
+  """
   dtypes = factory.model_features(feature_statistics)
-  inputs: Dict[str, List[np.ndarray]] = {}
-  columns: Dict[str, List[np.ndarray]] = {}
-  for record in dataset.batch(batch_size).as_numpy_iterator():
-    for name, dtype in dtypes.items():
-      value = record[name]
-      inputs.setdefault(name, []).append(
-          value if dtype == tf.string else value.astype(np.float32))
-    for name in ("y_caba", "y_cabb", "w_caba"):
-      columns.setdefault(name, []).append(record[name].astype(np.float64))
-  return ({k: np.concatenate(v) for k, v in inputs.items()},
-          {k: np.concatenate(v) for k, v in columns.items()})
+  inputs = {name: (columns[name].numpy() if dtype == tf.string else
+                   columns[name].numpy().astype(np.float32))
+            for name, dtype in dtypes.items()}
+  labels = {name: columns[name].numpy().astype(np.float64)
+            for name in ("y_caba", "y_cabb", "w_caba")}
+  return inputs, labels
 
 
 def _head_ne(model: tf.keras.Model, inputs, columns, heads: Sequence[str],

@@ -1,0 +1,146 @@
+"""Smoke tests of every binary, every shipped gin file and every named path."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import gin
+
+import cabb_tf  # pylint: disable=unused-import
+from cabb_tf import gin_utils
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GIN_FILES = sorted(str(p.relative_to(REPO / "gin"))
+                   for p in (REPO / "gin").rglob("*.gin"))
+
+
+def _run(binary: str, base_dir: str, *args: str) -> str:
+  """Runs an experiment binary; fails the test with its output on error."""
+  command = [sys.executable, str(REPO / "experiments" / binary),
+             f"--base_dir={base_dir}", *args]
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                        timeout=900, check=False)
+  if done.returncode:
+    raise AssertionError(f"{binary} failed:\n{done.stdout[-3000:]}\n"
+                         f"{done.stderr[-6000:]}")
+  return done.stdout
+
+
+class GinFilesTest(parameterized.TestCase):
+
+  @parameterized.parameters(*GIN_FILES)
+  def test_gin_file_parses(self, name):
+    gin.clear_config()
+    gin_utils.parse([name], [])
+    gin.clear_config()
+
+
+class PathsTest(absltest.TestCase):
+
+  def test_paths_named_in_docs_exist(self):
+    docs = [REPO / "README.md", REPO / "notebooks" / "README.md",
+            *sorted((REPO / "docs").glob("*.md"))]
+    pattern = re.compile(
+        r"(?<![\w/.-])((?:experiments|gin|cabb_tf|notebooks|docs|tests)/"
+        r"[\w./-]*\w)")
+    missing = []
+    for doc in docs:
+      if not doc.exists():
+        continue
+      for path in pattern.findall(doc.read_text()):
+        if "*" in path or "<" in path:
+          continue
+        if not (REPO / path).exists():
+          missing.append(f"{doc.name}: {path}")
+    self.assertEqual(missing, [])
+
+
+class BinariesTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.data_dir = os.path.join(absltest.get_default_test_tmpdir(),
+                                "tfds_experiments_test")
+    cls.tiny = [f"--gin_bindings=load_data.data_dir = '{cls.data_dir}'",
+                "--gin_bindings=SYNTHETIC_DATASET = 'cabb_synthetic/tiny'"]
+
+  def test_prepare_data(self):
+    base_dir = self.create_tempdir().full_path
+    out = _run("prepare_data.py", base_dir, "--gin_file=gin/datasets/synthetic.gin",
+               "--gin_file=gin/quick.gin",
+               "--gin_bindings=simulate.num_users = 200")
+    self.assertIn("cabb_share", out)
+    with open(os.path.join(base_dir, "data_report.json")) as f:
+      report = json.load(f)
+    self.assertEqual(report["rows_in"], report["rows_kept"] +
+                     sum(report["dropped"].values()))
+    self.assertTrue(os.path.exists(os.path.join(base_dir, "config.gin")))
+
+  def test_train_writes_checkpoint_events_config_and_export(self):
+    base_dir = self.create_tempdir().full_path
+    _run("train.py", base_dir, "--gin_file=gin/multitask.gin",
+         "--gin_file=gin/quick.gin", *self.tiny,
+         "--gin_bindings=train.run.max_steps_per_epoch = 3")
+    for name in ("config.gin", "metrics.json", "export/saved_model.pb",
+                 "checkpoints/checkpoint"):
+      self.assertTrue(os.path.exists(os.path.join(base_dir, name)), name)
+    for phase in ("train", "eval"):
+      self.assertNotEmpty(os.listdir(os.path.join(base_dir, phase)))
+
+  def test_build_similarity(self):
+    base_dir = self.create_tempdir().full_path
+    _run("build_similarity.py", base_dir, "--gin_file=gin/similarity.gin",
+         *self.tiny, "--gin_bindings=report.build.schemes = "
+         "('static', 'taxonomy_cf')")
+    with open(os.path.join(base_dir, "similarity_report.json")) as f:
+      report = json.load(f)
+    schemes = report["ground_truth"]["schemes"]
+    self.assertEqual(schemes["static"]["auc_genuine_vs_noise"], 0.5)
+    for name in ("category_similarity.npz", "leaves.txt", "top_pairs.csv",
+                 "alpha_heatmap.png", "config.gin"):
+      self.assertTrue(os.path.exists(os.path.join(base_dir, name)), name)
+
+  def test_reproduce_quick(self):
+    base_dir = self.create_tempdir().full_path
+    args = ["--gin_file=gin/reproduce.gin", "--gin_file=gin/quick.gin",
+            *self.tiny, "--gin_bindings=train.run.max_steps_per_epoch = 3",
+            "--gin_bindings=train.run.max_epochs = 1",
+            "--gin_bindings=reproduce.run.bootstrap_resamples = 20"]
+    out = _run("reproduce.py", base_dir, *args)
+    self.assertIn("Table 1", out)
+    with open(os.path.join(base_dir, "results.json")) as f:
+      results = json.load(f)
+    self.assertCountEqual(results["table1"],
+                          ["last_click", "caba_only", "multitask"])
+    self.assertCountEqual(results["table2"], ["single_task", "0.0", "0.75"])
+    self.assertLen(results["table1"]["multitask"]["overall_ne"]["runs"], 2)
+    for name in ("results.md", "ne_vs_lambda.png", "schemes.png",
+                 "importance.png", "calibration.png", "alpha_heatmap.png"):
+      self.assertTrue(os.path.exists(os.path.join(base_dir, name)), name)
+    # Started again, it reuses every finished run: no run directory changes.
+    metrics_files = sorted(pathlib.Path(base_dir, "runs").rglob(
+        "metrics.json"))
+    self.assertLen(metrics_files, 4 * 2)  # 4 variants × 2 seeds
+    stamps = [p.stat().st_mtime_ns for p in metrics_files]
+    _run("reproduce.py", base_dir, *args)
+    self.assertEqual([p.stat().st_mtime_ns for p in metrics_files], stamps)
+    with open(os.path.join(base_dir, "results.json")) as f:
+      self.assertEqual(json.load(f)["table1"], results["table1"])
+
+  def test_benchmark_data(self):
+    base_dir = self.create_tempdir().full_path
+    _run("benchmark_data.py", base_dir, "--gin_bindings=benchmark.run.sizes = (20000,)")
+    with open(os.path.join(base_dir, "benchmark_data.json")) as f:
+      result = json.load(f)["results"][0]
+    self.assertGreater(result["events"], 10_000)
+    self.assertGreater(result["examples"], 0)
+
+
+if __name__ == "__main__":
+  absltest.main()
