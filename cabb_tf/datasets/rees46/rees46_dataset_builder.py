@@ -52,6 +52,9 @@ class Builder(click_examples.ClickExamplesBuilder):
                    description="The October 2019 file, 2019-Oct.csv."),
       Rees46Config(name="nov_2019", file_name="2019-Nov.csv",
                    description="The November 2019 file, 2019-Nov.csv."),
+      Rees46Config(name="oct_2019_head", file_name="2019-Oct_head.csv",
+                   description="A public head of 2019-Oct.csv (its first "
+                               "rows) saved as 2019-Oct_head.csv."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "oct_2019"
 

@@ -56,6 +56,13 @@ class Builder(click_examples.ClickExamplesBuilder):
                    fav_as="add_to_cart",
                    description="UserBehavior.csv with fav read as "
                                "add_to_cart."),
+      TaobaoConfig(name="head_sample",
+                   file_name="UserBehavior_head_by_user.csv",
+                   fav_as="add_to_cart",
+                   description="A public head of UserBehavior.csv (the "
+                               "complete histories of its first users) "
+                               "saved as UserBehavior_head_by_user.csv; fav "
+                               "read as add_to_cart."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "default"
 
