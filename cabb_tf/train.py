@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from cabb_tf import files
 from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import losses
@@ -323,11 +324,8 @@ def run(base_dir: str,
 def save_arrays(path: str, arrays: Dict[str, np.ndarray]) -> None:
   """Writes arrays to an .npz file atomically; string arrays (session ids)
   are stored as dense integer codes."""
-  arrays = {k: (pd.factorize(v)[0] if v.dtype == object else v)
-            for k, v in arrays.items()}
-  tmp = path + ".tmp.npz"
-  np.savez_compressed(tmp, **arrays)
-  os.replace(tmp, path)
+  files.write_npz(path, {k: (pd.factorize(v)[0] if v.dtype == object else v)
+                         for k, v in arrays.items()}, compressed=True)
 
 
 def load_best_model(base_dir: str, feature_statistics,

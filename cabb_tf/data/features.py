@@ -114,12 +114,19 @@ class _History:
     return np.where(has, (times - last) / _MS, -1.0).astype(np.float32)
 
 
-def _dense_codes(*columns: np.ndarray) -> np.ndarray:
-  """Dense int64 codes of the rows of one or more integer code columns."""
-  if len(columns) == 1:
-    return columns[0].astype(np.int64)
-  first, second = columns
-  key = first.astype(np.int64) * (np.int64(second.max()) + 1) + second
+def _pair_codes(first: np.ndarray, second: np.ndarray,
+                num_events: int) -> np.ndarray:
+  """Integer codes of (first, second) pairs that `_History` can pack.
+
+  `first * (max(second) + 1) + second` is used as is when it times the
+  number of events fits in 62 bits (no hashing needed); otherwise the pairs
+  are factorized to dense codes.
+  """
+  base = np.int64(second.max()) + 1 if len(second) else np.int64(1)
+  largest = (int(first.max()) + 1 if len(first) else 1) * int(base)
+  key = first.astype(np.int64) * base + second
+  if largest * max(num_events, 1) < 2**62:
+    return key
   codes, _ = pd.factorize(key, sort=False)
   return codes.astype(np.int64)
 
@@ -190,8 +197,8 @@ def compute_features(events: pd.DataFrame,
     del hist_position
 
   keyed = {
-      "u_item": _dense_codes(user_codes, item_codes),
-      "u_leaf": _dense_codes(user_codes, leaf_codes),
+      "u_item": _pair_codes(user_codes, item_codes, len(timestamps)),
+      "u_leaf": _pair_codes(user_codes, leaf_codes, len(timestamps)),
       "user": user_codes,
       "item": item_codes,
       "leaf": leaf_codes,
@@ -245,9 +252,10 @@ def compute_features(events: pd.DataFrame,
     for result in pool.map(lookup, keyed):
       feats.update(result)
 
-  when = pd.to_datetime(q_ts, unit="ms", utc=True)
-  feats["hour"] = when.hour.to_numpy().astype(np.int32)
-  feats["weekday"] = when.weekday.to_numpy().astype(np.int32)
+  # UTC hour and weekday (1970-01-01 was a Thursday, weekday 3).
+  days = np.floor_divide(q_ts, 86_400_000)
+  feats["hour"] = (np.floor_divide(q_ts, 3_600_000) % 24).astype(np.int32)
+  feats["weekday"] = ((days + 3) % 7).astype(np.int32)
   a_codes = item_codes[click_event]
   leaf_categories = pd.Index(np.append(leaf_names.astype(object), ""))
   feats["leaf_a"] = leaf_codes_of_item[a_codes]

@@ -40,7 +40,6 @@ A leaf enters the matrix only if its vector is nonzero; every other leaf is
 
 import json
 import os
-import tempfile
 from typing import Any, BinaryIO, Dict, Mapping, Optional, Tuple, Union
 
 import gin
@@ -48,6 +47,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cabb_tf import files
 from cabb_tf.data import schema
 from cabb_tf.similarity import taxonomy
 
@@ -315,25 +315,7 @@ class SparseSimilarity:
         meta=np.array(json.dumps({"class": type(self).__name__,
                                   "fallback": self.fallback,
                                   "stats": self.stats}, default=_builtin)))
-    if hasattr(path, "write"):
-      np.savez(path, **arrays)
-      return
-    if "://" in str(path):
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      with tf.io.gfile.GFile(str(path), "wb") as f:
-        np.savez(f, **arrays)
-      return
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-      with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise
+    files.write_npz(path, arrays)
 
   @classmethod
   def load(cls, path: str) -> "SparseSimilarity":

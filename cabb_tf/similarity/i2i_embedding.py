@@ -56,7 +56,6 @@ On CPU, two fits with one seed give the same embeddings.
 import io
 import json
 import os
-import tempfile
 import time
 from typing import (Any, BinaryIO, Callable, Dict, List, NamedTuple, Optional,
                     Tuple, Union)
@@ -68,6 +67,7 @@ import pandas as pd
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from cabb_tf import files
 from cabb_tf.data import schema
 from cabb_tf.data import sessions as sessions_lib
 
@@ -336,23 +336,7 @@ class ItemEmbeddingSimilarity:
                                   "fallback": self.fallback,
                                   "stats": self.stats},
                                  default=_json_default)))
-    if hasattr(path, "write"):
-      np.savez(path, **arrays)
-    elif "://" in str(path):
-      with tf.io.gfile.GFile(str(path), "wb") as f:
-        np.savez(f, **arrays)
-    else:
-      directory = os.path.dirname(os.path.abspath(path))
-      os.makedirs(directory, exist_ok=True)
-      fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-      try:
-        with os.fdopen(fd, "wb") as f:
-          np.savez(f, **arrays)
-        os.replace(tmp, path)
-      except BaseException:
-        if os.path.exists(tmp):
-          os.remove(tmp)
-        raise
+    files.write_npz(path, arrays)
 
   @classmethod
   def load(cls, path: Union[str, os.PathLike, BinaryIO]
