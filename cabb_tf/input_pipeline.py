@@ -203,6 +203,63 @@ def _pack(prepared):
   return matrix, packable, others
 
 
+def row_gatherer(prepared):
+  """Returns `gather(index)`: the rows `index` of a prepared in-memory split.
+
+  Args:
+    prepared: `prepare_columns` output, (features, labels, weights) with
+      one row per example along the first axis.
+
+  Returns:
+    A function from an int64 index vector to the same structure restricted
+    to those rows (pure TF ops, usable inside a train step).
+  """
+  leaves = tf.nest.flatten(prepared)
+  matrix, packable, others = _pack(prepared)
+  ranks = [v.shape.rank for v in leaves]
+
+  def gather(index):
+    rows = tf.unstack(tf.gather(matrix, index), axis=1)
+    out = [None] * len(leaves)
+    for column, i in zip(rows, packable):
+      out[i] = column if ranks[i] == 1 else column[:, tf.newaxis]
+    for i, value in others.items():
+      out[i] = tf.gather(value, index)
+    return tf.nest.pack_sequence_as(prepared, out)
+
+  return gather
+
+
+def num_rows(prepared) -> int:
+  """Rows of a prepared in-memory split."""
+  return int(tf.nest.flatten(prepared)[0].shape[0])
+
+
+def index_batches(num_examples: int, batch_size: int, seed: int,
+                  drop_remainder: bool = False) -> tf.data.Dataset:
+  """One epoch of shuffled row-index batches (the same seed, the same order)."""
+  order = np.random.default_rng(seed).permutation(num_examples)
+  return tf.data.Dataset.from_tensor_slices(order).batch(
+      batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def train_on_indices(model, prepared) -> None:
+  """Makes `model.fit` take batches of row indices into `prepared`.
+
+  The rows are gathered inside the compiled train step, in the same graph as
+  the forward and backward pass, so no tf.data thread competes with the step
+  for the cores.
+
+  Args:
+    model: a compiled Keras model.
+    prepared: its prepared in-memory training split.
+  """
+  gather = row_gatherer(prepared)
+  step = model.train_step
+  model.train_step = lambda index: step(gather(index))
+  model.train_function = None  # rebuilt with the new step on the next fit
+
+
 def shuffled_batches(prepared, batch_size: int, seed: int,
                      drop_remainder: bool = False) -> tf.data.Dataset:
   """One epoch of shuffled batches gathered from a prepared in-memory split.
@@ -217,22 +274,8 @@ def shuffled_batches(prepared, batch_size: int, seed: int,
   Returns:
     A dataset of (features, labels, weights) batches.
   """
-  leaves = tf.nest.flatten(prepared)
-  num_rows = int(leaves[0].shape[0])
-  matrix, packable, others = _pack(prepared)
-  ranks = [v.shape.rank for v in leaves]
-
-  def gather(index):
-    rows = tf.unstack(tf.gather(matrix, index), axis=1)
-    out = [None] * len(leaves)
-    for column, i in zip(rows, packable):
-      out[i] = column if ranks[i] == 1 else column[:, tf.newaxis]
-    for i, value in others.items():
-      out[i] = tf.gather(value, index)
-    return tf.nest.pack_sequence_as(prepared, out)
-
-  order = np.random.default_rng(seed).permutation(num_rows)
-  return tf.data.Dataset.from_tensor_slices(order).batch(
-      batch_size, drop_remainder=drop_remainder).map(
-          gather, num_parallel_calls=tf.data.AUTOTUNE,
-          deterministic=True).prefetch(tf.data.AUTOTUNE)
+  return index_batches(num_rows(prepared), batch_size, seed,
+                       drop_remainder).map(
+                           row_gatherer(prepared),
+                           num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True).prefetch(tf.data.AUTOTUNE)

@@ -206,9 +206,9 @@ def run(base_dir: str,
     save_predictions: write the test predictions, labels, weights and
       session ids to `base_dir/predictions.npz` (for paired comparisons).
     in_memory: read the training split into memory once, as columns, and
-      gather shuffled batches from them (fast); False streams records
-      through a shuffle buffer of `shuffle_buffer` rows (for splits that do
-      not fit in memory).
+      gather each shuffled batch inside the train step (fast); False
+      streams records through a shuffle buffer of `shuffle_buffer` rows (for
+      splits that do not fit in memory).
 
   Returns:
     The test metrics (`METRIC_KEYS`).
@@ -231,6 +231,8 @@ def run(base_dir: str,
   if in_memory:
     train_columns = input_pipeline.prepare_columns(
         input_pipeline.split_columns(data, "train"), example_fn)
+    train_rows_count = input_pipeline.num_rows(train_columns)
+    input_pipeline.train_on_indices(model, train_columns)
   else:
     train_rows = data.train.map(example_fn,
                                 num_parallel_calls=tf.data.AUTOTUNE)
@@ -267,8 +269,8 @@ def run(base_dir: str,
   while int(epoch.numpy()) < max_epochs and int(wait.numpy()) < patience:
     e = int(epoch.numpy())
     if in_memory:
-      batches = input_pipeline.shuffled_batches(train_columns, batch_size,
-                                                seed + e)
+      batches = input_pipeline.index_batches(train_rows_count, batch_size,
+                                             seed + e)
     else:
       batches = train_rows.shuffle(
           shuffle_buffer, seed=seed + e, reshuffle_each_iteration=False).batch(

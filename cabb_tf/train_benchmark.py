@@ -2,8 +2,9 @@
 
 For each batch size, the default multitask model is trained for a fixed
 number of steps fed (a) by the package's pipeline — the TFDS split read into
-memory as columns, shuffled batches gathered from them, α attached by the
-weighting table per batch, prefetched (what `train.run` uses) — and (b) by one batch of tensors already in memory,
+memory as columns with α attached by the weighting table, shuffled index
+batches from tf.data, the rows gathered inside the train step (what
+`train.run` uses) — and (b) by one batch of tensors already in memory,
 repeated, which costs no input work at all: the model-bound ceiling. The
 ratio (a)/(b) says how much the input pipeline slows training. Each
 measurement is the median of several timed windows after a warm-up. The
@@ -84,11 +85,14 @@ def run(base_dir: str,
       input_pipeline.to_columns(data.train), example_fn)
   results: List[Dict[str, Any]] = []
   for batch_size in batch_sizes:
-    pipeline = input_pipeline.shuffled_batches(
-        columns, batch_size, 0, drop_remainder=True).repeat()
-    one_batch = next(iter(pipeline))
+    indices = input_pipeline.index_batches(
+        input_pipeline.num_rows(columns), batch_size, 0,
+        drop_remainder=True).repeat()
+    one_batch = input_pipeline.row_gatherer(columns)(next(iter(indices)))
     in_memory = tf.data.Dataset.from_tensors(one_batch).repeat()
-    rate_pipeline = _steps_per_second(_model(statistics), pipeline, steps,
+    model = _model(statistics)
+    input_pipeline.train_on_indices(model, columns)
+    rate_pipeline = _steps_per_second(model, indices, steps,
                                       windows) * batch_size
     rate_memory = _steps_per_second(_model(statistics), in_memory, steps,
                                     windows) * batch_size
