@@ -60,8 +60,9 @@ setuptools.setup(
     license="Apache 2.0",
     python_requires=">=3.11,<3.12",
     packages=setuptools.find_packages(include=["cabb_tf", "cabb_tf.*"]),
+    # The gin files live in the repository's gin/ (cabb_tf.gin_utils.GIN_DIR):
+    # experiments run from a checkout installed with `pip install -e .`.
     package_data={
-        "cabb_tf": ["gin/*.gin", "gin/**/*.gin"],
         "cabb_tf.datasets": [
             "*/README.md", "*/CITATIONS.bib", "*/checksums.tsv",
             "*/dummy_data/*", "*/dummy_data/**/*",

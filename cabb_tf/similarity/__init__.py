@@ -4,6 +4,8 @@
 * `category_cf` — the paper's leaf co-engagement cosine S (`taxonomy_cf`).
 * `item_cf`     — the same cosine over items (`i2i_cf`).
 * `tree`        — α from the shared prefix of two taxonomy paths.
+* `i2i_embedding` — item embeddings from a TFRS retrieval model.
+* `weighting`   — the one gin switch between the schemes, and α in tf.data.
 * `benchmark`   — speed and memory of Eq. (1)–(2) against references.
 
 Every similarity object has `alpha(a, b)` (vectorized, unknown → fallback)
@@ -18,6 +20,8 @@ from cabb_tf.similarity.category_cf import CategorySimilarity
 from cabb_tf.similarity.category_cf import default_event_weights
 from cabb_tf.similarity.category_cf import fit_category_similarity
 from cabb_tf.similarity.category_cf import SparseSimilarity
+from cabb_tf.similarity.i2i_embedding import fit_i2i_embeddings
+from cabb_tf.similarity.i2i_embedding import ItemEmbeddingSimilarity
 from cabb_tf.similarity.item_cf import fit_item_similarity
 from cabb_tf.similarity.item_cf import i2i_cf
 from cabb_tf.similarity.item_cf import ItemSimilarity
@@ -27,7 +31,8 @@ from cabb_tf.similarity.tree import TreeSimilarity
 
 __all__ = [
     "category_similarity", "CategorySimilarity", "default_event_weights",
-    "fit_category_similarity", "SparseSimilarity", "fit_item_similarity",
+    "fit_category_similarity", "SparseSimilarity", "fit_i2i_embeddings",
+    "ItemEmbeddingSimilarity", "fit_item_similarity",
     "i2i_cf", "ItemSimilarity", "item_leaves", "fit_tree_similarity",
     "TreeSimilarity",
 ]
