@@ -2,8 +2,10 @@
 
 import os
 import pathlib
-from typing import Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from absl import app
+from absl import flags
 from absl import logging
 import gin
 
@@ -58,3 +60,31 @@ def write_text_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+
+
+def run_binary(entry: Callable[[str], Any]) -> None:
+  """The `main` of every experiment binary.
+
+  Defines the only three flags a binary has (`--base_dir`, `--gin_file`,
+  `--gin_bindings`), parses gin with unknown names as errors, calls
+  `entry(base_dir)` — one gin-configurable library function — and writes
+  the operative config to `base_dir/config.gin`.
+
+  Args:
+    entry: the library function to call with the base directory.
+  """
+  base_dir = flags.DEFINE_string("base_dir", None, "Output directory.",
+                                 required=True)
+  gin_files = flags.DEFINE_multi_string(
+      "gin_file", [], "Gin config files, looked up as given and in gin/.")
+  gin_bindings = flags.DEFINE_multi_string("gin_bindings", [],
+                                           "Gin bindings, applied last.")
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    parse(gin_files.value, gin_bindings.value)
+    entry(base_dir.value)
+    record(base_dir.value)
+
+  app.run(main)

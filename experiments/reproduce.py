@@ -9,25 +9,9 @@ directories (TensorBoard: --logdir=<base_dir>/runs) to --base_dir; started
 again with the same --base_dir it continues where it stopped.
 """
 
-from absl import app
-from absl import flags
-
 import cabb_tf  # pylint: disable=unused-import  (selects Keras 2 first)
 from cabb_tf import gin_utils
 from cabb_tf import reproduce
 
-_BASE_DIR = flags.DEFINE_string("base_dir", None, "Output directory.",
-                                required=True)
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files.")
-_GIN_BINDINGS = flags.DEFINE_multi_string("gin_bindings", [],
-                                          "Gin bindings.")
-
-
-def main(argv):
-  del argv
-  gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value)
-  reproduce.run(_BASE_DIR.value)
-
-
 if __name__ == "__main__":
-  app.run(main)
+  gin_utils.run_binary(reproduce.run)

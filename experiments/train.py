@@ -9,25 +9,9 @@ checkpoints and export/ (a SavedModel) to --base_dir; an interrupted run
 resumes when started again with the same --base_dir.
 """
 
-from absl import app
-from absl import flags
-
 import cabb_tf  # pylint: disable=unused-import  (selects Keras 2 first)
 from cabb_tf import gin_utils
 from cabb_tf import train
 
-_BASE_DIR = flags.DEFINE_string("base_dir", None, "Run directory.",
-                                required=True)
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "Gin config files.")
-_GIN_BINDINGS = flags.DEFINE_multi_string("gin_bindings", [],
-                                          "Gin bindings.")
-
-
-def main(argv):
-  del argv
-  gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value)
-  train.run(_BASE_DIR.value)
-
-
 if __name__ == "__main__":
-  app.run(main)
+  gin_utils.run_binary(train.run)
