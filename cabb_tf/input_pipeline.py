@@ -258,24 +258,3 @@ def train_on_indices(model, prepared) -> None:
   step = model.train_step
   model.train_step = lambda index: step(gather(index))
   model.train_function = None  # rebuilt with the new step on the next fit
-
-
-def shuffled_batches(prepared, batch_size: int, seed: int,
-                     drop_remainder: bool = False) -> tf.data.Dataset:
-  """One epoch of shuffled batches gathered from a prepared in-memory split.
-
-  Args:
-    prepared: `prepare_columns` output, (features, labels, weights) with
-      one row per example along the first axis.
-    batch_size: rows per batch.
-    seed: this epoch's shuffling seed (the same seed, the same batches).
-    drop_remainder: drop a last partial batch.
-
-  Returns:
-    A dataset of (features, labels, weights) batches.
-  """
-  return index_batches(num_rows(prepared), batch_size, seed,
-                       drop_remainder).map(
-                           row_gatherer(prepared),
-                           num_parallel_calls=tf.data.AUTOTUNE,
-                           deterministic=True).prefetch(tf.data.AUTOTUNE)
