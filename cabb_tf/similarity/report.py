@@ -24,7 +24,6 @@ from typing import Any, Dict, Sequence
 from absl import logging
 import gin
 import numpy as np
-import pandas as pd
 
 from cabb_tf import datasets as datasets_lib
 from cabb_tf import input_pipeline
@@ -37,22 +36,10 @@ from cabb_tf.similarity import weighting
 GENUINE = ("substitute", "complement")
 
 
-def cabb_rows(builder, fields: Sequence[str]) -> pd.DataFrame:
-  """The CABB-positive rows of all splits, with the given fields as strings."""
-  frames = []
-  for split in ("train", "validation", "test"):
-    for batch in builder.as_dataset(split=split).batch(65_536).as_numpy_iterator():
-      positive = batch["y_cabb"] > 0
-      frames.append(pd.DataFrame({
-          f: pd.Series(batch[f][positive]).str.decode("utf-8")
-          if batch[f].dtype == object else batch[f][positive] for f in fields}))
-  return pd.concat(frames, ignore_index=True)
-
-
 def ground_truth_report(builder, schemes: Sequence[str]) -> Dict[str, Any]:
   """α's separation of genuine from noise CABB rows, per scheme."""
-  rows = cabb_rows(builder, ("item_a", "item_b", "leaf_a", "leaf_b",
-                             "relation"))
+  rows = weighting.cabb_rows(builder, ("item_a", "item_b", "leaf_a",
+                                       "leaf_b", "relation"))
   genuine = rows["relation"].isin(GENUINE).to_numpy().astype(np.float64)
   events, catalog = datasets_lib.load_training_events(builder)
   out: Dict[str, Any] = {
@@ -64,12 +51,8 @@ def ground_truth_report(builder, schemes: Sequence[str]) -> Dict[str, Any]:
   for scheme in schemes:
     similarity = weighting.fit_scheme(scheme, events, catalog)
     field_a, field_b = weighting.KEYS[scheme]
-    a, b = rows[field_a].to_numpy(), rows[field_b].to_numpy()
-    if scheme == "i2i_cf":
-      a = weighting._match_key_type(a, similarity.keys)  # pylint: disable=protected-access
-      b = weighting._match_key_type(b, similarity.keys)  # pylint: disable=protected-access
-    alpha = np.asarray(similarity.alpha(a, b), dtype=np.float64).reshape(-1)
-    alpha = np.broadcast_to(alpha, genuine.shape) if alpha.size == 1 else alpha
+    alpha = weighting.score_pairs(similarity, rows[field_a].to_numpy(),
+                                  rows[field_b].to_numpy())
     out["schemes"][scheme] = {
         "auc_genuine_vs_noise": metrics.auc(genuine, alpha),
         "mean_alpha": {relation: float(alpha[(rows["relation"] ==

@@ -18,7 +18,7 @@ table (none, for the dataset the table was built from) get the fallback.
 """
 
 import dataclasses
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import gin
@@ -88,13 +88,6 @@ def fit_scheme(scheme: str, events: pd.DataFrame, catalog: pd.DataFrame):
   return i2i_embedding.fit_i2i_embeddings(events)
 
 
-def _as_keys(values: np.ndarray) -> np.ndarray:
-  """Record fields (bytes from TFDS) as the strings the schemes key on."""
-  return np.array([v.decode() if isinstance(v, bytes) else str(v)
-                   for v in values], dtype=object) if len(values) else (
-                       np.zeros(0, dtype=object))
-
-
 @dataclasses.dataclass
 class PairTable:
   """α of the distinct CABB (A, B) pairs of a dataset, as a TF lookup."""
@@ -128,42 +121,47 @@ class PairTable:
     return alpha
 
 
-def cabb_pairs(datasets, fields: Tuple[str, str],
-               batch_size: int = 65_536) -> Tuple[np.ndarray, np.ndarray]:
-  """The distinct (A, B) keys of the CABB-positive rows of some datasets."""
+def cabb_rows(builder, fields: Sequence[str]) -> pd.DataFrame:
+  """The CABB-positive rows of all splits of a dataset: `fields`, with bytes
+  decoded to str."""
   frames = []
-  for dataset in datasets:
-    for batch in dataset.batch(batch_size).as_numpy_iterator():
+  for split in ("train", "validation", "test"):
+    for batch in builder.as_dataset(split=split).batch(
+        65_536).as_numpy_iterator():
       positive = batch["y_cabb"] > 0
       frames.append(pd.DataFrame({
-          "a": batch[fields[0]][positive], "b": batch[fields[1]][positive]}))
+          f: (pd.Series(batch[f][positive]).str.decode("utf-8")
+              if batch[f].dtype == object else batch[f][positive])
+          for f in fields}))
   if not frames:
-    return np.zeros(0, dtype=object), np.zeros(0, dtype=object)
-  pairs = pd.concat(frames, ignore_index=True).drop_duplicates()
-  return _as_keys(pairs["a"].to_numpy()), _as_keys(pairs["b"].to_numpy())
+    return pd.DataFrame({f: pd.Series([], dtype=object) for f in fields})
+  return pd.concat(frames, ignore_index=True)
 
 
-def _match_key_type(keys: np.ndarray, reference: np.ndarray) -> np.ndarray:
-  """Casts string keys to int64 when the scheme was fitted on integer ids."""
-  if len(reference) and np.issubdtype(np.asarray(reference).dtype, np.integer):
-    return pd.to_numeric(pd.Series(keys), errors="coerce").fillna(-1).astype(
-        np.int64).to_numpy()
-  return keys
+def score_pairs(similarity: Any, keys_a: np.ndarray,
+                keys_b: np.ndarray) -> np.ndarray:
+  """α of aligned key arrays, as float64 with the keys' shape.
+
+  Dataset records hold ids as strings; a similarity fitted on integer ids
+  (its `keys` are integers) gets them back as int64 (non-numeric: unseen).
+  """
+  reference = getattr(similarity, "keys", None)
+  if reference is not None and np.issubdtype(np.asarray(reference).dtype,
+                                              np.integer):
+    keys_a, keys_b = (pd.to_numeric(pd.Series(k), errors="coerce").fillna(
+        -1).astype(np.int64).to_numpy() for k in (keys_a, keys_b))
+  alpha = np.asarray(similarity.alpha(keys_a, keys_b), dtype=np.float64)
+  return np.broadcast_to(alpha, np.shape(keys_a)).copy()
 
 
-def pair_table(scheme: str, similarity: Any, datasets,
+def pair_table(scheme: str, similarity: Any, builder,
                fallback: float = 0.0) -> PairTable:
-  """Scores the distinct CABB pairs of `datasets` with a fitted scheme."""
+  """Scores the distinct CABB (A, B) pairs of a dataset with a fitted scheme."""
   fields = KEYS[scheme]
-  keys_a, keys_b = cabb_pairs(datasets, fields)
-  if scheme in ("i2i_cf",) and hasattr(similarity, "keys"):
-    a, b = (_match_key_type(keys_a, similarity.keys),
-            _match_key_type(keys_b, similarity.keys))
-  else:
-    a, b = keys_a, keys_b
-  alpha = np.asarray(similarity.alpha(a, b), dtype=np.float32).reshape(-1)
-  if len(alpha) != len(keys_a):
-    alpha = np.broadcast_to(alpha, keys_a.shape).astype(np.float32)
+  pairs = cabb_rows(builder, fields).drop_duplicates()
+  keys_a = pairs[fields[0]].astype(str).to_numpy(dtype=object)
+  keys_b = pairs[fields[1]].astype(str).to_numpy(dtype=object)
+  alpha = score_pairs(similarity, keys_a, keys_b).astype(np.float32)
   return PairTable(keys_a, keys_b, alpha, fields, fallback)
 
 
@@ -202,9 +200,7 @@ def _fit_table(scheme: str, builder, fallback: float) -> PairTable:
   """Fits a scheme on a dataset's training events and scores its pairs."""
   events, catalog = datasets_lib.load_training_events(builder)
   similarity = fit_scheme(scheme, events, catalog)
-  splits = [builder.as_dataset(split=s) for s in ("train", "validation",
-                                                   "test")]
-  table = pair_table(scheme, similarity, splits, fallback)
+  table = pair_table(scheme, similarity, builder, fallback)
   logging.info("Weighting %s: %d distinct CABB pairs, mean α %.4f", scheme,
                len(table.alpha), float(np.mean(table.alpha)) if len(
                    table.alpha) else float("nan"))

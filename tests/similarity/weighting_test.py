@@ -1,0 +1,62 @@
+"""Tests of the weighting switch: key types, the in-graph table, schemes."""
+
+from absl.testing import absltest
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from cabb_tf.data import schema
+from cabb_tf.similarity import item_cf
+from cabb_tf.similarity import weighting
+
+
+def _events():
+  # Users 1 and 2 engage items 10 and 11; user 3 only item 12.
+  rows = [(1, 10), (1, 11), (2, 10), (2, 11), (3, 12)]
+  return pd.DataFrame({
+      "user_id": [u for u, _ in rows], "item_id": [i for _, i in rows],
+      "timestamp": np.arange(len(rows), dtype=np.int64),
+      "event_type": pd.Categorical(["click"] * len(rows),
+                                   dtype=schema.EVENT_TYPE_DTYPE)})
+
+
+class ScorePairsTest(absltest.TestCase):
+
+  def test_string_keys_reach_an_integer_keyed_similarity(self):
+    similarity = item_cf.i2i_cf(_events())
+    # Items 10 and 11 have identical user vectors (cosine 1); 12 shares no
+    # user with them (0); "x" is not an item id (unseen: the fallback 0).
+    got = weighting.score_pairs(
+        similarity, np.array(["10", "10", "11", "x"], dtype=object),
+        np.array(["11", "12", "11", "10"], dtype=object))
+    np.testing.assert_allclose(got, [1.0, 0.0, 1.0, 0.0])
+
+  def test_static_broadcasts_to_the_keys(self):
+    got = weighting.score_pairs(weighting.fit_scheme("static", None, None),
+                                np.array(["a", "b"], dtype=object),
+                                np.array(["c", "d"], dtype=object))
+    np.testing.assert_array_equal(got, [1.0, 1.0])
+
+  def test_unknown_scheme(self):
+    with self.assertRaisesRegex(ValueError, "weighting scheme"):
+      weighting.check_scheme("popularity")
+
+
+class PairTableTest(tf.test.TestCase):
+
+  def test_in_graph_lookup_equals_the_table(self):
+    table = weighting.PairTable(
+        keys_a=np.array(["a/b", "a/b"], dtype=object),
+        keys_b=np.array(["c", "a/b"], dtype=object),
+        alpha=np.array([0.25, 1.0], dtype=np.float32),
+        fields=("leaf_a", "leaf_b"), fallback=0.5)
+    alpha_fn = table.alpha_fn()
+    records = tf.data.Dataset.from_tensor_slices({
+        "leaf_a": ["a/b", "a/b", "c"], "leaf_b": ["c", "a/b", "a/b"]})
+    got = np.concatenate([alpha_fn(r).numpy() for r in records.batch(2)])
+    # The reversed pair (c, a/b) is not in the table: the fallback.
+    np.testing.assert_allclose(got, [0.25, 1.0, 0.5])
+
+
+if __name__ == "__main__":
+  absltest.main()
