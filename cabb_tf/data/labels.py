@@ -218,7 +218,9 @@ def purchase_stats(events: pd.DataFrame,
   was clicked earlier in the session, `click_a_buy_b` if it was not but another
   item was, `no_prior_click` otherwise; `cabb_share` is click_a_buy_b over all
   three. With a catalog, `cabb_leaf_match` counts CABB purchases whose leaf
-  equals the leaf of an item clicked earlier in the session.
+  equals the leaf of an item clicked earlier in the session;
+  `other_item_clicked_before` counts purchases (of any kind) with a click on
+  some other item earlier in the session.
 
   Args:
     events: a canonical event log (sessions derived when absent).
@@ -250,11 +252,22 @@ def _purchase_stats(prep: _Prepared,
   same = own_click < p_pos
   any_before = first_click_in_session[p_session] < p_pos
   cabb = any_before & ~same
+  # Another item clicked before: the session's first clicked item if it is
+  # not B, else its second distinct clicked item (clicks are in position
+  # order, so a session's first clicks are contiguous).
+  first = np.searchsorted(clicks.session, p_session, side="left")
+  second = first + 1
+  has_second = second < len(clicks.pos)
+  second = np.minimum(second, max(len(clicks.pos) - 1, 0))
+  has_second &= clicks.session[second] == p_session
+  other_before = ((any_before & (clicks.item[first] != p_item)) |
+                  (has_second & (clicks.pos[second] < p_pos)))
   result = {
       "purchases_in_sessions_with_click": int(len(p_pos)),
       "same_item": int(same.sum()),
       "click_a_buy_b": int(cabb.sum()),
       "no_prior_click": int((~any_before).sum()),
+      "other_item_clicked_before": int(other_before.sum()),
       "purchases_in_sessions_without_click": int((~has_click).sum()),
   }
   result["cabb_share"] = (result["click_a_buy_b"] / len(p_pos)

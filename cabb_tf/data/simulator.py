@@ -85,6 +85,7 @@ import gin
 import numpy as np
 import pandas as pd
 
+from cabb_tf.data import labels
 from cabb_tf.data import schema
 
 RELATIONS = ("same", "substitute", "complement", "noise")
@@ -1041,15 +1042,13 @@ def simulate_chunks(total_events: int, chunk_events: int, seed: int = 0,
 
 
 def calibration_stats(log: SimulatedLog) -> Dict[str, float]:
-  """The Click A, Buy B statistics of click_a_buy_b_stats.py, vectorized.
+  """The Click A, Buy B statistics of click_a_buy_b_stats.py, and shares.
 
-  Sessions are `session_id`; events are taken in their row order (the log is
-  sorted by time). A purchase counts once per (session, item), at its first
-  purchase event. Among purchases in sessions with a click: `same_item` if
-  the item was clicked earlier in the session, `click_a_buy_b` if it was not
-  but another item was, `no_prior_click` otherwise; `leaf_match_share` is the
-  share of Click A, Buy B purchases whose leaf is the leaf of an earlier click
-  in the session (among those where both leaves are known).
+  The purchase statistics are `labels.purchase_stats` (sessions are
+  `session_id`; a purchase counts once per (session, item), at its first
+  purchase event; `leaf_match_share` is the share of Click A, Buy B
+  purchases whose leaf is the leaf of an earlier click in the session),
+  plus event-type shares and, for a simulated log, ground-truth shares.
 
   Args:
     log: a simulated log (or any log with canonical events and a catalog).
@@ -1059,48 +1058,8 @@ def calibration_stats(log: SimulatedLog) -> Dict[str, float]:
   """
   events = log.events
   codes = schema.event_type_codes(events)
-  frame = pd.DataFrame({
-      "session": events["session_id"].to_numpy(),
-      "item": events["item_id"].to_numpy(),
-      "pos": np.arange(len(events)),
-  })
-  leaf_code, _ = pd.factorize(log.catalog["leaf"])
-  leaf_code[(log.catalog["leaf"] == schema.UNKNOWN_LEAF).to_numpy()] = -1
-  item_index = pd.Index(log.catalog["item_id"]).get_indexer(frame["item"])
-  frame["leaf"] = np.where(item_index >= 0, leaf_code[item_index], -1)
-  clicks = frame[codes == schema.CLICK]
-  buys = frame[codes == schema.PURCHASE].drop_duplicates(["session", "item"])
-  first_click = clicks.drop_duplicates("session").set_index("session")
-  # The first click on an item other than the session's first clicked item.
-  other = clicks[clicks["item"].to_numpy() != first_click.loc[
-      clicks["session"], "item"].to_numpy()].drop_duplicates("session")
-  in_click_session = buys["session"].isin(first_click.index).to_numpy()
-  click_buys = buys[in_click_session]
-  s = click_buys["session"]
-  f1 = first_click["pos"].reindex(s).to_numpy()
-  i1 = first_click["item"].reindex(s).to_numpy()
-  f2 = other.set_index("session")["pos"].reindex(s).to_numpy(
-      dtype=np.float64, na_value=np.inf)
-  pos = click_buys["pos"].to_numpy()
-  item_click = clicks.drop_duplicates(["session", "item"]).set_index(
-      ["session", "item"])["pos"]
-  leaf_click = clicks[clicks["leaf"] >= 0].drop_duplicates(
-      ["session", "leaf"]).set_index(
-      ["session", "leaf"])["pos"]
-  same_pos = item_click.reindex(pd.MultiIndex.from_arrays(
-      [s, click_buys["item"]])).to_numpy(dtype=np.float64, na_value=np.inf)
-  leaf_pos = leaf_click.reindex(pd.MultiIndex.from_arrays(
-      [s, click_buys["leaf"]])).to_numpy(dtype=np.float64, na_value=np.inf)
-  same = same_pos < pos
-  prior = f1 < pos
-  cabb = ~same & prior
-  # As in the script, a leaf match needs a known leaf (the item's and an
-  # earlier click's).
-  comparable = cabb & (click_buys["leaf"].to_numpy() >= 0) & (
-      leaf_click.reset_index().groupby("session")["pos"].min().reindex(
-          s).to_numpy(dtype=np.float64, na_value=np.inf) < pos)
-  other_before = (prior & (i1 != click_buys["item"].to_numpy())) | (f2 < pos)
-  total = len(click_buys)
+  purchases = labels.purchase_stats(events, log.catalog)
+  total = purchases["purchases_in_sessions_with_click"]
   num_events = len(events)
   sessions = events["session_id"].nunique()
   stats = {
@@ -1109,15 +1068,16 @@ def calibration_stats(log: SimulatedLog) -> Dict[str, float]:
       "sessions": int(sessions),
       "events_per_session": num_events / max(sessions, 1),
       "purchases_in_click_sessions": total,
-      "same_item": int(same.sum()),
-      "click_a_buy_b": int(cabb.sum()),
-      "no_prior_click": int((~prior).sum()),
-      "click_a_buy_b_share": cabb.sum() / total if total else math.nan,
-      "leaf_match_share": ((leaf_pos[comparable] < pos[comparable]).mean()
-                           if comparable.any() else math.nan),
-      "other_item_clicked_before_share": (other_before.mean() if total
-                                          else math.nan),
-      "purchases_in_sessions_without_click": int((~in_click_session).sum()),
+      "same_item": purchases["same_item"],
+      "click_a_buy_b": purchases["click_a_buy_b"],
+      "no_prior_click": purchases["no_prior_click"],
+      "click_a_buy_b_share": purchases["cabb_share"],
+      "leaf_match_share": purchases["cabb_leaf_match_share"],
+      "other_item_clicked_before_share": (
+          purchases["other_item_clicked_before"] / total if total
+          else math.nan),
+      "purchases_in_sessions_without_click": purchases[
+          "purchases_in_sessions_without_click"],
   }
   for code, name in enumerate(schema.EVENT_TYPES):
     stats[f"{name}_share_of_events"] = float(

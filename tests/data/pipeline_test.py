@@ -95,6 +95,8 @@ class RealSampleTest(absltest.TestCase):
     self.assertEqual(stats["no_prior_click"], expected["no_prior_click"])
     self.assertEqual(stats["purchases_in_sessions_without_click"],
                      expected["purchases_in_sessions_without_click"])
+    self.assertEqual(stats["other_item_clicked_before"],
+                     expected["other_item_clicked_before"])
     self.assertEqual(prepared.report["sessions"], expected["sessions"])
     matched = expected["cat_match[category_id]"].split(" ")[0]
     self.assertEqual(f"{stats['cabb_leaf_match']}/{stats['click_a_buy_b']}",
@@ -107,7 +109,8 @@ class RealSampleTest(absltest.TestCase):
     events, catalog, report = loaders.load_rees46(path)
     prepared = pipeline.prepare_examples(events, catalog, report)
     stats = prepared.report["purchase_attribution"]
-    for key in ("same_item", "click_a_buy_b", "no_prior_click"):
+    for key in ("same_item", "click_a_buy_b", "no_prior_click",
+                "other_item_clicked_before"):
       self.assertEqual(stats[key], expected[key], key)
     self.assertEqual(prepared.report["sessions"], expected["sessions"])
 
