@@ -67,7 +67,9 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _compile(model: tf.keras.Model, task: str, learning_rate: float) -> None:
+def _compile(model: tf.keras.Model, task: str,
+             learning_rate: float) -> Dict[str, float]:
+  """Compiles the model with Eq. (6)'s losses; returns the loss weights."""
   heads = input_pipeline.heads_of(task)
   loss_config = losses.multitask_losses(heads=heads)
   model.compile(
@@ -76,6 +78,7 @@ def _compile(model: tf.keras.Model, task: str, learning_rate: float) -> None:
       weighted_metrics={head: [metrics_lib.NormalizedEntropy(name="ne"),
                                tf.keras.metrics.AUC(name="auc")]
                         for head in heads})
+  return loss_config["loss_weights"]
 
 
 def predict_and_score(model: tf.keras.Model, columns: Dict[str, tf.Tensor],
@@ -223,7 +226,7 @@ def run(base_dir: str,
     alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder)
 
   model = factory.build_model(statistics, heads=heads)
-  _compile(model, task, learning_rate)
+  loss_weights = _compile(model, task, learning_rate)
   # Every configurable the run uses has been called by now.
   gin_utils.record(base_dir)
   example_fn = input_pipeline.make_example_fn(
@@ -263,7 +266,7 @@ def run(base_dir: str,
     with eval_writer.as_default(step=0):
       tf.summary.text("config", tf.constant(
           "```\n" + gin.operative_config_str() + "\n```"))
-      _hparams(task, weighting_scheme, seed)
+      _hparams(task, weighting_scheme, seed, loss_weights.get("cabb", 0.0))
 
   epochs_this_call = 0
   while int(epoch.numpy()) < max_epochs and int(wait.numpy()) < patience:
@@ -352,9 +355,9 @@ def _keras_logs(logs: Dict[str, float], heads) -> Dict[str, float]:
   return out
 
 
-def _hparams(task: str, weighting_scheme: str, seed: int) -> None:
+def _hparams(task: str, weighting_scheme: str, seed: int,
+             cabb_weight: float) -> None:
   """Records the run's hyperparameters for TensorBoard's HParams view."""
   from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
   hp.hparams({"task": task, "weighting_scheme": weighting_scheme, "seed": seed,
-              "lambda": float(losses.multitask_losses()["loss_weights"].get(
-                  "cabb", 0.0)) if task == "multitask" else 0.0})
+              "lambda": float(cabb_weight)})
