@@ -32,6 +32,34 @@ user u — never a dense |U|×|C| or |C|×|C| array:
 Working memory is about 25 bytes per event on top of the inputs (2.3 GB at
 10^8 events; see `cabb_tf.similarity.benchmark`).
 
+**Popularity debiasing** (the paper's §6: co-engagement can reward popular
+noise; the `taxonomy_cf_debiased` scheme). Two optional, independent damping
+terms, both off by default (which is Eq. 2 exactly):
+
+* *user-activity damping* — user u's term of every dot product and squared
+  norm is multiplied by d_u, i.e. the coordinates (v_c)_u are scaled by √d_u,
+  with k_u the number of distinct keys (leaves) u engaged with and
+
+      d_u = 1 / log(1 + k_u)    (`user_damping='log'`, inverse user
+                                 frequency as in IUF item-CF), or
+      d_u = k_u^(−β)           (`user_damping='power'`, β = `user_beta`).
+
+  A user who browses many leaves says little about any one pair of them, and
+  such users (and sessions drifting to popular leaves) are where popular
+  leaves pick up co-engagement with everything. S is still the cosine of
+  non-negative vectors.
+* *leaf-popularity damping* — with n_c = ‖v_c‖₂ (after user damping),
+
+      S_γ(c_i, c_j) = v_ci · v_cj / ((‖v_ci‖ ‖v_cj‖)^(1−γ) · max(n_i, n_j)^(2γ))
+                    = S(c_i, c_j) · (min(n_i, n_j) / max(n_i, n_j))^γ,
+
+  γ = `popularity_gamma` ∈ [0, 1]: the cosine's denominator moves towards
+  the squared norm of the more popular leaf, so a niche leaf's similarity to
+  a popular one is discounted by their popularity ratio. γ = 0 is Eq. 2;
+  S_γ stays in [0, 1], symmetric, S_γ(c, c) = 1, with the nonzeros of S.
+
+Both are O(nnz) on top of the plain computation.
+
 Events whose item is not in the catalog or has leaf `UNKNOWN_LEAF`, and
 events of a zero-weight type, are not used (their counts are in `stats`).
 A leaf enters the matrix only if its vector is nonzero; every other leaf is
@@ -52,6 +80,7 @@ from cabb_tf.data import schema
 from cabb_tf.similarity import taxonomy
 
 ArrayLike = Any
+USER_DAMPINGS = ("none", "log", "power")
 DEFAULT_EVENT_WEIGHTS = {"impression": 0.0, "click": 1.0, "add_to_cart": 2.0,
                          "purchase": 4.0}
 _TYPE_BITS = 2  # log2(len(schema.EVENT_TYPES)): the type's bits in a key.
@@ -370,10 +399,14 @@ def category_similarity(events: pd.DataFrame,
                         *,
                         top_k: Optional[int] = None,
                         fallback: float = 0.0,
-                        min_similarity: float = 0.0) -> CategorySimilarity:
+                        min_similarity: float = 0.0,
+                        user_damping: str = "none",
+                        user_beta: float = 1.0,
+                        popularity_gamma: float = 0.0) -> CategorySimilarity:
   """Fits the leaf-category cosine similarity of Eq. (1)–(2).
 
-  The caller passes only training-period events (../SPEC §3).
+  The caller passes only training-period events (../SPEC §3). The damping
+  options (module docstring, "Popularity debiasing") are off by default.
 
   Args:
     events: canonical events; uses `user_id`, `item_id` and `event_type`
@@ -384,11 +417,16 @@ def category_similarity(events: pd.DataFrame,
     top_k: optional per-row pruning, see `SparseSimilarity.prune`.
     fallback: α for a pair with an unseen leaf or `UNKNOWN_LEAF`, in [0, 1].
     min_similarity: drop off-diagonal entries below this.
+    user_damping: 'none', 'log' (d_u = 1 / log(1 + k_u)) or 'power'
+      (d_u = k_u^(−user_beta)).
+    user_beta: the exponent β of 'power' damping, >= 0.
+    popularity_gamma: γ ∈ [0, 1] of the leaf-popularity damping.
 
   Returns:
     A `CategorySimilarity` over the leaves with a nonzero vector, sorted by
     name. `stats` holds events_in, events_used, dropped counts by reason
-    (zero_weight, unknown_leaf), users, leaves, nonzeros and the weights.
+    (zero_weight, unknown_leaf), users, leaves, nonzeros, the weights and
+    the damping options.
 
   Raises:
     ValueError: on missing columns, a non-canonical `event_type` dtype, bad
@@ -406,7 +444,10 @@ def category_similarity(events: pd.DataFrame,
   codes = event_codes(events["event_type"])
   matrix, used, stats = weighted_cosine(events["user_id"], event_leaf, codes,
                                         table, len(leaves),
-                                        unknown_reason="unknown_leaf")
+                                        unknown_reason="unknown_leaf",
+                                        user_damping=user_damping,
+                                        user_beta=user_beta,
+                                        popularity_gamma=popularity_gamma)
   stats["leaves"] = int(used.sum())
   result = CategorySimilarity(leaves[used], matrix, fallback=fallback,
                               stats=stats, validate=False)
@@ -428,11 +469,55 @@ def fit_category_similarity(
                              fallback=fallback, min_similarity=min_similarity)
 
 
+@gin.configurable(denylist=["events", "catalog"])
+def fit_debiased_category_similarity(
+    events: pd.DataFrame,
+    catalog: pd.DataFrame,
+    event_weights: Optional[Mapping[str, float]] = None,
+    top_k: Optional[int] = None,
+    fallback: float = 0.0,
+    min_similarity: float = 0.0,
+    user_damping: str = "log",
+    user_beta: float = 1.0,
+    popularity_gamma: float = 0.5) -> CategorySimilarity:
+  """The popularity-debiased Eq. (1)–(2) (the `taxonomy_cf_debiased` scheme).
+
+  `category_similarity` with user-activity and leaf-popularity damping on by
+  default (module docstring, "Popularity debiasing"); its own gin options,
+  so it can be compared with `fit_category_similarity` in one run. Event
+  weights default to `default_event_weights()` like Eq. (1)'s.
+  """
+  return category_similarity(events, catalog, event_weights, top_k=top_k,
+                             fallback=fallback, min_similarity=min_similarity,
+                             user_damping=user_damping, user_beta=user_beta,
+                             popularity_gamma=popularity_gamma)
+
+
+def check_damping(user_damping: str, user_beta: float,
+                  popularity_gamma: float) -> None:
+  """Raises ValueError unless the popularity-debiasing options are valid."""
+  if user_damping not in USER_DAMPINGS:
+    raise ValueError(f"user_damping must be one of {list(USER_DAMPINGS)}, "
+                     f"not {user_damping!r}.")
+  if not (np.isfinite(float(user_beta)) and float(user_beta) >= 0):
+    raise ValueError(f"user_beta must be finite and >= 0 (d_u = k_u^-beta "
+                     f"must not grow with activity), not {user_beta!r}.")
+  if not 0.0 <= float(popularity_gamma) <= 1.0:
+    raise ValueError(f"popularity_gamma must lie in [0, 1] (0 is Eq. 2), not "
+                     f"{popularity_gamma!r}.")
+
+
 def weighted_cosine(users: ArrayLike, keys: np.ndarray, codes: np.ndarray,
                     weight_table: np.ndarray, num_keys: int, *,
-                    unknown_reason: str = "unknown_key"
+                    unknown_reason: str = "unknown_key",
+                    user_damping: str = "none",
+                    user_beta: float = 1.0,
+                    popularity_gamma: float = 0.0
                     ) -> Tuple[sp.csr_matrix, np.ndarray, Dict[str, Any]]:
   """Cosine of Eq. (1)–(2) between keys (leaves or items) in user space.
+
+  With the damping options, the popularity-debiased cosine of the module
+  docstring; k_u counts the distinct keys of user u.
 
   Args:
     users: user id per event (ints or any hashable; categorical allowed).
@@ -442,12 +527,16 @@ def weighted_cosine(users: ArrayLike, keys: np.ndarray, codes: np.ndarray,
     num_keys: the number of possible keys.
     unknown_reason: the name under which `stats["dropped"]` counts the
       weighted events with key -1.
+    user_damping: 'none', 'log' or 'power' (see the module docstring).
+    user_beta: β of 'power' damping.
+    popularity_gamma: γ of the key-popularity damping, in [0, 1].
 
   Returns:
     (S, used, stats): S is the csr similarity over the used keys (those with
     a nonzero vector, in increasing key order); `used` a bool mask of shape
     [num_keys]; `stats` a JSON-ready dict.
   """
+  check_damping(user_damping, user_beta, popularity_gamma)
   keys = np.asarray(keys)
   codes = np.asarray(codes)
   n_in = len(keys)
@@ -459,6 +548,10 @@ def weighted_cosine(users: ArrayLike, keys: np.ndarray, codes: np.ndarray,
                        unknown_reason: int(np.count_nonzero(
                            weighted & (keys < 0)))},
            "event_weights": weights_dict(weight_table)}
+  if user_damping != "none" or popularity_gamma > 0:
+    stats["debiasing"] = {"user_damping": user_damping,
+                          "user_beta": float(user_beta),
+                          "popularity_gamma": float(popularity_gamma)}
   # One key per event: (user · K + key) · 4 + type, sorted.
   key = _user_codes(users, valid, num_keys)  # A fresh int64 array.
   key *= np.int64(num_keys) << _TYPE_BITS
@@ -491,6 +584,10 @@ def weighted_cosine(users: ArrayLike, keys: np.ndarray, codes: np.ndarray,
   v = sp.csr_matrix((values, column, indptr), shape=(num_rows, num_used))
   v.has_canonical_format = True
   stats["users"] = int(num_rows)
+  if user_damping != "none":
+    # √d_u on user u's coordinates: d_u on its terms of V^T V.
+    v.data *= np.repeat(np.sqrt(_user_damping(np.diff(indptr), user_damping,
+                                              user_beta)), np.diff(indptr))
   # Eq. (2): S = Vᵀ V, scaled by the norms on its diagonal.
   vt_csc = v.tocsc()
   vt = sp.csr_matrix((vt_csc.data, vt_csc.indices, vt_csc.indptr),
@@ -513,10 +610,25 @@ def weighted_cosine(users: ArrayLike, keys: np.ndarray, codes: np.ndarray,
   inv_norm = 1.0 / np.sqrt(s.diagonal())
   row = np.repeat(np.arange(num_used), np.diff(s.indptr))
   s.data *= inv_norm[row] * inv_norm[s.indices]
+  if popularity_gamma > 0 and num_used:
+    # (min(n_i, n_j) / max(n_i, n_j))^γ from log norms (the vectors were
+    # divided by `largest`): no overflow for any scale.
+    log_norm = np.log(largest) - np.log(inv_norm)
+    s.data *= np.exp(-popularity_gamma *
+                     np.abs(log_norm[row] - log_norm[s.indices]))
   np.clip(s.data, 0.0, 1.0, out=s.data)
   s.data[row == s.indices] = 1.0
   stats["nonzeros"] = int(s.nnz)
   return s, used, stats
+
+
+def _user_damping(num_keys_of_user: np.ndarray, kind: str,
+                  beta: float) -> np.ndarray:
+  """d_u from k_u >= 1: 1 / log(1 + k_u) ('log') or k_u^(−β) ('power')."""
+  k = num_keys_of_user.astype(np.float64)
+  if kind == "log":
+    return 1.0 / np.log1p(k)
+  return k ** -float(beta)
 
 
 def _run_starts(sorted_values: np.ndarray) -> np.ndarray:

@@ -1,14 +1,18 @@
 """The weighting-scheme switch: one gin setting picks how α(A, B) is made.
 
     weighting_scheme = 'static' | 'i2i_embedding' | 'i2i_cf' |
-                       'taxonomy_tree' | 'taxonomy_cf'
+                       'taxonomy_tree' | 'taxonomy_cf' |
+                       'taxonomy_cf_debiased'
 
 * `static`        — α = 1 for every pair ("No-Weight", paper Table 3 row 1);
 * `i2i_embedding` — max(0, cosine) of item embeddings learned with a
   tensorflow-recommenders retrieval model (Table 3 row 2);
 * `i2i_cf`        — item-level co-engagement cosine (Eq. 1–2 over items);
 * `taxonomy_tree` — shared prefix of the two taxonomy paths;
-* `taxonomy_cf`   — the paper's leaf co-engagement cosine (Eq. 1–3, row 3).
+* `taxonomy_cf`   — the paper's leaf co-engagement cosine (Eq. 1–3, row 3);
+* `taxonomy_cf_debiased` — the same cosine with user-activity and
+  leaf-popularity damping (the paper's §6 concern that co-engagement rewards
+  popular noise; `category_cf.fit_debiased_category_similarity`).
 
 Every scheme is fitted on the dataset's training-period events only. α is
 attached in the tf.data pipeline by a table lookup: the distinct (A, B) keys
@@ -33,7 +37,7 @@ from cabb_tf.similarity import item_cf
 from cabb_tf.similarity import tree
 
 SCHEMES = ("static", "i2i_embedding", "i2i_cf", "taxonomy_tree",
-           "taxonomy_cf")
+           "taxonomy_cf", "taxonomy_cf_debiased")
 # Which record fields key each scheme's α.
 KEYS: Dict[str, Tuple[str, str]] = {
     "static": ("leaf_a", "leaf_b"),
@@ -41,6 +45,7 @@ KEYS: Dict[str, Tuple[str, str]] = {
     "i2i_cf": ("item_a", "item_b"),
     "taxonomy_tree": ("leaf_a", "leaf_b"),
     "taxonomy_cf": ("leaf_a", "leaf_b"),
+    "taxonomy_cf_debiased": ("leaf_a", "leaf_b"),
 }
 _SEPARATOR = "\x1f"
 
@@ -65,8 +70,8 @@ def fit_scheme(scheme: str, events: pd.DataFrame, catalog: pd.DataFrame):
   """Fits a weighting scheme on training-period events.
 
   Each scheme's own options are gin bindings of its fit function
-  (`fit_category_similarity`, `fit_item_similarity`, `fit_tree_similarity`,
-  `fit_i2i_embeddings`).
+  (`fit_category_similarity`, `fit_debiased_category_similarity`,
+  `fit_item_similarity`, `fit_tree_similarity`, `fit_i2i_embeddings`).
 
   Args:
     scheme: one of `SCHEMES`.
@@ -81,6 +86,8 @@ def fit_scheme(scheme: str, events: pd.DataFrame, catalog: pd.DataFrame):
     return _Static()
   if scheme == "taxonomy_cf":
     return category_cf.fit_category_similarity(events, catalog)
+  if scheme == "taxonomy_cf_debiased":
+    return category_cf.fit_debiased_category_similarity(events, catalog)
   if scheme == "i2i_cf":
     return item_cf.fit_item_similarity(events)
   if scheme == "taxonomy_tree":
@@ -184,7 +191,9 @@ def make_alpha_fn(scheme: str, builder,
   # Experiments train many models on one dataset: fit each scheme once. The
   # key includes the gin bindings that set the schemes' options.
   options = tuple(repr(sorted(gin.get_bindings(fn).items())) for fn in (
-      category_cf.fit_category_similarity, category_cf.default_event_weights,
+      category_cf.fit_category_similarity,
+      category_cf.fit_debiased_category_similarity,
+      category_cf.default_event_weights,
       item_cf.fit_item_similarity, tree.fit_tree_similarity,
       i2i_embedding.fit_i2i_embeddings))
   key = (scheme, str(builder.data_path), fallback, options)

@@ -399,5 +399,180 @@ class CategorySimilarityTest(parameterized.TestCase):
           events, pd.concat([catalog, catalog.iloc[:1]]))
 
 
+
+def _reference_debiased(rows, weights, user_damping, beta, gamma):
+  """Independent damped Eq. (1)–(2): dicts, math.log, math.sqrt.
+
+  User u's terms of every dot product are multiplied by d_u (1 / ln(1 + k_u)
+  or k_u^-beta, k_u = distinct leaves of u), then the cosine is multiplied by
+  (min norm / max norm)^gamma.
+  """
+  vectors = collections.defaultdict(lambda: collections.defaultdict(float))
+  for user, leaf, event_type in rows:
+    w = weights.get(event_type, 0.0)
+    if w:
+      vectors[leaf][user] += w
+  leaves_of = collections.defaultdict(set)
+  for leaf, v in vectors.items():
+    for user in v:
+      leaves_of[user].add(leaf)
+  damping = {}
+  for user, leaves in leaves_of.items():
+    k = len(leaves)
+    if user_damping == "log":
+      damping[user] = 1.0 / math.log(1.0 + k)
+    elif user_damping == "power":
+      damping[user] = k ** -beta
+    else:
+      damping[user] = 1.0
+  def dot(a, b):
+    return sum(x * vectors[b].get(u, 0.0) * damping[u]
+               for u, x in vectors[a].items())
+  norms = {leaf: math.sqrt(dot(leaf, leaf)) for leaf in vectors}
+  out = {}
+  for a in vectors:
+    for b in vectors:
+      d = dot(a, b)
+      if d > 0:
+        ratio = min(norms[a], norms[b]) / max(norms[a], norms[b])
+        out[(a, b)] = d / (norms[a] * norms[b]) * ratio ** gamma
+  return out
+
+
+class DebiasedCategorySimilarityTest(parameterized.TestCase):
+
+  def test_hand_derived_power_damping_and_full_popularity_penalty(self):
+    # _hand_log vectors over (u1, u2, u3): kc = (2, 1, 0), gb = (4, 2, 1),
+    # gc = (0, 1, 4). Distinct leaves: u1 {kc, gb}, u2 {kc, gb, gc},
+    # u3 {gc, gb} -> k = (2, 3, 2); power, beta = 1: d = (1/2, 1/3, 1/2).
+    # Damped dots: kc.gb = 8/2 + 2/3 = 14/3, kc.gc = 1/3,
+    #   gb.gc = 2/3 + 4/2 = 8/3; |kc|^2 = 4/2 + 1/3 = 7/3,
+    #   |gb|^2 = 16/2 + 4/3 + 1/2 = 59/6, |gc|^2 = 1/3 + 16/2 = 25/3.
+    events, catalog = _hand_log()
+    a = np.array([_KC, _KC, _GB, _GC])
+    b = np.array([_GB, _GC, _GC, _GC])
+    sim = category_cf.category_similarity(events, catalog,
+                                          user_damping="power", user_beta=1.0)
+    np.testing.assert_allclose(
+        sim.alpha(a, b),
+        [(14 / 3) / math.sqrt(7 / 3 * 59 / 6),
+         (1 / 3) / math.sqrt(7 / 3 * 25 / 3),
+         (8 / 3) / math.sqrt(59 / 6 * 25 / 3), 1.0], rtol=0, atol=1e-15)
+    # gamma = 1: cos * min/max norm = dot / max(|v|^2); gb is the largest.
+    sim = category_cf.category_similarity(
+        events, catalog, user_damping="power", user_beta=1.0,
+        popularity_gamma=1.0)
+    np.testing.assert_allclose(sim.alpha(a, b),
+                               [28 / 59, 1 / 25, 16 / 59, 1.0], rtol=0,
+                               atol=1e-15)
+    self.assertEqual(sim.stats["debiasing"],
+                     {"user_damping": "power", "user_beta": 1.0,
+                      "popularity_gamma": 1.0})
+
+  def test_hand_derived_log_damping_and_half_popularity_penalty(self):
+    # d = (1/ln 3, 1/ln 4, 1/ln 3) =: (x, y, x). kc.gb = 8x + 2y,
+    # |kc|^2 = 4x + y, |gb|^2 = 17x + 4y; gamma = 1/2 multiplies the cosine
+    # by sqrt(|kc| / |gb|) = ((4x + y) / (17x + 4y))^(1/4).
+    events, catalog = _hand_log()
+    x, y = 1 / math.log(3), 1 / math.log(4)
+    cosine = (8 * x + 2 * y) / math.sqrt((4 * x + y) * (17 * x + 4 * y))
+    sim = category_cf.category_similarity(events, catalog, user_damping="log")
+    self.assertAlmostEqual(sim.alpha(_KC, _GB), cosine, delta=1e-15)
+    sim = category_cf.category_similarity(events, catalog, user_damping="log",
+                                          popularity_gamma=0.5)
+    self.assertAlmostEqual(
+        sim.alpha(_GB, _KC),
+        cosine * ((4 * x + y) / (17 * x + 4 * y)) ** 0.25, delta=1e-15)
+
+  def test_popularity_penalty_alone(self):
+    # No user damping: |kc|^2 = 5, |gb|^2 = 21; gamma = 1 gives 10 / 21.
+    events, catalog = _hand_log()
+    sim = category_cf.category_similarity(events, catalog,
+                                          popularity_gamma=1.0)
+    self.assertAlmostEqual(sim.alpha(_KC, _GB), 10 / 21, delta=1e-15)
+    self.assertNotIn("debiasing",
+                     category_cf.category_similarity(events, catalog).stats)
+
+  @parameterized.parameters(("log", 1.0, 0.0, 0), ("power", 0.5, 0.3, 1),
+                            ("none", 1.0, 0.7, 2), ("power", 2.0, 1.0, 3))
+  def test_matches_independent_implementation(self, damping, beta, gamma,
+                                              seed):
+    events, catalog = random_log.random_log(seed=seed, num_events=2000)
+    weights = {"click": 1.0, "add_to_cart": 3.0, "purchase": 5.5}
+    sim = category_cf.category_similarity(
+        events, catalog, weights, user_damping=damping, user_beta=beta,
+        popularity_gamma=gamma)
+    leaves = dict(zip(catalog["item_id"], catalog["leaf"]))
+    expected = _reference_debiased(
+        ((u, leaves[i], t) for u, i, t in zip(
+            events["user_id"], events["item_id"], events["event_type"])
+         if i in leaves and leaves[i] != schema.UNKNOWN_LEAF), weights,
+        damping, beta, gamma)
+    a, b = zip(*expected)
+    np.testing.assert_allclose(sim.alpha(np.array(a), np.array(b)),
+                               np.minimum(list(expected.values()), 1.0),
+                               rtol=0, atol=1e-12)
+    # Same sparsity as Eq. 2; symmetric, in [0, 1], unit diagonal.
+    self.assertEqual(sim.matrix.nnz, len(expected))
+    self.assertEqual(
+        sim.matrix.nnz,
+        category_cf.category_similarity(events, catalog, weights).matrix.nnz)
+    self.assertEqual((sim.matrix != sim.matrix.T).nnz, 0)
+    self.assertTrue(np.all(sim.matrix.data >= 0) and
+                    np.all(sim.matrix.data <= 1))
+    np.testing.assert_array_equal(sim.matrix.diagonal(), 1.0)
+
+  def test_penalty_is_scale_invariant(self):
+    # The norm ratio does not change when every weight is scaled, even to
+    # 1e-200 (the vectors are rescaled before the product).
+    events, catalog = random_log.random_log(seed=5)
+    expected = category_cf.category_similarity(
+        events, catalog, {"click": 1.0}, user_damping="log",
+        popularity_gamma=0.8)
+    for w in (1e-200, 1e200):
+      got = category_cf.category_similarity(
+          events, catalog, {"click": w}, user_damping="log",
+          popularity_gamma=0.8)
+      self.assertLess(abs(got.matrix - expected.matrix).max(), 1e-12)
+
+  def test_penalty_lowers_only_pairs_of_unequal_popularity(self):
+    events, catalog = random_log.random_log(seed=2)
+    plain = category_cf.category_similarity(events, catalog)
+    damped = category_cf.category_similarity(events, catalog,
+                                             popularity_gamma=0.5)
+    self.assertTrue(np.all(damped.matrix.data <= plain.matrix.data + 1e-15))
+    self.assertLess(damped.matrix.sum(), plain.matrix.sum())
+
+  def test_debiased_wrapper_defaults_and_gin(self):
+    self.addCleanup(gin.clear_config)
+    events, catalog = _hand_log()
+    default = category_cf.fit_debiased_category_similarity(events, catalog)
+    self.assertEqual(default.stats["debiasing"],
+                     {"user_damping": "log", "user_beta": 1.0,
+                      "popularity_gamma": 0.5})
+    gin.bind_parameter("fit_debiased_category_similarity.user_damping",
+                       "power")
+    gin.bind_parameter("fit_debiased_category_similarity.popularity_gamma",
+                       1.0)
+    sim = category_cf.fit_debiased_category_similarity(events, catalog)
+    self.assertAlmostEqual(sim.alpha(_KC, _GB), 28 / 59, delta=1e-15)
+    # taxonomy_cf is untouched by the debiased scheme's bindings.
+    self.assertAlmostEqual(
+        category_cf.fit_category_similarity(events, catalog).alpha(_KC, _GB),
+        10 / math.sqrt(105), delta=1e-15)
+
+  @parameterized.named_parameters(
+      ("unknown_damping", dict(user_damping="idf"), "user_damping"),
+      ("negative_beta", dict(user_damping="power", user_beta=-1.0),
+       "user_beta"),
+      ("gamma_above_one", dict(popularity_gamma=1.5), "popularity_gamma"),
+      ("negative_gamma", dict(popularity_gamma=-0.1), "popularity_gamma"),
+  )
+  def test_damping_validation(self, kwargs, message):
+    events, catalog = _hand_log()
+    with self.assertRaisesRegex(ValueError, message):
+      category_cf.category_similarity(events, catalog, **kwargs)
+
+
 if __name__ == "__main__":
   absltest.main()

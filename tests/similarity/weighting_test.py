@@ -37,6 +37,31 @@ class ScorePairsTest(absltest.TestCase):
                                 np.array(["c", "d"], dtype=object))
     np.testing.assert_array_equal(got, [1.0, 1.0])
 
+  def test_debiased_scheme_differs_from_taxonomy_cf_only_by_damping(self):
+    # Leaves: items 10, 11 in "a", 12 in "b", 13 in "c". User 1 engages a
+    # and b, user 2 a, b and c, user 3 only c. Plain Eq. 2 over (u1, u2, u3):
+    # a = (1, 1, 0), b = (1, 1, 0), c = (0, 1, 1): S(a, c) = 1/2. Debiased
+    # (log damping, γ = 1/2): d = (1/ln 3, 1/ln 4, 1/ln 2) =: (x, y, z);
+    # |a|^2 = x + y, |c|^2 = y + z, a.c = y.
+    catalog = schema.make_catalog([10, 11, 12, 13], [("a",), ("a",), ("b",),
+                                                     ("c",)])
+    rows = [(1, 10), (1, 12), (2, 11), (2, 12), (2, 13), (3, 13)]
+    events = pd.DataFrame({
+        "user_id": [u for u, _ in rows], "item_id": [i for _, i in rows],
+        "event_type": pd.Categorical(["click"] * len(rows),
+                                     dtype=schema.EVENT_TYPE_DTYPE)})
+    plain = weighting.fit_scheme("taxonomy_cf", events, catalog)
+    debiased = weighting.fit_scheme("taxonomy_cf_debiased", events, catalog)
+    self.assertIn("taxonomy_cf_debiased", weighting.SCHEMES)
+    self.assertEqual(weighting.KEYS["taxonomy_cf_debiased"],
+                     ("leaf_a", "leaf_b"))
+    self.assertAlmostEqual(plain.alpha("a", "c"), 0.5, delta=1e-15)
+    x, y, z = 1 / np.log(3), 1 / np.log(4), 1 / np.log(2)
+    na, nc = np.sqrt(x + y), np.sqrt(y + z)
+    self.assertAlmostEqual(debiased.alpha("a", "c"),
+                           y / (na * nc) * np.sqrt(min(na, nc) / max(na, nc)),
+                           delta=1e-15)
+
   def test_unknown_scheme(self):
     with self.assertRaisesRegex(ValueError, "weighting scheme"):
       weighting.check_scheme("popularity")
