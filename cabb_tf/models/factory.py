@@ -8,8 +8,10 @@ A `tf.keras` functional model built from the dataset's feature statistics:
 * numeric features → `log1p(max(x, 0))`, standardized with the training
   mean and standard deviation, plus indicator inputs for "never" (history
   times of -1) and "missing" (NaN prices);
-* a shared bottom: an MLP, optionally after tensorflow-recommenders' DCN
-  `Cross` layers;
+* a bottom, chosen by `bottom` (`BOTTOMS`): 'shared_mlp' (the paper's shared
+  MLP), 'dcn' (tensorflow-recommenders' DCN `Cross` layers, then the MLP),
+  'mmoe' or 'ple' (gated experts, `experts.mmoe` / `experts.ple`, which give
+  each head its own tower input);
 * one small tower per head with a sigmoid output, returned in a dict keyed by
   head name (`caba`, `cabb`; baselines have one head).
 """
@@ -21,6 +23,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from cabb_tf.data import features as features_lib
+from cabb_tf.models import experts
 
 # Id feature → id space. Features of one space share an embedding table.
 ID_SPACES: Dict[str, str] = {
@@ -34,6 +37,10 @@ ID_SPACES: Dict[str, str] = {
 INTEGER_CATEGORIES: Dict[str, int] = {"hour": 24, "weekday": 7}
 # Numeric features where a negative value means "never happened".
 NEVER_FEATURES = ("u_item_since_s", "u_leaf_since_s")
+# Values of `build_model.bottom`.
+BOTTOMS = ("shared_mlp", "dcn", "mmoe", "ple")
+# Cross layers of the 'dcn' bottom when `cross_layers` is not given.
+DEFAULT_DCN_CROSS_LAYERS = 2
 
 
 def model_features(feature_statistics: Mapping) -> Dict[str, tf.DType]:
@@ -51,15 +58,21 @@ def input_dtypes(model: tf.keras.Model) -> Dict[str, tf.DType]:
   return {name: tensor.dtype for name, tensor in model.input.items()}
 
 
-def _mlp(x, units: Sequence[int], dropout: float, l2: float, prefix: str):
-  for i, n in enumerate(units):
-    x = tf.keras.layers.Dense(
-        n, activation="relu",
-        kernel_regularizer=tf.keras.regularizers.l2(l2) if l2 else None,
-        name=f"{prefix}_dense_{i}")(x)
-    if dropout:
-      x = tf.keras.layers.Dropout(dropout, name=f"{prefix}_dropout_{i}")(x)
-  return x
+def _cross_layer_count(bottom: str, cross_layers: Optional[int]) -> int:
+  """The number of `Cross` layers of a bottom (see `build_model`)."""
+  if bottom not in BOTTOMS:
+    raise ValueError(f"build_model.bottom must be one of {BOTTOMS}, got "
+                     f"{bottom!r}.")
+  if cross_layers is None:
+    return DEFAULT_DCN_CROSS_LAYERS if bottom == "dcn" else 0
+  if cross_layers < 0:
+    raise ValueError(f"build_model.cross_layers must be >= 0, got "
+                     f"{cross_layers}.")
+  if bottom == "dcn" and cross_layers == 0:
+    raise ValueError("build_model.bottom = 'dcn' needs cross_layers >= 1 "
+                     "(bind build_model.cross_layers, or use "
+                     "bottom = 'shared_mlp' for no Cross layers).")
+  return cross_layers
 
 
 @gin.configurable(denylist=["feature_statistics", "heads"])
@@ -69,7 +82,8 @@ def build_model(feature_statistics: Mapping,
                 embedding_dims: Optional[Mapping[str, int]] = None,
                 bottom_units: Sequence[int] = (128, 64),
                 tower_units: Sequence[int] = (32,),
-                cross_layers: int = 0,
+                bottom: str = "shared_mlp",
+                cross_layers: Optional[int] = None,
                 dropout: float = 0.0,
                 l2: float = 0.0,
                 excluded_features: Sequence[str] = ()) -> tf.keras.Model:
@@ -82,9 +96,20 @@ def build_model(feature_statistics: Mapping,
       for a baseline.
     embedding_dim: embedding width of every id space not in `embedding_dims`.
     embedding_dims: optional width per id space (`ID_SPACES` values).
-    bottom_units: widths of the shared MLP.
+    bottom_units: widths of the shared MLP of the 'shared_mlp' and 'dcn'
+      bottoms (the gated bottoms size their experts in `experts.mmoe` /
+      `experts.ple` and do not use it).
     tower_units: widths of each head's tower.
-    cross_layers: number of DCN `Cross` layers before the MLP (0: none).
+    bottom: the shared bottom, one of `BOTTOMS`: 'shared_mlp' (an MLP of
+      `bottom_units`), 'dcn' (`cross_layers` DCN-V2 `Cross` layers, then the
+      MLP), 'mmoe' (Multi-gate Mixture-of-Experts) or 'ple' (Progressive
+      Layered Extraction).
+    cross_layers: number of DCN `Cross` layers on the feature vector before
+      the bottom. None: `DEFAULT_DCN_CROSS_LAYERS` for 'dcn', 0 otherwise.
+      'dcn' needs at least one. Any bottom takes them: 'shared_mlp' with
+      N > 0 is the same model as 'dcn' with N (the spelling of configs from
+      before `bottom` existed), and the gated bottoms' experts then read the
+      crossed features.
     dropout: dropout rate after each dense layer.
     l2: L2 penalty on dense kernels.
     excluded_features: input features to leave out (ablations).
@@ -93,9 +118,14 @@ def build_model(feature_statistics: Mapping,
     A `tf.keras.Model` from a dict of raw feature tensors (shape [batch]) to
     a dict {head: probabilities of shape [batch, 1]} (the trailing axis keeps
     Keras' per-example loss reduction over the last axis a no-op).
+
+  Raises:
+    ValueError: without heads, or for an unknown `bottom` or a bad
+      `cross_layers`.
   """
   if not heads:
     raise ValueError("build_model needs at least one head.")
+  cross_layers = _cross_layer_count(bottom, cross_layers)
   embedding_dims = dict(embedding_dims or {})
   specs = model_features(feature_statistics)
   inputs = {name: tf.keras.Input(shape=(), dtype=dtype, name=name)
@@ -148,10 +178,16 @@ def build_model(feature_statistics: Mapping,
   x0 = x
   for i in range(cross_layers):
     x = tfrs.layers.dcn.Cross(name=f"cross_{i}")(x0, x)
-  shared = _mlp(x, bottom_units, dropout, l2, "bottom")
+  if bottom == "mmoe":
+    tower_inputs = experts.mmoe(x, heads, dropout=dropout, l2=l2)
+  elif bottom == "ple":
+    tower_inputs = experts.ple(x, heads, dropout=dropout, l2=l2)
+  else:
+    shared = experts.mlp(x, bottom_units, dropout, l2, "bottom")
+    tower_inputs = {head: shared for head in heads}
   outputs = {}
   for head in heads:
-    tower = _mlp(shared, tower_units, dropout, l2, head)
+    tower = experts.mlp(tower_inputs[head], tower_units, dropout, l2, head)
     logit = tf.keras.layers.Dense(1, name=f"{head}_logit")(tower)
     outputs[head] = tf.keras.layers.Activation("sigmoid", name=head)(logit)
   return tf.keras.Model(inputs=inputs, outputs=outputs, name="cabb_model")

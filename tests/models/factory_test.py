@@ -1,8 +1,9 @@
-"""Tests of the model factory: structure, shared tables, baselines, DCN."""
+"""Tests of the model factory: structure, shared tables, baselines, bottoms."""
 
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
+import tensorflow_recommenders as tfrs
 
 import cabb_tf  # pylint: disable=unused-import
 from cabb_tf.data import features
@@ -30,6 +31,12 @@ def batch(n=4):
              leaf_a=tf.constant(["a/b"] * n), top_category_a=tf.constant(
                  ["a"] * n), brand_a=tf.constant(["acme"] * n))
   return out
+
+
+def named_layers(model):
+  """(name, class) of the layers the factory names (not auto-named TF ops)."""
+  return [(l.name, type(l).__name__) for l in model.layers
+          if not l.name.startswith("tf.")]
 
 
 class BuildModelTest(tf.test.TestCase, parameterized.TestCase):
@@ -63,6 +70,61 @@ class BuildModelTest(tf.test.TestCase, parameterized.TestCase):
     model = factory.build_model(statistics(), cross_layers=2)
     self.assertLen([l for l in model.layers if l.name.startswith("cross_")], 2)
     self.assertEqual(model(batch())["caba"].shape, (4, 1))
+
+  def test_shared_mlp_bottom_is_the_paper_model(self):
+    stats = statistics()
+    default = factory.build_model(stats)
+    explicit = factory.build_model(stats, bottom="shared_mlp")
+    self.assertEqual(named_layers(explicit), named_layers(default))
+    dense = [l.name for l in explicit.layers
+             if isinstance(l, tf.keras.layers.Dense)]
+    self.assertCountEqual(dense, [
+        "bottom_dense_0", "bottom_dense_1", "caba_dense_0", "cabb_dense_0",
+        "caba_logit", "cabb_logit"])
+    # By hand: 5 id tables of width 16 with one OOV row, hour and weekday
+    # tables of width 4, and one column per numeric feature plus the "never"
+    # and "missing" indicators.
+    vocab_rows = sum(len(v) + 1 for v in stats["vocabulary"].values())
+    numeric = [n for n in features.NUMERIC_FEATURES
+               if n not in factory.INTEGER_CATEGORIES]
+    width = 5 * 16 + 2 * 4 + len(numeric) + len(factory.NEVER_FEATURES) + 1
+    expected = (vocab_rows * 16 + (24 + 7) * 4
+                + width * 128 + 128 + 128 * 64 + 64
+                + 2 * (64 * 32 + 32 + 32 + 1))
+    self.assertEqual(explicit.get_layer("features").output.shape[-1], width)
+    self.assertEqual(explicit.count_params(), expected)
+    self.assertEqual(default.count_params(), expected)
+
+  @parameterized.parameters((None, 2), (3, 3))
+  def test_dcn_bottom(self, cross_layers, expected_layers):
+    plain = factory.build_model(statistics())
+    model = factory.build_model(statistics(), bottom="dcn",
+                                cross_layers=cross_layers)
+    crosses = [l for l in model.layers if isinstance(l, tfrs.layers.dcn.Cross)]
+    self.assertEqual([l.name for l in crosses],
+                     [f"cross_{i}" for i in range(expected_layers)])
+    # Each full-rank Cross layer adds a d × d kernel and a bias.
+    d = model.get_layer("features").output.shape[-1]
+    self.assertEqual(model.count_params() - plain.count_params(),
+                     expected_layers * (d * d + d))
+    self.assertIs(model.get_layer("bottom_dense_0").input,
+                  crosses[-1].output)
+
+  def test_legacy_cross_layers_equal_dcn(self):
+    legacy = factory.build_model(statistics(), cross_layers=2)
+    dcn = factory.build_model(statistics(), bottom="dcn", cross_layers=2)
+    self.assertEqual(named_layers(legacy), named_layers(dcn))
+
+  def test_bad_bottom_names_the_options(self):
+    with self.assertRaisesRegex(
+        ValueError, r"'shared_mlp', 'dcn', 'mmoe', 'ple'.*'moe'"):
+      factory.build_model(statistics(), bottom="moe")
+
+  @parameterized.parameters(("dcn", 0), ("shared_mlp", -1))
+  def test_bad_cross_layers(self, bottom, cross_layers):
+    with self.assertRaisesRegex(ValueError, "cross_layers"):
+      factory.build_model(statistics(), bottom=bottom,
+                          cross_layers=cross_layers)
 
   def test_excluded_features_are_not_inputs(self):
     model = factory.build_model(statistics(),
