@@ -477,15 +477,20 @@ def fit_debiased_category_similarity(
     top_k: Optional[int] = None,
     fallback: float = 0.0,
     min_similarity: float = 0.0,
-    user_damping: str = "log",
+    user_damping: str = "power",
     user_beta: float = 1.0,
-    popularity_gamma: float = 0.5) -> CategorySimilarity:
+    popularity_gamma: float = 0.25) -> CategorySimilarity:
   """The popularity-debiased Eq. (1)–(2) (the `taxonomy_cf_debiased` scheme).
 
   `category_similarity` with user-activity and leaf-popularity damping on by
   default (module docstring, "Popularity debiasing"); its own gin options,
   so it can be compared with `fit_category_similarity` in one run. Event
   weights default to `default_event_weights()` like Eq. (1)'s.
+
+  Defaults d_u = 1 / k_u and γ = 0.25 were picked by a small sweep on the
+  default simulator (damping none/log/power β ∈ {0.5, 1, 1.5, 2, 3},
+  γ ∈ {0, 0.25, 0.5, 1}), by the AUC of α for genuine versus noise CABB
+  rows of the training and validation splits.
   """
   return category_similarity(events, catalog, event_weights, top_k=top_k,
                              fallback=fallback, min_similarity=min_similarity,

@@ -548,10 +548,11 @@ class DebiasedCategorySimilarityTest(parameterized.TestCase):
     events, catalog = _hand_log()
     default = category_cf.fit_debiased_category_similarity(events, catalog)
     self.assertEqual(default.stats["debiasing"],
-                     {"user_damping": "log", "user_beta": 1.0,
-                      "popularity_gamma": 0.5})
+                     {"user_damping": "power", "user_beta": 1.0,
+                      "popularity_gamma": 0.25})
     gin.bind_parameter("fit_debiased_category_similarity.user_damping",
                        "power")
+    gin.bind_parameter("fit_debiased_category_similarity.user_beta", 1.0)
     gin.bind_parameter("fit_debiased_category_similarity.popularity_gamma",
                        1.0)
     sim = category_cf.fit_debiased_category_similarity(events, catalog)

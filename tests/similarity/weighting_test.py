@@ -41,7 +41,7 @@ class ScorePairsTest(absltest.TestCase):
     # Leaves: items 10, 11 in "a", 12 in "b", 13 in "c". User 1 engages a
     # and b, user 2 a, b and c, user 3 only c. Plain Eq. 2 over (u1, u2, u3):
     # a = (1, 1, 0), b = (1, 1, 0), c = (0, 1, 1): S(a, c) = 1/2. Debiased
-    # (log damping, γ = 1/2): d = (1/ln 3, 1/ln 4, 1/ln 2) =: (x, y, z);
+    # (default power damping, β = 1, γ = 1/4): d = (1/2, 1/3, 1) =: (x, y, z);
     # |a|^2 = x + y, |c|^2 = y + z, a.c = y.
     catalog = schema.make_catalog([10, 11, 12, 13], [("a",), ("a",), ("b",),
                                                      ("c",)])
@@ -56,10 +56,14 @@ class ScorePairsTest(absltest.TestCase):
     self.assertEqual(weighting.KEYS["taxonomy_cf_debiased"],
                      ("leaf_a", "leaf_b"))
     self.assertAlmostEqual(plain.alpha("a", "c"), 0.5, delta=1e-15)
-    x, y, z = 1 / np.log(3), 1 / np.log(4), 1 / np.log(2)
+    x, y, z = 1 / 2, 1 / 3, 1.0
     na, nc = np.sqrt(x + y), np.sqrt(y + z)
     self.assertAlmostEqual(debiased.alpha("a", "c"),
-                           y / (na * nc) * np.sqrt(min(na, nc) / max(na, nc)),
+                           y / (na * nc) * (min(na, nc) / max(na, nc))**0.25,
+                           delta=1e-15)
+    # = (1/3) / sqrt(5/6 · 4/3) · (5/8)^(1/8).
+    self.assertAlmostEqual(debiased.alpha("a", "c"),
+                           (1 / 3) / np.sqrt(10 / 9) * (5 / 8)**0.125,
                            delta=1e-15)
 
   def test_unknown_scheme(self):
