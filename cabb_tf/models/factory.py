@@ -63,16 +63,14 @@ def _cross_layer_count(bottom: str, cross_layers: Optional[int]) -> int:
   if bottom not in BOTTOMS:
     raise ValueError(f"build_model.bottom must be one of {BOTTOMS}, got "
                      f"{bottom!r}.")
-  if cross_layers is None:
-    return DEFAULT_DCN_CROSS_LAYERS if bottom == "dcn" else 0
-  if cross_layers < 0:
+  if cross_layers is not None and cross_layers < 0:
     raise ValueError(f"build_model.cross_layers must be >= 0, got "
                      f"{cross_layers}.")
-  if bottom == "dcn" and cross_layers == 0:
-    raise ValueError("build_model.bottom = 'dcn' needs cross_layers >= 1 "
-                     "(bind build_model.cross_layers, or use "
-                     "bottom = 'shared_mlp' for no Cross layers).")
-  return cross_layers
+  if bottom == "dcn" and not cross_layers:
+    # A DCN without Cross layers would be the shared MLP; 0 is what base.gin
+    # binds for every bottom, so 'dcn' alone must still give Cross layers.
+    return DEFAULT_DCN_CROSS_LAYERS
+  return cross_layers or 0
 
 
 @gin.configurable(denylist=["feature_statistics", "heads"])
@@ -105,11 +103,12 @@ def build_model(feature_statistics: Mapping,
       MLP), 'mmoe' (Multi-gate Mixture-of-Experts) or 'ple' (Progressive
       Layered Extraction).
     cross_layers: number of DCN `Cross` layers on the feature vector before
-      the bottom. None: `DEFAULT_DCN_CROSS_LAYERS` for 'dcn', 0 otherwise.
-      'dcn' needs at least one. Any bottom takes them: 'shared_mlp' with
-      N > 0 is the same model as 'dcn' with N (the spelling of configs from
-      before `bottom` existed), and the gated bottoms' experts then read the
-      crossed features.
+      the bottom. For 'dcn', None or 0 means `DEFAULT_DCN_CROSS_LAYERS` (a
+      DCN has at least one; 0 is base.gin's binding for every bottom); for
+      the other bottoms None means 0. Any bottom takes them: 'shared_mlp'
+      with N > 0 is the same model as 'dcn' with N (the spelling of configs
+      from before `bottom` existed), and the gated bottoms' experts then read
+      the crossed features.
     dropout: dropout rate after each dense layer.
     l2: L2 penalty on dense kernels.
     excluded_features: input features to leave out (ablations).
@@ -120,7 +119,7 @@ def build_model(feature_statistics: Mapping,
     Keras' per-example loss reduction over the last axis a no-op).
 
   Raises:
-    ValueError: without heads, or for an unknown `bottom` or a bad
+    ValueError: without heads, for an unknown `bottom` or a negative
       `cross_layers`.
   """
   if not heads:

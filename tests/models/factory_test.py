@@ -95,7 +95,7 @@ class BuildModelTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(explicit.count_params(), expected)
     self.assertEqual(default.count_params(), expected)
 
-  @parameterized.parameters((None, 2), (3, 3))
+  @parameterized.parameters((None, 2), (0, 2), (3, 3))
   def test_dcn_bottom(self, cross_layers, expected_layers):
     plain = factory.build_model(statistics())
     model = factory.build_model(statistics(), bottom="dcn",
@@ -120,11 +120,10 @@ class BuildModelTest(tf.test.TestCase, parameterized.TestCase):
         ValueError, r"'shared_mlp', 'dcn', 'mmoe', 'ple'.*'moe'"):
       factory.build_model(statistics(), bottom="moe")
 
-  @parameterized.parameters(("dcn", 0), ("shared_mlp", -1))
-  def test_bad_cross_layers(self, bottom, cross_layers):
+  @parameterized.parameters("dcn", "shared_mlp")
+  def test_negative_cross_layers_are_an_error(self, bottom):
     with self.assertRaisesRegex(ValueError, "cross_layers"):
-      factory.build_model(statistics(), bottom=bottom,
-                          cross_layers=cross_layers)
+      factory.build_model(statistics(), bottom=bottom, cross_layers=-1)
 
   def test_excluded_features_are_not_inputs(self):
     model = factory.build_model(statistics(),
