@@ -1,7 +1,7 @@
 """Learned balance of the two task losses: a switch beside Eq. (6)'s fixed λ.
 
 Eq. (6) trains on L = L_CABA + λ·L_CABB with λ a hyperparameter (the paper's
-§6 suggests learning the balance instead). `attach(model, loss_weights)`
+§7 proposes learning the balance instead). `attach(model, loss_weights)`
 (gin: `task_balance.method`) keeps that, or replaces the model's train step
 with one that minimizes L = Σ_k w_k·L_k (+ regularization) with task weights
 w_k that change during training:
@@ -22,7 +22,8 @@ w_k that change during training:
   L_grad = Σ_k |G_k − Ḡ·r_k^a| with the target Ḡ·r_k^a held constant (their
   Eq. 2); w only gets ∇_w L_grad, the network only ∇ Σ_k w_k L_k. After each
   step w is floored at 1e-6 (not in the paper: keeps G_k = w_k·‖∇_W L_k‖ a
-  norm) and rescaled to Σ_k w_k = K.
+  norm) and rescaled to Σ_k w_k = K. Regularization losses are in the
+  network's objective but not in the G_k.
 * `dwa` — Liu, Johns & Davison, dynamic weight averaging (CVPR 2019, Eq. 7):
   w_k(t) = K·exp(r_k(t−1)/T) / Σ_j exp(r_j(t−1)/T), r_k(t−1) =
   L_k(t−1)/L_k(t−2) with L_k(t) the mean loss of epoch t; w = 1 in the first
@@ -30,7 +31,10 @@ w_k that change during training:
 
 L_k is the head's compiled Keras loss with its sample weights (w_caba,
 w_cabb = α), exactly the value Keras reports as `<head>_loss`. K is the number
-of heads. All state — log-variances, GradNorm weights, initial losses and
+of heads. The learned weights replace the compiled `loss_weights` in the
+objective; Keras' `loss` metric (train and validation, hence early stopping)
+stays the compiled Eq. (6) loss with the fixed λ, one yardstick for all
+methods. All state — log-variances, GradNorm weights, initial losses and
 optimizer slots, DWA's loss history and epoch accumulators — is in
 non-trainable `tf.Variable`s of a `tf.Module` set as `model.task_balance`, so
 `tf.train.Checkpoint(model=model, ...)` saves and restores it, and it stays
@@ -40,8 +44,9 @@ The log-variances (`uncertainty`) and GradNorm's weights are updated by an
 optimizer of their own, by default a copy of `model.optimizer` (same class
 and hyperparameters). For per-coordinate optimizers (SGD, Adam) stepped once
 per train step that is the same update as training them with
-`model.optimizer` itself, as Kendall et al. and Chen et al. do; `learning_rate`
-overrides the copy's learning rate. The copy is built when attached, so its
+`model.optimizer` itself (Kendall et al. train s jointly with the network);
+`learning_rate` overrides the copy's learning rate (GradNorm's weights often
+get their own). The copy is built when attached, so its
 slots exist before a checkpoint is restored.
 """
 
@@ -256,8 +261,8 @@ class _GradNorm(Balancer):
     if not (math.isfinite(asymmetry) and asymmetry >= 0):
       raise ValueError("task_balance.asymmetry (GradNorm's a) must be >= 0, "
                        f"got {asymmetry}.")
-    self._asymmetry = float(asymmetry)
-    self._kernel = _shared_kernel(model, shared_layer)
+    self.asymmetry = float(asymmetry)
+    self.shared_kernel = _shared_kernel(model, shared_layer)
     k = len(self.heads)
     self.state.task_weights = _variable(tf.ones([k]), "task_weights")
     self.state.initial_losses = _variable(tf.ones([k]), "initial_losses")
@@ -272,7 +277,7 @@ class _GradNorm(Balancer):
   def _apply(self, tape, objective, head_losses):
     state = self.state
     # G_k = w_k·‖∇_W L_k‖ needs one backward pass per head, down to W only.
-    norms = tf.stack([tf.norm(tape.gradient(loss, self._kernel))
+    norms = tf.stack([tf.norm(tape.gradient(loss, self.shared_kernel))
                       for loss in head_losses])
     losses = tf.stack(head_losses)
     variables = self._model.trainable_variables
@@ -285,7 +290,7 @@ class _GradNorm(Balancer):
     with tf.GradientTape() as weight_tape:
       weight_tape.watch(state.task_weights)
       g = state.task_weights * norms
-      target = tf.stop_gradient(tf.reduce_mean(g) * rate ** self._asymmetry)
+      target = tf.stop_gradient(tf.reduce_mean(g) * rate ** self.asymmetry)
       gradnorm_loss = tf.reduce_sum(tf.abs(g - target))
     weight_grad = weight_tape.gradient(gradnorm_loss, state.task_weights)
     self._model.optimizer.apply_gradients(zip(grads, variables))
@@ -306,7 +311,7 @@ class _DynamicWeightAverage(Balancer):
     if not (math.isfinite(temperature) and temperature > 0):
       raise ValueError("task_balance.temperature (DWA's T) must be > 0, got "
                        f"{temperature}.")
-    self._temperature = float(temperature)
+    self.temperature = float(temperature)
     k = len(self.heads)
     self.state.task_weights = _variable(tf.ones([k]), "task_weights")
     # Row 0: the mean losses of the last finished epoch; row 1: the one before.
@@ -332,7 +337,7 @@ class _DynamicWeightAverage(Balancer):
       rate = tf.math.divide_no_nan(state.loss_history[0],
                                    state.loss_history[1])
       state.task_weights.assign(
-          len(self.heads) * tf.nn.softmax(rate / self._temperature))
+          len(self.heads) * tf.nn.softmax(rate / self.temperature))
 
 
 class _EpochCallback(tf.keras.callbacks.Callback):
