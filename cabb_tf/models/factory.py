@@ -66,10 +66,13 @@ def _cross_layer_count(bottom: str, cross_layers: Optional[int]) -> int:
   if cross_layers is not None and cross_layers < 0:
     raise ValueError(f"build_model.cross_layers must be >= 0, got "
                      f"{cross_layers}.")
-  if bottom == "dcn" and not cross_layers:
-    # A DCN without Cross layers would be the shared MLP; 0 is what base.gin
-    # binds for every bottom, so 'dcn' alone must still give Cross layers.
+  if bottom == "dcn" and cross_layers is None:
     return DEFAULT_DCN_CROSS_LAYERS
+  if bottom == "dcn" and cross_layers == 0:
+    raise ValueError("build_model.bottom = 'dcn' needs cross_layers >= 1 "
+                     "(None: the default of "
+                     f"{DEFAULT_DCN_CROSS_LAYERS}); a DCN without Cross layers "
+                     "is bottom = 'shared_mlp'.")
   return cross_layers or 0
 
 
@@ -103,9 +106,8 @@ def build_model(feature_statistics: Mapping,
       MLP), 'mmoe' (Multi-gate Mixture-of-Experts) or 'ple' (Progressive
       Layered Extraction).
     cross_layers: number of DCN `Cross` layers on the feature vector before
-      the bottom. For 'dcn', None or 0 means `DEFAULT_DCN_CROSS_LAYERS` (a
-      DCN has at least one; 0 is base.gin's binding for every bottom); for
-      the other bottoms None means 0. Any bottom takes them: 'shared_mlp'
+      the bottom. None: `DEFAULT_DCN_CROSS_LAYERS` for 'dcn' (which needs at
+      least one), 0 for the other bottoms. Any bottom takes them: 'shared_mlp'
       with N > 0 is the same model as 'dcn' with N (the spelling of configs
       from before `bottom` existed), and the gated bottoms' experts then read
       the crossed features.

@@ -95,7 +95,7 @@ class BuildModelTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(explicit.count_params(), expected)
     self.assertEqual(default.count_params(), expected)
 
-  @parameterized.parameters((None, 2), (0, 2), (3, 3))
+  @parameterized.parameters((None, 2), (3, 3))
   def test_dcn_bottom(self, cross_layers, expected_layers):
     plain = factory.build_model(statistics())
     model = factory.build_model(statistics(), bottom="dcn",
@@ -119,6 +119,10 @@ class BuildModelTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(
         ValueError, r"'shared_mlp', 'dcn', 'mmoe', 'ple'.*'moe'"):
       factory.build_model(statistics(), bottom="moe")
+
+  def test_dcn_without_cross_layers_is_an_error(self):
+    with self.assertRaisesRegex(ValueError, "'dcn' needs cross_layers >= 1"):
+      factory.build_model(statistics(), bottom="dcn", cross_layers=0)
 
   @parameterized.parameters("dcn", "shared_mlp")
   def test_negative_cross_layers_are_an_error(self, bottom):
