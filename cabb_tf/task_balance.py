@@ -370,8 +370,10 @@ def _shared_kernel(model: tf.keras.Model,
     if not bottoms:
       raise ValueError(
           "GradNorm needs the last shared layer, but the model has no "
-          f"'{prefix}<i>' layer (is build_model.bottom_units empty?); set "
-          "task_balance.shared_layer to the name of a Dense layer.")
+          f"'{prefix}<i>' layer (the 'mmoe' and 'ple' bottoms have no "
+          "shared dense layer, and an empty build_model.bottom_units leaves "
+          "none); set task_balance.shared_layer to the name of a Dense "
+          "layer.")
     shared_layer = max(bottoms, key=lambda n: int(n[len(prefix):]))
   try:
     layer = model.get_layer(shared_layer)

@@ -30,7 +30,10 @@ from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import losses
 from cabb_tf import metrics as metrics_lib
+from cabb_tf import task_balance
+from cabb_tf.analysis import ground_truth
 from cabb_tf.data import report as report_lib
+from cabb_tf.models import experts
 from cabb_tf.models import factory
 from cabb_tf.similarity import weighting
 
@@ -105,6 +108,10 @@ def predict_and_score(model: tf.keras.Model, columns: Dict[str, tf.Tensor],
   arrays.update({key: value.numpy() for key, value in
                  input_pipeline.evaluation_columns(columns,
                                                    alpha_fn).items()})
+  arrays["click_id"] = columns["click_id"].numpy()
+  if "relation" in columns:  # the simulator's ground truth
+    arrays["relation"] = ground_truth.relation_codes(
+        columns["relation"].numpy())
   heads = input_pipeline.heads_of(task)
   p_caba = arrays["p_caba" if "caba" in heads else f"p_{heads[0]}"]
   p_cabb = arrays["p_cabb" if "cabb" in heads else f"p_{heads[0]}"]
@@ -206,8 +213,10 @@ def run(base_dir: str,
     stop_after_epochs: stop (as if interrupted) after this many epochs of
       this invocation; for tests and time-sliced runs.
     export: write the SavedModel to `base_dir/export`.
-    save_predictions: write the test predictions, labels, weights and
-      session ids to `base_dir/predictions.npz` (for paired comparisons).
+    save_predictions: write the test predictions, labels, weights, α,
+      session and click ids (and, on the simulator, each row's ground-truth
+      relation code, `ground_truth.RELATIONS`) to `base_dir/predictions.npz`
+      (for paired comparisons and the ground-truth and serving analyses).
     in_memory: read the training split into memory once, as columns, and
       gather each shuffled batch inside the train step (fast); False
       streams records through a shuffle buffer of `shuffle_buffer` rows (for
@@ -227,6 +236,9 @@ def run(base_dir: str,
 
   model = factory.build_model(statistics, heads=heads)
   loss_weights = _compile(model, task, learning_rate)
+  # A learned task balance replaces the train step's fixed λ (before
+  # train_on_indices wraps the step); 'fixed' leaves it untouched.
+  balancer = task_balance.attach(model, loss_weights)
   # Every configurable the run uses has been called by now.
   gin_utils.record(base_dir)
   example_fn = input_pipeline.make_example_fn(
@@ -266,7 +278,8 @@ def run(base_dir: str,
     with eval_writer.as_default(step=0):
       tf.summary.text("config", tf.constant(
           "```\n" + gin.operative_config_str() + "\n```"))
-      _hparams(task, weighting_scheme, seed, loss_weights.get("cabb", 0.0))
+      _hparams(task, weighting_scheme, seed, loss_weights.get("cabb", 0.0),
+               balancer.method, _bound("build_model.bottom", "shared_mlp"))
 
   epochs_this_call = 0
   while int(epoch.numpy()) < max_epochs and int(wait.numpy()) < patience:
@@ -283,10 +296,12 @@ def run(base_dir: str,
     start = time.time()
     step_offset = int(model.optimizer.iterations.numpy())
     history = model.fit(batches, epochs=1, verbose=0,
-                        callbacks=[_StopOnNan(step_offset)])
+                        callbacks=[_StopOnNan(step_offset),
+                                   *balancer.callbacks()])
     step = int(model.optimizer.iterations.numpy())
     logs = {k: v[-1] for k, v in history.history.items()}
     _write_scalars(train_writer, step, _keras_logs(logs, heads))
+    _write_scalars(train_writer, step, balancer.summary_scalars())
     val_logs = model.evaluate(validation, verbose=0, return_dict=True)
     _write_scalars(eval_writer, step, _keras_logs(val_logs, heads))
     val_loss = float(val_logs["loss"])
@@ -306,8 +321,9 @@ def run(base_dir: str,
       return {}
 
   best.read(best_prefix).expect_partial()
-  result = predict_and_score(model, input_pipeline.split_columns(data, "test"),
-                             task, alpha_fn, eval_batch_size)
+  test_columns = input_pipeline.split_columns(data, "test")
+  result = predict_and_score(model, test_columns, task, alpha_fn,
+                             eval_batch_size)
   arrays = result.pop("arrays")
   if save_predictions:
     save_arrays(os.path.join(base_dir, "predictions.npz"), arrays)
@@ -315,10 +331,21 @@ def run(base_dir: str,
   step = int(model.optimizer.iterations.numpy())
   _write_scalars(eval_writer, step, {f"test/{_tag(k)}": v
                                      for k, v in result.items()})
+  # Mean gate weight per expert on the test split (MMoE / PLE bottoms).
+  gates = experts.gate_weights(
+      model, input_pipeline.model_inputs(test_columns,
+                                         factory.input_dtypes(model)),
+      eval_batch_size)
+  _write_scalars(eval_writer, step, {
+      f"gates/{gate}/expert_{i}": float(w)
+      for gate, weights in gates.items() for i, w in enumerate(weights)})
   report_lib.write_json(dict(result, epochs=int(epoch.numpy()),
                              best_validation_loss=float(best_loss.numpy()),
                              task=task, weighting_scheme=weighting_scheme,
-                             seed=seed),
+                             seed=seed, task_balance=balancer.method,
+                             final_lambda=balancer.effective_lambda(),
+                             gates={gate: w.tolist()
+                                    for gate, w in gates.items()}),
                         os.path.join(base_dir, "metrics.json"))
   if export:
     export_model(model, task, os.path.join(base_dir, "export"))
@@ -355,9 +382,18 @@ def _keras_logs(logs: Dict[str, float], heads) -> Dict[str, float]:
   return out
 
 
+def _bound(name: str, default: Any) -> Any:
+  """The gin binding of `name`, or `default` when it is not bound."""
+  try:
+    return gin.query_parameter(name)
+  except ValueError:
+    return default
+
+
 def _hparams(task: str, weighting_scheme: str, seed: int,
-             cabb_weight: float) -> None:
+             cabb_weight: float, balance: str, bottom: str) -> None:
   """Records the run's hyperparameters for TensorBoard's HParams view."""
   from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
   hp.hparams({"task": task, "weighting_scheme": weighting_scheme, "seed": seed,
-              "lambda": float(cabb_weight)})
+              "lambda": float(cabb_weight), "task_balance": balance,
+              "bottom": bottom})
