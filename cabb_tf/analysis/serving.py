@@ -216,12 +216,20 @@ def gauc(session: np.ndarray, score: np.ndarray,
 
 @gin.configurable(denylist=["arrays"])
 def serving_report(arrays: Mapping[str, np.ndarray],
-                   betas: Sequence[float] = DEFAULT_BETAS) -> Dict[str, Any]:
+                   betas: Sequence[float] = DEFAULT_BETAS,
+                   converting_only: bool = False) -> Dict[str, Any]:
   """GAUC of score = p_caba + β·p_cabb per β and target (module docstring).
 
   Args:
     arrays: a run's test arrays (`predictions.npz`).
     betas: the β grid, each >= 0.
+    converting_only: keep only the candidates after which something was
+      bought (`any_purchase`). A click's labels count only purchases after
+      it, so among all of a session's clicks the later ones have fewer
+      purchases ahead and a ranking partly learns click order; among the
+      converting clicks the targets `bought_a` and `converted_genuinely` ask
+      only which clicked item the purchase relates to (`any_purchase` is
+      then 1 for every candidate and is left out).
 
   Returns:
     A JSON-ready dict: `candidates`, `sessions`, `positives` per target,
@@ -240,6 +248,9 @@ def serving_report(arrays: Mapping[str, np.ndarray],
   for beta in betas:
     serving_score(0.0, 0.0, beta)  # Validates β.
   clicks = click_candidates(arrays)
+  if converting_only:
+    keep = clicks.pop("any_purchase") > 0
+    clicks = {k: v[keep] for k, v in clicks.items()}
   targets = [t for t in TARGETS if t in clicks]
   by_beta = []
   for beta in betas:

@@ -148,6 +148,24 @@ class ServingTest(parameterized.TestCase):
     # beats two and ties one -> (3 + 2.5) / 8.
     self.assertAlmostEqual(b0["bought_a"]["auc"], 5.5 / 8, places=12)
 
+  def test_converting_candidates_only(self):
+    report = serving.serving_report(_hand_arrays(), betas=(0.0, 4.0),
+                                    converting_only=True)
+    # c3 (nothing bought after it) is left out; any_purchase is constant.
+    self.assertEqual(report["candidates"], 5)
+    self.assertNotIn("any_purchase", report["best_beta"])
+    b0, b4 = report["by_beta"]
+    # β = 0, session 0 (c0 .125, c1 .375, c2 .25): bought_a c1 top, 1;
+    # genuine {c0, c1} vs c2: c1 wins, c0 loses, 1/2. Session 1 (c4 only)
+    # and session 2 have one class.
+    self.assertEqual(b0["bought_a"]["gauc"], 1.0)
+    self.assertEqual(b0["converted_genuinely"]["gauc"], 0.5)
+    self.assertEqual(b0["converted_genuinely"]["sessions"], 1)
+    # β = 4 (c0 2.125, c1 .375, c2 .75): c1 last for bought_a (0); genuine
+    # c0 beats c2, c1 loses: 1/2.
+    self.assertEqual(b4["bought_a"]["gauc"], 0.0)
+    self.assertEqual(b4["converted_genuinely"]["gauc"], 0.5)
+
   def test_row_order_does_not_matter(self):
     arrays = _hand_arrays()
     order = np.array([6, 3, 1, 5, 0, 4, 2])
