@@ -72,8 +72,9 @@ def _prepare_timed(directory: str) -> Dict[str, Any]:
       category_separator="/")
   times["load_s"] = time.perf_counter() - start
   t = time.perf_counter()
-  events = sessions.assign_sessions(events)
-  encoded = encoding.encode_events(events)
+  events, codes = sessions.assign_sessions(events, with_codes=True)
+  encoded = encoding.encode_events(events, codes)
+  del codes
   times["sessions_s"] = time.perf_counter() - t
   t = time.perf_counter()
   examples = labels.label_clicks(events, encoded=encoded)

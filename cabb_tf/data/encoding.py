@@ -1,9 +1,13 @@
 """Integer codes of a sessionized event log, computed once and shared.
 
 Labels and features work on dense integer codes of users, items, sessions and
-leaves. Factorizing a 10^7-row column costs about a third of a second, so the
-preparation pipeline encodes the log once and hands the same `EncodedLog` to
-every stage.
+leaves. Factorizing a 10^7-row column costs about a third of a second and
+sorting it about half a second, so the preparation pipeline encodes the log
+once, with its session order (for labels and the session features) and its
+user order (for the user features and windowed labels), and hands the same
+`EncodedLog` to every stage. When the sessions were derived by
+`sessions.assign_sessions(..., with_codes=True)`, its user codes and orders
+are reused instead of being computed again.
 """
 
 from typing import NamedTuple, Optional
@@ -12,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cabb_tf.data import schema
+from cabb_tf.data import sessions as sessions_lib
 
 
 class EncodedLog(NamedTuple):
@@ -26,6 +31,8 @@ class EncodedLog(NamedTuple):
     item_ids: the item id of each item code.
     session_ids: the session id of each session code.
     time_sorted: whether the rows are already in time order.
+    session_order: the events session by session (`sessions.SessionOrder`).
+    user_order: positions sorted by (user code, timestamp, input position).
   """
   timestamps: np.ndarray
   types: np.ndarray
@@ -35,17 +42,23 @@ class EncodedLog(NamedTuple):
   item_ids: np.ndarray
   session_ids: np.ndarray
   time_sorted: bool
+  session_order: sessions_lib.SessionOrder
+  user_order: np.ndarray
 
   @property
   def num_events(self) -> int:
     return len(self.timestamps)
 
 
-def encode_events(events: pd.DataFrame) -> EncodedLog:
+def encode_events(events: pd.DataFrame,
+                  codes: Optional[sessions_lib.SessionCodes] = None
+                  ) -> EncodedLog:
   """Encodes a sessionized canonical event log.
 
   Args:
     events: canonical events with a `session_id` column.
+    codes: what `sessions.assign_sessions(events, with_codes=True)` returned
+      with `events`, if anything; its codes and orders are reused.
 
   Returns:
     The `EncodedLog`.
@@ -58,18 +71,29 @@ def encode_events(events: pd.DataFrame) -> EncodedLog:
     raise ValueError("events have no 'session_id' column: call "
                      "sessions.assign_sessions first.")
   timestamps = events["timestamp"].to_numpy()
-  user, _ = pd.factorize(events["user_id"], sort=False)
   item, item_ids = pd.factorize(events["item_id"], sort=False)
-  session, session_ids = pd.factorize(events["session_id"], sort=False)
+  if codes is None:
+    user, _ = pd.factorize(events["user_id"], sort=False)
+    user = user.astype(np.int64, copy=False)
+    session, session_ids = pd.factorize(events["session_id"], sort=False)
+    session = session.astype(np.int64, copy=False)
+    session_order = sessions_lib.session_order_from_codes(
+        session, timestamps, np.asarray(session_ids))
+    user_order = sessions_lib.grouped_time_order(user, timestamps)
+  else:
+    user, session = codes.user, codes.session
+    session_order, user_order = codes.session_order, codes.user_order
   return EncodedLog(
       timestamps=timestamps,
       types=schema.event_type_codes(events),
-      user=user.astype(np.int64, copy=False),
+      user=user,
       item=item.astype(np.int64, copy=False),
-      session=session.astype(np.int64, copy=False),
+      session=session,
       item_ids=np.asarray(item_ids),
-      session_ids=np.asarray(session_ids),
+      session_ids=session_order.session_ids,
       time_sorted=bool(np.all(timestamps[1:] >= timestamps[:-1])),
+      session_order=session_order,
+      user_order=user_order,
   )
 
 

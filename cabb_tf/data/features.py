@@ -56,28 +56,30 @@ _MS = 1000.0
 class _History:
   """Past events grouped by an integer key, for queries at event times.
 
-  The events (in time order) are sorted by (key, time) with one vectorized
-  sort of `key * m + position`. For an event at sorted position q, the
-  events of its key strictly earlier in time are the run from the key's first
-  position to the first position of q's (key, timestamp) tie group, so every
-  count is a difference of two cumulative sums and no binary search is needed.
+  The events (in time order) are arranged by (key, time): by one vectorized
+  sort of `key * m + position` (`from_keys`), or from an order the encoded log
+  already has (`from_order`: the session and user orders). For an event at
+  sorted position q, the events of its key strictly earlier in time are the
+  run from the key's first position to the first position of q's (key,
+  timestamp) tie group, so every count is a difference of two cumulative sums
+  and no binary search is needed.
   """
 
-  def __init__(self, keys: np.ndarray, timestamps: np.ndarray,
-               types: np.ndarray, count_types: Sequence[int]):
-    m = len(keys)
-    index = np.arange(m, dtype=np.int64)
-    packed = keys * np.int64(m)
-    packed += index
-    packed.sort()
-    positions = packed % np.int64(m)
-    sorted_keys = packed // np.int64(m)
-    del packed
-    index = index.astype(np.int32)
+  def __init__(self, positions: np.ndarray, new_key: np.ndarray,
+               timestamps: np.ndarray, types: np.ndarray,
+               count_types: Sequence[int]):
+    """Builds the history from an arrangement of the events.
+
+    Args:
+      positions: event positions (into `timestamps`) sorted by (key, time).
+      new_key: marks the first sorted position of each key.
+      timestamps: event times, in time order.
+      types: event type codes, row for row with `timestamps`.
+      count_types: event types to count.
+    """
+    m = len(positions)
+    index = np.arange(m, dtype=np.int32)
     self._timestamps = timestamps[positions]
-    new_key = np.ones(m, dtype=bool)
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new_key[1:])
-    del sorted_keys
     new_tie = np.ones(m, dtype=bool)
     np.not_equal(self._timestamps[1:], self._timestamps[:-1], out=new_tie[1:])
     new_tie |= new_key
@@ -86,12 +88,59 @@ class _History:
     del new_key, new_tie
     self._rank = np.empty(m, dtype=np.int32)
     self._rank[positions] = index
+    del index
     sorted_types = types[positions]
     self._cum = {}
     for t in count_types:
       cum = np.zeros(m + 1, dtype=np.int32)
       np.cumsum(sorted_types == t, out=cum[1:])
       self._cum[t] = cum
+
+  @classmethod
+  def from_keys(cls, keys: np.ndarray, timestamps: np.ndarray,
+                types: np.ndarray, count_types: Sequence[int]) -> "_History":
+    """Sorts the (time-ordered) events by key with one packed sort."""
+    m = len(keys)
+    packed = keys * np.int64(m)
+    packed += np.arange(m, dtype=np.int64)
+    packed.sort()
+    positions = packed % np.int64(m)
+    packed -= positions  # key * m: equal exactly for equal keys.
+    new_key = np.ones(m, dtype=bool)
+    np.not_equal(packed[1:], packed[:-1], out=new_key[1:])
+    del packed
+    return cls(positions, new_key, timestamps, types, count_types)
+
+  @classmethod
+  def from_order(cls, order: np.ndarray, starts: np.ndarray,
+                 hist_position: Optional[np.ndarray], timestamps: np.ndarray,
+                 types: np.ndarray, count_types: Sequence[int]) -> "_History":
+    """Uses an order of all events by (key code, time, input position).
+
+    Args:
+      order: event rows sorted by (key code, timestamp, input position).
+      starts: `starts[k]` is the first position in `order` of key code k.
+      hist_position: the position of each event row in the history (-1 for
+        left-out events), or None when the history is every event row.
+      timestamps: history event times (in time order).
+      types: history event types.
+      count_types: event types to count.
+    """
+    n = len(order)
+    new_key = np.zeros(n, dtype=bool)
+    new_key[starts[starts < n]] = True
+    if hist_position is None:
+      return cls(order, new_key, timestamps, types, count_types)
+    positions = hist_position[order]
+    keep = positions >= 0
+    positions = positions[keep]
+    # The first kept position of each key run starts the key in the history.
+    run = np.cumsum(new_key, dtype=np.int32)[keep]
+    del new_key, keep
+    new_key = np.ones(len(run), dtype=bool)
+    np.not_equal(run[1:], run[:-1], out=new_key[1:])
+    del run
+    return cls(positions, new_key, timestamps, types, count_types)
 
   def query(self, positions: np.ndarray):
     """Returns (start, stop): the run of each queried event's key before it."""
@@ -188,22 +237,35 @@ def compute_features(events: pd.DataFrame,
   first_row = examples["w_caba"].to_numpy() > 0
   click_event = examples["event_index"].to_numpy()[first_row]
   q_ts = timestamps[click_event]
+  hist_position = None
   if hist_events is None:
     q_pos = click_event
   else:
-    hist_position = np.full(len(timestamps), -1, dtype=np.int64)
-    hist_position[hist_events] = np.arange(len(hist_events), dtype=np.int64)
+    position_dtype = np.int32 if len(timestamps) < 2**31 else np.int64
+    hist_position = np.full(len(timestamps), -1, dtype=position_dtype)
+    hist_position[hist_events] = np.arange(len(hist_events),
+                                           dtype=position_dtype)
     q_pos = hist_position[click_event]
-    del hist_position
+  # Features are computed per click, then broadcast to rows.
+  click_of_row = np.cumsum(first_row, dtype=np.int64)
+  click_of_row -= 1
+  rows_are_clicks = bool(first_row.all())
+  del first_row
 
+  so = enc.session_order
+  num_users = int(user_codes.max()) + 1 if len(user_codes) else 0
+  user_starts = np.zeros(num_users + 1, dtype=np.int64)
+  np.cumsum(np.bincount(user_codes, minlength=num_users), out=user_starts[1:])
+  # Orders the encoded log already has; the other keys are sorted here.
+  ordered = {"user": (enc.user_order, user_starts),
+             "session": (so.order, so.starts)}
   keyed = {
-      "u_item": _pair_codes(user_codes, item_codes, len(timestamps)),
-      "u_leaf": _pair_codes(user_codes, leaf_codes, len(timestamps)),
-      "user": user_codes,
-      "item": item_codes,
-      "leaf": leaf_codes,
-      "session": session_codes,
+      "u_item": lambda: _pair_codes(user_codes, item_codes, len(timestamps)),
+      "u_leaf": lambda: _pair_codes(user_codes, leaf_codes, len(timestamps)),
+      "item": lambda: item_codes,
+      "leaf": lambda: leaf_codes,
   }
+  names = ("u_item", "u_leaf", "user", "item", "leaf", "session")
   count_types = {
       "u_item": (schema.CLICK, schema.ADD_TO_CART, schema.PURCHASE),
       "u_leaf": (schema.CLICK, schema.ADD_TO_CART, schema.PURCHASE),
@@ -212,16 +274,22 @@ def compute_features(events: pd.DataFrame,
       "leaf": (schema.CLICK, schema.PURCHASE),
       "session": (schema.CLICK,),
   }
-  feats: Dict[str, np.ndarray] = {}
+  row_feats: Dict[str, np.ndarray] = {}  # per row
+  feats: Dict[str, np.ndarray] = {}  # per click
   prior = cvr_prior_strength * cvr_prior_mean
 
   def lookup(name) -> Dict[str, np.ndarray]:
-    """The features of one key family (the history is freed on return)."""
-    keys = keyed[name]
-    if hist_events is not None:
-      keys = keys[hist_events]
-    history = _History(keys, ev_ts, ev_types, count_types[name])
-    del keys
+    """The features of one key family, per row (the history is freed)."""
+    if name in ordered:
+      order, starts = ordered[name]
+      history = _History.from_order(order, starts, hist_position, ev_ts,
+                                    ev_types, count_types[name])
+    else:
+      keys = keyed[name]()
+      if hist_events is not None:
+        keys = keys[hist_events]
+      history = _History.from_keys(keys, ev_ts, ev_types, count_types[name])
+      del keys
     start, stop = history.query(q_pos)
     out = {}
     if name in ("u_item", "u_leaf"):
@@ -244,13 +312,17 @@ def compute_features(events: pd.DataFrame,
       out["session_events_before"] = history.count(start, stop)
       out["session_elapsed_s"] = (
           (q_ts - history.first_time(start)) / _MS).astype(np.float32)
+    del history, start, stop
+    if not rows_are_clicks:
+      out = {key: value[click_of_row] for key, value in out.items()}
     return out
 
   # NumPy releases the GIL in sorts, gathers and cumulative sums, so two
   # key families are processed at once.
   with concurrent.futures.ThreadPoolExecutor(max_workers=num_threads) as pool:
-    for result in pool.map(lookup, keyed):
-      feats.update(result)
+    for result in pool.map(lookup, names):
+      row_feats.update(result)
+  del hist_position, q_pos
 
   # UTC hour and weekday (1970-01-01 was a Thursday, weekday 3).
   days = np.floor_divide(q_ts, 86_400_000)
@@ -266,14 +338,19 @@ def compute_features(events: pd.DataFrame,
                 "brand_a": brand_names}
 
   # Broadcast from clicks to rows.
-  click_of_row = np.cumsum(examples["w_caba"].to_numpy() > 0) - 1
   columns = {}
   for name in FEATURE_NAMES:
+    if name in row_feats:
+      columns[name] = row_feats.pop(name)
+      continue
+    if name not in feats:
+      continue
+    values = feats.pop(name)
+    if not rows_are_clicks:
+      values = values[click_of_row]
     if name in categories:
-      columns[name] = pd.Categorical.from_codes(
-          feats[name][click_of_row], categories=categories[name])
-    elif name in feats:
-      columns[name] = feats[name][click_of_row]
+      values = pd.Categorical.from_codes(values, categories=categories[name])
+    columns[name] = values
   # Leaf of B: the extra category "" (last code) where there is no B.
   item_b = examples["item_b"]
   has_b = item_b.notna().to_numpy()

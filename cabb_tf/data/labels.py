@@ -50,50 +50,101 @@ class _Purchases(NamedTuple):
 
 class _Prepared(NamedTuple):
   so: sessions_lib.SessionOrder
-  item_codes: np.ndarray  # item code of each ordered event.
   item_uniques: np.ndarray
-  types: np.ndarray  # event type code of each ordered event.
   clicks: _Clicks
   purchases: _Purchases
+  # Every click event, in session order: its ordered position, session and
+  # the click example (index into `clicks`) of its (session, item).
+  all_click_pos: np.ndarray
+  all_click_session: np.ndarray
+  example_of_click: np.ndarray
+  # Every purchase event, in session order: ordered position and session.
+  purchase_pos: np.ndarray
+  purchase_session: np.ndarray
+
+
+def _first_occurrences(key: np.ndarray, bound: int) -> np.ndarray:
+  """For each element, the index of the first element with the same key.
+
+  Args:
+    key: non-negative int64 keys, all below `bound`.
+    bound: an upper bound of the keys.
+
+  Returns:
+    int64 indices into `key`.
+  """
+  size = len(key)
+  if not size:
+    return np.zeros(0, dtype=np.int64)
+  index = np.arange(size, dtype=np.int64)
+  if int(bound) * size < 2**62:
+    # One vectorized sort of key * size + index groups equal keys, in index
+    # order within a group; no hashing.
+    packed = key * np.int64(size)
+    packed += index
+    packed.sort()
+    sorted_index = packed % np.int64(size)
+    packed -= sorted_index  # key * size: equal exactly for equal keys.
+    new_key = np.ones(size, dtype=bool)
+    np.not_equal(packed[1:], packed[:-1], out=new_key[1:])
+    del packed
+    group_start = np.maximum.accumulate(np.where(new_key, index, 0))
+    first = np.empty(size, dtype=np.int64)
+    first[sorted_index] = sorted_index[group_start]
+    return first
+  # Keys too large to pack: dense codes in order of first appearance.
+  codes, _ = pd.factorize(key, sort=False)
+  is_first = np.ones(size, dtype=bool)
+  is_first[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
+  return np.flatnonzero(is_first)[codes]
 
 
 def _prepare(events: pd.DataFrame,
              encoded: Optional[encoding.EncodedLog]) -> _Prepared:
-  """Orders the log by session and extracts first clicks and purchases."""
+  """Extracts first clicks and purchases from the session order of the log."""
   enc = encoding.maybe_encode(events, encoded)
-  so = sessions_lib.session_order_from_codes(enc.session, enc.timestamps,
-                                             enc.session_ids)
+  so = enc.session_order
   item_uniques = enc.item_ids
-  item_codes = enc.item[so.order]
-  types = enc.types[so.order]
   num_items = max(len(item_uniques), 1)
-  positions = np.arange(len(so.order), dtype=np.int64)
+  bound = max(so.num_sessions, 1) * num_items
+  types = enc.types[so.order]
 
-  is_click = types == schema.CLICK
-  click_pos = positions[is_click]
-  click_key = so.session[is_click] * num_items + item_codes[is_click]
-  first = ~pd.Series(click_key).duplicated(keep="first").to_numpy()
-  click_pos = click_pos[first]
-  clicks = _Clicks(pos=click_pos, session=so.session[click_pos],
-                   item=item_codes[click_pos],
-                   event_index=so.order[click_pos].astype(np.int64))
+  click_pos = np.flatnonzero(types == schema.CLICK)
+  click_session = so.session[click_pos]
+  click_event = so.order[click_pos]
+  click_item = enc.item[click_event]
+  first = _first_occurrences(click_session * num_items + click_item, bound)
+  is_first = first == np.arange(len(first), dtype=np.int64)
+  example_rank = np.cumsum(is_first, dtype=np.int64)
+  example_rank -= 1
+  example_of_click = example_rank[first]
+  del first, example_rank
+  clicks = _Clicks(pos=click_pos[is_first], session=click_session[is_first],
+                   item=click_item[is_first],
+                   event_index=click_event[is_first].astype(np.int64))
+  del click_event, click_item
 
-  is_purchase = types == schema.PURCHASE
-  purchase_pos = positions[is_purchase]
-  purchase_key = pd.Series(so.session[is_purchase] * num_items +
-                           item_codes[is_purchase])
-  last = ~purchase_key.duplicated(keep="last").to_numpy()
-  first_p = ~purchase_key.duplicated(keep="first").to_numpy()
+  purchase_pos = np.flatnonzero(types == schema.PURCHASE)
+  del types
+  purchase_session = so.session[purchase_pos]
+  purchase_item = enc.item[so.order[purchase_pos]]
+  purchase_key = purchase_session * num_items + purchase_item
+  first_p = _first_occurrences(purchase_key, bound)
+  # Last occurrences: first occurrences of the reversed sequence.
+  n_p = len(purchase_key)
+  last_p = n_p - 1 - _first_occurrences(purchase_key[::-1], bound)[::-1]
+  is_last = last_p == np.arange(n_p, dtype=np.int64)
   # Distinct purchased (session, item): its first and last purchase positions.
-  last_pos = purchase_pos[last]
-  first_pos_of_key = pd.Series(purchase_pos[first_p],
-                               index=purchase_key[first_p].to_numpy())
-  first_pos = first_pos_of_key.reindex(purchase_key[last].to_numpy()).to_numpy()
-  purchases = _Purchases(last_pos=last_pos, first_pos=first_pos,
-                         session=so.session[last_pos],
-                         item=item_codes[last_pos])
-  return _Prepared(so=so, item_codes=item_codes, item_uniques=item_uniques,
-                   types=types, clicks=clicks, purchases=purchases)
+  purchases = _Purchases(last_pos=purchase_pos[is_last],
+                         first_pos=purchase_pos[first_p[is_last]],
+                         session=purchase_session[is_last],
+                         item=purchase_item[is_last])
+  return _Prepared(so=so, item_uniques=item_uniques, clicks=clicks,
+                   purchases=purchases, all_click_pos=click_pos,
+                   all_click_session=click_session,
+                   example_of_click=example_of_click,
+                   purchase_pos=purchase_pos,
+                   purchase_session=purchase_session)
 
 
 def label_clicks(events: pd.DataFrame,
@@ -170,21 +221,25 @@ def _label(events: pd.DataFrame, prep: _Prepared) -> pd.DataFrame:
 
   y_last = _last_click_labels(prep)
 
-  event_index = clicks.event_index
-  out = pd.DataFrame({
+  # A session has one user: gather per session, then per row.
+  row_session = clicks.session[row_click]
+  session_user = _take(events["user_id"], so.order[so.starts[:-1]])
+  click_time = events["timestamp"].to_numpy()[clicks.event_index]
+  columns = {
       "click_id": row_click,
-      "session_id": so.session_ids[clicks.session[row_click]],
-      "user_id": _take(events["user_id"], event_index[row_click]),
-      "timestamp": events["timestamp"].to_numpy()[event_index[row_click]],
+      "session_id": so.session_ids[row_session],
+      "user_id": session_user[row_session],
+      "timestamp": click_time[row_click],
       "item_a": _take_codes(prep.item_uniques, clicks.item[row_click]),
       "item_b": _take_codes(prep.item_uniques, row_item_b, nullable=True),
       "y_caba": y_caba[row_click],
       "y_cabb": (row_item_b >= 0).astype(np.int8),
       "y_last_click": y_last[row_click],
       "w_caba": w_caba,
-      "event_index": event_index[row_click],
-  })
-  return out
+      "event_index": clicks.event_index[row_click],
+  }
+  # copy=False keeps each column as its own block: no consolidation copy.
+  return pd.DataFrame(columns, copy=False)
 
 
 def _last_click_labels(prep: _Prepared) -> np.ndarray:
@@ -194,19 +249,14 @@ def _last_click_labels(prep: _Prepared) -> np.ndarray:
   session (on any item); a click example is positive iff some purchase is
   credited to a click on its item in its session.
   """
-  so, clicks = prep.so, prep.clicks
-  n = len(so.order)
-  positions = np.arange(n, dtype=np.int64)
-  click_mark = np.where(prep.types == schema.CLICK, positions, -1)
-  last_click = np.maximum.accumulate(click_mark) if n else click_mark
-  purchase_pos = positions[prep.types == schema.PURCHASE]
-  credited = last_click[purchase_pos]
-  valid = credited >= so.starts[so.session[purchase_pos]]
-  credited = credited[valid]
-  num_items = max(len(prep.item_uniques), 1)
-  credited_key = so.session[credited] * num_items + prep.item_codes[credited]
-  click_key = clicks.session * num_items + clicks.item
-  return np.isin(click_key, credited_key).astype(np.int8)
+  labels = np.zeros(len(prep.clicks.pos), dtype=np.int8)
+  # The last click before each purchase, in session order.
+  last = np.searchsorted(prep.all_click_pos, prep.purchase_pos, side="left") - 1
+  has = last >= 0
+  last, session = last[has], prep.purchase_session[has]
+  last = last[prep.all_click_session[last] == session]
+  labels[prep.example_of_click[last]] = 1
+  return labels
 
 
 def purchase_stats(events: pd.DataFrame,

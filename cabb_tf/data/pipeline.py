@@ -88,8 +88,9 @@ def prepare_examples(events: pd.DataFrame,
   if not len(events):
     raise ValueError(f"{report['source']}: no events left to prepare.")
 
-  events = sessions_lib.assign_sessions(events)
-  encoded = encoding.encode_events(events)
+  events, codes = sessions_lib.assign_sessions(events, with_codes=True)
+  encoded = encoding.encode_events(events, codes)
+  del codes
   examples, purchase_stats = labels_lib.label_clicks_and_stats(
       events, catalog, encoded=encoded)
   examples = features_lib.compute_features(events, catalog, examples,

@@ -11,10 +11,11 @@ from cabb_tf.data import schema
 _MS_PER_MINUTE = 60_000
 
 
-@gin.configurable
+@gin.configurable(denylist=["events", "with_codes"])
 def assign_sessions(events: pd.DataFrame,
                     session_gap_minutes: float = 30.0,
-                    use_source_sessions: bool = True) -> pd.DataFrame:
+                    use_source_sessions: bool = True,
+                    with_codes: bool = False):
   """Returns `events` with a `session_id` column.
 
   When `events` already has `session_id` (a source session id) and
@@ -27,35 +28,105 @@ def assign_sessions(events: pd.DataFrame,
     events: a canonical event log (see `schema`).
     session_gap_minutes: inactivity gap that starts a new session.
     use_source_sessions: keep a `session_id` the source provides.
+    with_codes: also return the `SessionCodes` the split computed (None when
+      the source's sessions are kept), so that `encoding.encode_events` does
+      not factorize and sort the log again.
 
   Returns:
     A new DataFrame, rows in the input order, with an int64 (derived) or the
-    source's `session_id` column.
+    source's `session_id` column; with `with_codes`, the pair
+    `(events, SessionCodes or None)`.
 
   Raises:
     ValueError: for a non-positive gap or a log that breaks the schema.
   """
   schema.validate_events(events)
   if use_source_sessions and "session_id" in events.columns:
-    return events
+    return (events, None) if with_codes else events
   if not session_gap_minutes > 0:
     raise ValueError(
         f"session_gap_minutes must be positive, got {session_gap_minutes}.")
-  user_codes, _ = pd.factorize(events["user_id"], sort=False)
+  user_codes, user_ids = pd.factorize(events["user_id"], sort=False)
+  user_codes = user_codes.astype(np.int64, copy=False)
   timestamps = events["timestamp"].to_numpy()
   order = grouped_time_order(user_codes, timestamps)
-  users_sorted = user_codes[order]
-  times_sorted = timestamps[order]
-  new_session = np.ones(len(order), dtype=bool)
-  gap_ms = session_gap_minutes * _MS_PER_MINUTE
-  new_session[1:] = ((users_sorted[1:] != users_sorted[:-1]) |
-                     (np.diff(times_sorted) > gap_ms))
-  session_sorted = np.cumsum(new_session, dtype=np.int64) - 1
-  session_id = np.empty(len(order), dtype=np.int64)
+  n = len(order)
+  new_session = np.ones(n, dtype=bool)
+  if n > 1:
+    users_sorted = user_codes[order]
+    np.not_equal(users_sorted[1:], users_sorted[:-1], out=new_session[1:])
+    del users_sorted
+    times_sorted = timestamps[order]
+    new_session[1:] |= np.diff(times_sorted) > (session_gap_minutes *
+                                                  _MS_PER_MINUTE)
+    del times_sorted
+  session_sorted = np.cumsum(new_session, dtype=np.int64)
+  session_sorted -= 1
+  session_id = np.empty(n, dtype=np.int64)
   session_id[order] = session_sorted
   out = events.copy(deep=False)
   out["session_id"] = session_id
-  return out
+  if not with_codes:
+    return out
+  codes = SessionCodes(
+      user=user_codes, user_ids=np.asarray(user_ids), user_order=order,
+      **_recode_sessions(order, new_session, session_sorted, session_id))
+  return out, codes
+
+
+class SessionCodes(NamedTuple):
+  """What splitting the log into sessions computed, for `encoding`.
+
+  Attributes:
+    user: dense user code per event (order of first appearance).
+    user_ids: the user id of each user code.
+    user_order: positions sorted by (user code, timestamp, input position).
+    session: dense session code per event (order of first appearance).
+    session_order: the `SessionOrder` of `session`.
+  """
+  user: np.ndarray
+  user_ids: np.ndarray
+  user_order: np.ndarray
+  session: np.ndarray
+  session_order: "SessionOrder"
+
+
+def _recode_sessions(order: np.ndarray, new_session: np.ndarray,
+                     session_sorted: np.ndarray, session_id: np.ndarray):
+  """Session codes by first appearance, and their order, from a user order.
+
+  `order` lists the events by (user, time); derived session d is the run of
+  `order` where `session_sorted == d` (`new_session` marks run starts). The
+  run of each session is moved to its code's place (an O(n) scatter, no
+  second sort), which gives the (code, time, input) order of
+  `session_order_from_codes`. `session_id` is the derived session per event.
+  """
+  n = len(order)
+  old_starts = np.flatnonzero(new_session)
+  num_sessions = len(old_starts)
+  counts = np.diff(np.append(old_starts, n))
+  first_position = (np.minimum.reduceat(order, old_starts) if n else
+                    np.zeros(0, dtype=np.int64))
+  by_appearance = np.argsort(first_position, kind="stable")
+  code_of = np.empty(num_sessions, dtype=np.int64)
+  code_of[by_appearance] = np.arange(num_sessions, dtype=np.int64)
+  new_counts = counts[by_appearance]
+  starts = np.zeros(num_sessions + 1, dtype=np.int64)
+  np.cumsum(new_counts, out=starts[1:])
+  # New place of ordered event k in derived session d:
+  # starts[code_of[d]] + (k - old_starts[d]).
+  shift = starts[:-1][code_of] - old_starts
+  target = np.arange(n, dtype=np.int64)
+  target += shift[session_sorted]
+  session_order = np.empty(n, dtype=np.int64)
+  session_order[target] = order
+  del target
+  ordered_session = np.repeat(np.arange(num_sessions, dtype=np.int64),
+                              new_counts)
+  return {"session": code_of[session_id],
+          "session_order": SessionOrder(order=session_order,
+                                        session=ordered_session, starts=starts,
+                                        session_ids=by_appearance)}
 
 
 def grouped_time_order(codes: np.ndarray, timestamps: np.ndarray) -> np.ndarray:

@@ -138,6 +138,19 @@ class LabelClicksTest(absltest.TestCase):
     self.assertEqual(stats["cabb_leaf_match"], 1)
 
 
+class FirstOccurrencesTest(absltest.TestCase):
+
+  def test_packed_and_hashed_paths_match_a_loop(self):
+    rng = np.random.default_rng(3)
+    key = rng.integers(0, 50, 500).astype(np.int64)
+    seen = {}
+    expected = [seen.setdefault(k, i) for i, k in enumerate(key.tolist())]
+    # A small bound packs the keys; a huge one takes the factorize path.
+    for bound in (50, 2**61):
+      np.testing.assert_array_equal(labels._first_occurrences(key, bound),
+                                    expected, err_msg=str(bound))
+
+
 _event = st.tuples(
     st.integers(0, 3),  # session
     st.integers(0, 6),  # timestamp (many ties)

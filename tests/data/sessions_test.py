@@ -1,9 +1,11 @@
 """Tests of session assignment (SPEC §1)."""
 
 from absl.testing import absltest
+from absl.testing import parameterized
 import numpy as np
 import pandas as pd
 
+from cabb_tf.data import encoding
 from cabb_tf.data import schema
 from cabb_tf.data import sessions
 
@@ -71,6 +73,41 @@ class AssignSessionsTest(absltest.TestCase):
     np.testing.assert_array_equal(
         sessions.grouped_time_order(codes, sorted_times),
         np.lexsort((np.arange(2000), sorted_times, codes)))
+
+
+class SessionCodesTest(parameterized.TestCase):
+
+  @parameterized.parameters(True, False)
+  def test_codes_match_encoding_from_scratch(self, time_sorted):
+    # The codes and orders assign_sessions computes while splitting must be
+    # those encode_events computes on its own from the session ids.
+    rng = np.random.default_rng(7)
+    n = 3000
+    times = rng.integers(0, 600 * MIN, n)
+    if time_sorted:
+      times = np.sort(times)
+    events = make_events(rng.integers(0, 40, n), times)
+    out, codes = sessions.assign_sessions(events, session_gap_minutes=20,
+                                          with_codes=True)
+    self.assertIsNotNone(codes)
+    reused = encoding.encode_events(out, codes)
+    fresh = encoding.encode_events(out)
+    for field in ("user", "session", "session_ids", "user_order"):
+      np.testing.assert_array_equal(getattr(reused, field),
+                                    getattr(fresh, field), err_msg=field)
+    for field in ("order", "session", "starts", "session_ids"):
+      np.testing.assert_array_equal(getattr(reused.session_order, field),
+                                    getattr(fresh.session_order, field),
+                                    err_msg=field)
+    # And the session order is the lexicographic (code, time, input) order.
+    expected = np.lexsort((np.arange(n), times, fresh.session))
+    np.testing.assert_array_equal(reused.session_order.order, expected)
+
+  def test_source_sessions_give_no_codes(self):
+    events = make_events([1, 1], [0, 100 * MIN], session_id=["s", "s"])
+    out, codes = sessions.assign_sessions(events, with_codes=True)
+    self.assertIsNone(codes)
+    self.assertEqual(out["session_id"].tolist(), ["s", "s"])
 
 
 if __name__ == "__main__":
