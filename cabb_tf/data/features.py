@@ -319,9 +319,14 @@ def compute_features(events: pd.DataFrame,
 
   # NumPy releases the GIL in sorts, gathers and cumulative sums, so two
   # key families are processed at once.
-  with concurrent.futures.ThreadPoolExecutor(max_workers=num_threads) as pool:
-    for result in pool.map(lookup, names):
-      row_feats.update(result)
+  if num_threads > 1:
+    with concurrent.futures.ThreadPoolExecutor(
+        max_workers=num_threads) as pool:
+      for result in pool.map(lookup, names):
+        row_feats.update(result)
+  else:
+    for name in names:
+      row_feats.update(lookup(name))
   del hist_position, q_pos
 
   # UTC hour and weekday (1970-01-01 was a Thursday, weekday 3).

@@ -187,9 +187,16 @@ def _label(events: pd.DataFrame, prep: _Prepared) -> pd.DataFrame:
 
   # Purchases after each click in its session form a contiguous run of the
   # position-sorted purchase list: [lo, hi).
-  lo = np.searchsorted(purchases.last_pos, clicks.pos, side="right")
-  hi = np.searchsorted(purchases.last_pos, so.starts[clicks.session + 1],
-                       side="left")
+  # lo: purchases (distinct, by last position) before each click, counted
+  # by placing each purchase among the clicks (few purchases, many clicks).
+  after_clicks = np.searchsorted(clicks.pos, purchases.last_pos, side="left")
+  lo = np.cumsum(np.bincount(after_clicks, minlength=num_clicks + 1)
+                 [:num_clicks])
+  del after_clicks
+  session_end = np.searchsorted(purchases.last_pos, so.starts[1:],
+                                side="left")
+  hi = session_end[clicks.session]
+  del session_end
   count = hi - lo
   total = int(count.sum())
   click_of = np.repeat(np.arange(num_clicks, dtype=np.int64), count)

@@ -250,6 +250,8 @@ def load_csv(path: PathLike,
       catalog_path=catalog_path, category_tree_path=category_tree_path,
       encoding=encoding, na_values=na_values)
   _finish_report(report, events, catalog)
+  del table, ids, aux, parsed, codes, ms, price, extra
+  _release_arrow_memory()
   return events, catalog, report
 
 
@@ -406,6 +408,7 @@ def load_otto(path: PathLike, *, name: Optional[str] = None) -> Loaded:
   events, _ = _assemble_events(ids, ms, codes, {}, ~duplicate)
   catalog = _build_catalog(events, {}, report=report)
   _finish_report(report, events, catalog)
+  _release_arrow_memory()
   return events, catalog, report
 
 
@@ -926,7 +929,18 @@ def _assemble_events(ids: Mapping[str, Any], ms: np.ndarray,
       codes[rows], dtype=schema.EVENT_TYPE_DTYPE)
   for key, values in extra.items():
     data[key] = values[rows]
-  return pd.DataFrame(data), rows
+  # copy=False keeps each column as its own block: no consolidation copy.
+  return pd.DataFrame(data, copy=False), rows
+
+
+def _release_arrow_memory() -> None:
+  """Returns the memory of freed Arrow buffers (the parsed file) to the OS.
+
+  Arrow's allocator keeps freed pages for reuse; after a load, the table it
+  parsed is gone and nothing else in the preparation allocates through
+  Arrow, so without this the resident size stays ~50 bytes per event higher.
+  """
+  pa.default_memory_pool().release_unused()
 
 
 # ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Sessions: the source's session ids, else a per-user inactivity split (SPEC §1)."""
 
-from typing import NamedTuple
+from typing import NamedTuple, Tuple
 
 import gin
 import numpy as np
@@ -49,13 +49,13 @@ def assign_sessions(events: pd.DataFrame,
   user_codes, user_ids = pd.factorize(events["user_id"], sort=False)
   user_codes = user_codes.astype(np.int64, copy=False)
   timestamps = events["timestamp"].to_numpy()
-  order = grouped_time_order(user_codes, timestamps)
+  order, users_sorted = _grouped_time_order(user_codes, timestamps)
   n = len(order)
   new_session = np.ones(n, dtype=bool)
   if n > 1:
-    users_sorted = user_codes[order]
     np.not_equal(users_sorted[1:], users_sorted[:-1], out=new_session[1:])
-    del users_sorted
+  del users_sorted
+  if n > 1:
     times_sorted = timestamps[order]
     new_session[1:] |= np.diff(times_sorted) > (session_gap_minutes *
                                                   _MS_PER_MINUTE)
@@ -107,7 +107,8 @@ def _recode_sessions(order: np.ndarray, new_session: np.ndarray,
   counts = np.diff(np.append(old_starts, n))
   first_position = (np.minimum.reduceat(order, old_starts) if n else
                     np.zeros(0, dtype=np.int64))
-  by_appearance = np.argsort(first_position, kind="stable")
+  # First positions are distinct: any sort is stable.
+  by_appearance = np.argsort(first_position)
   code_of = np.empty(num_sessions, dtype=np.int64)
   code_of[by_appearance] = np.arange(num_sessions, dtype=np.int64)
   new_counts = counts[by_appearance]
@@ -144,9 +145,15 @@ def grouped_time_order(codes: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
   Returns:
     An int64 permutation of range(n).
   """
+  return _grouped_time_order(codes, timestamps)[0]
+
+
+def _grouped_time_order(codes: np.ndarray, timestamps: np.ndarray
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+  """`grouped_time_order` and the code of each sorted position."""
   n = len(codes)
   if n == 0:
-    return np.zeros(0, dtype=np.int64)
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
   time_order = None
   if not np.all(timestamps[1:] >= timestamps[:-1]):
     time_order = np.argsort(timestamps, kind="stable")
@@ -154,9 +161,11 @@ def grouped_time_order(codes: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
   packed = codes.astype(np.int64) * np.int64(n) + np.arange(n, dtype=np.int64)
   packed.sort()
   order = packed % np.int64(n)
+  packed -= order
+  packed //= np.int64(n)  # The sorted codes.
   if time_order is not None:
     order = time_order[order]
-  return order
+  return order, packed
 
 
 class SessionOrder(NamedTuple):
