@@ -187,6 +187,12 @@ def prepare_columns(columns: Mapping[str, tf.Tensor], example_fn):
   return example_fn(columns)
 
 
+def _is_column(value: tf.Tensor) -> bool:
+  """Whether a float32 leaf is one value per row ([n] or [n, 1])."""
+  return value.dtype == tf.float32 and (value.shape.rank == 1 or (
+      value.shape.rank == 2 and value.shape[1] == 1))
+
+
 def _pack(prepared):
   """Splits a structure's leaves into one float32 matrix and the rest.
 
@@ -195,9 +201,7 @@ def _pack(prepared):
   together and are unstacked after the gather.
   """
   leaves = tf.nest.flatten(prepared)
-  packable = [i for i, v in enumerate(leaves)
-              if v.dtype == tf.float32 and (v.shape.rank == 1 or (
-                  v.shape.rank == 2 and v.shape[1] == 1))]
+  packable = [i for i, v in enumerate(leaves) if _is_column(v)]
   matrix = tf.stack([tf.reshape(leaves[i], [-1]) for i in packable], axis=1)
   others = {i: v for i, v in enumerate(leaves) if i not in set(packable)}
   return matrix, packable, others
@@ -237,24 +241,194 @@ def num_rows(prepared) -> int:
 
 def index_batches(num_examples: int, batch_size: int, seed: int,
                   drop_remainder: bool = False) -> tf.data.Dataset:
-  """One epoch of shuffled row-index batches (the same seed, the same order)."""
+  """One epoch of shuffled batches (the same seed, the same order).
+
+  The epoch's order is `np.random.default_rng(seed).permutation(
+  num_examples)`; batch i is the rows `order[i * batch_size:(i + 1) *
+  batch_size]`. An element does not hold those rows but says where they
+  are: a dict with `seed` and `order` (the same for the whole epoch, `order`
+  shared by reference, not copied) and the batch's `start` and `stop` in
+  `order`. `train_on_indices` turns it into the rows.
+
+  Args:
+    num_examples: rows of the split.
+    batch_size: rows per batch (the last batch may be smaller).
+    seed: the epoch's shuffling seed (≥ 0).
+    drop_remainder: leave out the last batch if it is smaller.
+
+  Returns:
+    A dataset of `ceil(num_examples / batch_size)` elements (`floor` with
+    `drop_remainder`).
+
+  Raises:
+    ValueError: for a batch size below 1 or a negative seed.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+  if seed < 0:
+    raise ValueError(f"the shuffling seed must be non-negative, got {seed}.")
   order = np.random.default_rng(seed).permutation(num_examples)
-  return tf.data.Dataset.from_tensor_slices(order).batch(
-      batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+  end = (num_examples - num_examples % batch_size if drop_remainder else
+         num_examples)
+  starts = np.arange(0, end, batch_size, dtype=np.int64)
+  stops = np.minimum(starts + batch_size, num_examples)
+  return tf.data.Dataset.zip({
+      "seed": tf.data.Dataset.from_tensors(np.int64(seed)).repeat(),
+      "order": tf.data.Dataset.from_tensors(order).repeat(),
+      "start": tf.data.Dataset.from_tensor_slices(starts),
+      "stop": tf.data.Dataset.from_tensor_slices(stops),
+  }).prefetch(tf.data.AUTOTUNE)
+
+
+class ShuffledCopy:
+  """A prepared split copied in one epoch's order, for slicing batches.
+
+  Gathering each batch's rows inside the train step costs the step a
+  gather per column, at random places in memory. Here the rows are put in
+  the epoch's order once per epoch (`load`: one gather of all float columns
+  as a matrix and one of the string columns' integer codes), into
+  variables; a batch is then a contiguous slice of them (`rows`).
+
+  Strings are the costly part of a gather: every string is copied, and
+  strings longer than 22 bytes each to a new allocation. They are kept as
+  codes into the column's vocabulary (`tf.unique` of the column, a few
+  hundred strings for the model's id features) and decoded per batch from
+  that small, cache-resident vocabulary — the same strings as the column's.
+
+  Leaves of the prepared structure go three ways: float32 columns ([n] or
+  [n, 1]) into one [k, n] matrix, 1-D string columns as codes, anything
+  else gathered as it is.
+  """
+
+  def __init__(self, prepared):
+    """Encodes the columns; the variables stay empty until `load`.
+
+    Args:
+      prepared: `prepare_columns` output, one row per example along the
+        first axis of every leaf.
+    """
+    self._structure = prepared
+    leaves = tf.nest.flatten(prepared)
+    self._ranks = [v.shape.rank for v in leaves]
+    self._rows = num_rows(prepared)
+    self._floats = [i for i, v in enumerate(leaves) if _is_column(v)]
+    self._strings = [i for i, v in enumerate(leaves)
+                     if v.dtype == tf.string and v.shape.rank == 1]
+    self._others = [i for i in range(len(leaves))
+                    if i not in self._floats and i not in self._strings]
+    self._vocabularies, codes = [], []
+    for i in self._strings:
+      vocabulary, code = tf.unique(leaves[i], out_idx=tf.int32)
+      self._vocabularies.append(vocabulary)
+      codes.append(code)
+    # The sources of `load` ([n, k] and [n, s], gathered by row) and the
+    # variables it fills ([k, n] so that a column of a batch is contiguous).
+    self._sources = []
+    self._loaded = []
+    if self._floats:
+      self._sources.append(tf.stack([tf.reshape(leaves[i], [-1])
+                                     for i in self._floats], axis=1))
+      self._loaded.append(_variable([len(self._floats), None], tf.float32,
+                                    "float_rows"))
+    if self._strings:
+      self._sources.append(tf.stack(codes, axis=1))
+      self._loaded.append(_variable([None, len(self._strings)], tf.int32,
+                                    "string_codes"))
+    for i in self._others:
+      self._sources.append(leaves[i])
+      self._loaded.append(_variable([None] + leaves[i].shape[1:].as_list(),
+                                    leaves[i].dtype, "other_rows"))
+    self._seed = tf.Variable(tf.constant(-1, tf.int64), trainable=False,
+                             name="loaded_seed")
+
+  def load(self, order: tf.Tensor) -> None:
+    """Puts the rows in `order` (an int64 permutation of the rows)."""
+    tf.debugging.assert_equal(
+        tf.size(order, out_type=tf.int64), tf.constant(self._rows, tf.int64),
+        message="the order is not a permutation of this split's rows: give "
+        "index_batches the split's number of rows")
+    for k, (source, loaded) in enumerate(zip(self._sources, self._loaded)):
+      rows = tf.gather(source, order)
+      loaded.assign(tf.transpose(rows) if k == 0 and self._floats else rows)
+
+  def ensure_loaded(self, seed: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+    """Loads `order` unless the epoch of `seed` is loaded already.
+
+    Args:
+      seed: the epoch's shuffling seed (int64 scalar, ≥ 0): one seed, one
+        order (`index_batches`).
+      order: that epoch's permutation of the rows.
+
+    Returns:
+      Whether it loaded (a bool scalar).
+    """
+    def load():
+      self.load(order)
+      self._seed.assign(seed)
+      return tf.constant(True)
+
+    return tf.cond(tf.equal(seed, self._seed), lambda: tf.constant(False),
+                   load)
+
+  def rows(self, start: tf.Tensor, stop: tf.Tensor):
+    """The loaded rows `start:stop`, structured as `prepared`."""
+    out = [None] * len(self._ranks)
+    loaded = iter(self._loaded)
+    if self._floats:
+      columns = tf.unstack(next(loaded)[:, start:stop], axis=0,
+                           num=len(self._floats))
+      for i, column in zip(self._floats, columns):
+        out[i] = column if self._ranks[i] == 1 else column[:, tf.newaxis]
+    if self._strings:
+      codes = tf.unstack(next(loaded)[start:stop], axis=1,
+                         num=len(self._strings))
+      for i, vocabulary, code in zip(self._strings, self._vocabularies,
+                                     codes):
+        out[i] = tf.gather(vocabulary, code)
+    for i, rows in zip(self._others, loaded):
+      out[i] = rows[start:stop]
+    return tf.nest.pack_sequence_as(self._structure, out)
+
+
+def _variable(shape, dtype: tf.DType, name: str) -> tf.Variable:
+  """An empty variable whose None dimensions take any size on assignment."""
+  return tf.Variable(tf.zeros([d or 0 for d in shape], dtype),
+                     trainable=False, shape=tf.TensorShape(shape), name=name)
 
 
 def train_on_indices(model, prepared) -> None:
-  """Makes `model.fit` take batches of row indices into `prepared`.
+  """Makes `model.fit` take `index_batches` elements (or index vectors).
 
-  The rows are gathered inside the compiled train step, in the same graph as
-  the forward and backward pass, so no tf.data thread competes with the step
-  for the cores.
+  A batch from `index_batches` is sliced out of a `ShuffledCopy` of
+  `prepared`, loaded in the epoch's order by the epoch's first step (the
+  step whose seed differs from the loaded one). A plain int64 vector of row
+  indices is gathered from `prepared` instead. Either way the rows are made
+  inside the compiled train step, in the same graph as the forward and
+  backward pass, so no tf.data thread competes with the step for the cores.
+
+  Whatever `model.train_step` is when this is called is wrapped, so a step
+  replaced before (e.g. `task_balance.attach`) keeps its behaviour.
 
   Args:
     model: a compiled Keras model.
     prepared: its prepared in-memory training split.
   """
-  gather = row_gatherer(prepared)
   step = model.train_step
-  model.train_step = lambda index: step(gather(index))
+  made = {}
+
+  def once(name, make):  # built eagerly, on the first trace that needs it
+    if name not in made:
+      with tf.init_scope():
+        made[name] = make(prepared)
+    return made[name]
+
+  def train_step(batch):
+    if isinstance(batch, Mapping):
+      copy = once("copy", ShuffledCopy)
+      loaded = copy.ensure_loaded(batch["seed"], batch["order"])
+      with tf.control_dependencies([loaded]):
+        return step(copy.rows(batch["start"], batch["stop"]))
+    return step(once("gather", row_gatherer)(batch))
+
+  model.train_step = train_step
   model.train_function = None  # rebuilt with the new step on the next fit
