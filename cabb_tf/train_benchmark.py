@@ -1,19 +1,30 @@
 """Benchmark of training throughput: the real input pipeline vs memory.
 
-For each batch size, the default multitask model is trained for a fixed
-number of steps fed (a) by the package's pipeline — the TFDS split read into
-memory as columns with α attached by the weighting table, shuffled index
-batches from tf.data, the rows gathered inside the train step (what
-`train.run` uses) — and (b) by one batch of tensors already in memory,
-repeated, which costs no input work at all: the model-bound ceiling. The
-ratio (a)/(b) says how much the input pipeline slows training. Each
-measurement is the median of several timed windows after a warm-up. The
-run also times training the default multitask model to early stopping.
+For each batch size, the default multitask model is trained fed (a) by the
+package's pipeline exactly as `train.run` uses it — the TFDS split read
+into memory as columns with α attached by the weighting table, one
+`index_batches` epoch per seed, each epoch's rows put in its shuffled order
+by the epoch's first train step and then sliced batch by batch
+(`input_pipeline.train_on_indices`) — and (b) by batches already in memory:
+one epoch's distinct batches, gathered before timing and cycled, each handed
+to the step by reference, so the step does no input work at all. (b) is
+the model-bound ceiling; the ratio (a)/(b) says how much the input pipeline
+slows training.
+
+A timed window of (a) is whole epochs (at least `steps` steps), so that
+every window pays for its share of shuffling, loading and the last, smaller
+batch; a window of (b) is the same number of full batches. Windows of (a)
+and (b) alternate, so that a change in the load of a shared machine hits
+both alike; each rate is the median over the windows, after a warm-up
+epoch, and the median of the per-pair ratios is reported beside the ratio
+of the medians. The run also times training the default multitask model to early
+stopping.
 """
 
+import math
 import os
 import time
-from typing import Any, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 from absl import logging
 import gin
@@ -37,28 +48,101 @@ def _model(statistics):
   return model
 
 
-def _steps_per_second(model, dataset: tf.data.Dataset, steps: int,
-                      windows: int) -> float:
-  """Median steps/s of `windows` timed windows of `steps` steps each."""
+def pipeline_epochs(num_examples: int, batch_size: int,
+                    seeds: Sequence[int]) -> tf.data.Dataset:
+  """`train.run`'s input, one `index_batches` epoch per seed, back to back."""
+  epochs = [input_pipeline.index_batches(num_examples, batch_size, seed)
+            for seed in seeds]
+  dataset = epochs[0]
+  for epoch in epochs[1:]:
+    dataset = dataset.concatenate(epoch)
+  return dataset
+
+
+def in_memory_batches(prepared, batch_size: int, seed: int) -> tf.data.Dataset:
+  """One epoch's full batches, gathered now and then cycled without copies.
+
+  Each batch is its own `from_tensors` dataset, which hands out its tensors
+  by reference; `choose_from_datasets` takes them in turn.
+  """
+  n = input_pipeline.num_rows(prepared)
+  order = np.random.default_rng(seed).permutation(n)
+  gather = input_pipeline.row_gatherer(prepared)
+  batches = [tf.data.Dataset.from_tensors(
+      gather(tf.constant(order[i:i + batch_size]))).repeat()
+             for i in range(0, n - batch_size + 1, batch_size)]
+  if not batches:
+    raise ValueError(f"batch size {batch_size} exceeds the {n} rows.")
+  choice = tf.data.Dataset.range(len(batches)).repeat()
+  return tf.data.Dataset.choose_from_datasets(batches, choice).prefetch(2)
+
+
+def _timer(model, dataset: tf.data.Dataset) -> Callable[[int], float]:
+  """Returns `time(steps)`: seconds to run the next `steps` train steps."""
   iterator = iter(dataset)
   train_function = model.make_train_function()
-  for _ in range(max(5, steps // 5)):  # warm-up: tracing, cache, buffers
-    train_function(iterator)
-  rates = []
-  for _ in range(windows):
+
+  def run(steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
       logs = train_function(iterator)
     float(logs["loss"])  # wait for the last step
-    rates.append(steps / (time.perf_counter() - start))
-  return float(np.median(rates))
+    return time.perf_counter() - start
+
+  return run
+
+
+def measure(statistics, prepared, batch_size: int, steps: int,
+            windows: int) -> Dict[str, Any]:
+  """Examples/s of the pipeline and of the in-memory ceiling at one size.
+
+  Args:
+    statistics: the dataset's feature statistics (for the model).
+    prepared: the prepared training split (`input_pipeline.prepare_columns`).
+    batch_size: the batch size.
+    steps: at least this many steps per timed window.
+    windows: timed windows of each; the medians are reported.
+
+  Returns:
+    The median rates, their ratio, the median of the ratios of each
+    window pair, the window shape and every window's rates.
+  """
+  n = input_pipeline.num_rows(prepared)
+  steps_per_epoch = math.ceil(n / batch_size)
+  epochs_per_window = math.ceil(steps / steps_per_epoch)
+  window_steps = epochs_per_window * steps_per_epoch
+  seeds = range(1 + windows * epochs_per_window)  # the first: warm-up
+  pipeline_model = _model(statistics)
+  input_pipeline.train_on_indices(pipeline_model, prepared)
+  pipeline = _timer(pipeline_model,
+                    pipeline_epochs(n, batch_size, seeds))
+  memory = _timer(_model(statistics),
+                  in_memory_batches(prepared, batch_size, seed=0))
+  pipeline(steps_per_epoch)  # warm-up: tracing, allocations
+  memory(steps_per_epoch)
+  pipeline_rates, memory_rates = [], []
+  for _ in range(windows):
+    pipeline_rates.append(epochs_per_window * n / pipeline(window_steps))
+    memory_rates.append(window_steps * batch_size / memory(window_steps))
+  rate_pipeline = float(np.median(pipeline_rates))
+  rate_memory = float(np.median(memory_rates))
+  return {"batch_size": batch_size,
+          "pipeline_examples_per_s": rate_pipeline,
+          "in_memory_examples_per_s": rate_memory,
+          "ratio": rate_pipeline / rate_memory,
+          "paired_ratio": float(np.median(np.divide(pipeline_rates,
+                                                    memory_rates))),
+          "window_steps": window_steps,
+          "window_epochs": epochs_per_window,
+          "pipeline_window_rates": pipeline_rates,
+          "in_memory_window_rates": memory_rates}
 
 
 @gin.configurable(denylist=["base_dir"])
 def run(base_dir: str,
         batch_sizes: Sequence[int] = (1024, 4096, 16384),
         steps: int = 30,
-        windows: int = 3,
+        windows: int = 9,
         weighting_scheme: str = "taxonomy_cf",
         time_to_early_stopping: bool = True) -> Dict[str, Any]:
   """Measures training examples/s from the pipeline and from memory.
@@ -67,7 +151,8 @@ def run(base_dir: str,
     base_dir: where `benchmark_training.json` / `.md` (and the early-stopping
       run) go.
     batch_sizes: batch sizes to measure.
-    steps: steps per timed window.
+    steps: at least this many steps per timed window (a pipeline window is
+      whole epochs).
     windows: timed windows per measurement (the median is reported).
     weighting_scheme: the scheme whose α lookup is in the pipeline.
     time_to_early_stopping: also train the default multitask model to early
@@ -85,21 +170,7 @@ def run(base_dir: str,
       input_pipeline.to_columns(data.train), example_fn)
   results: List[Dict[str, Any]] = []
   for batch_size in batch_sizes:
-    indices = input_pipeline.index_batches(
-        input_pipeline.num_rows(columns), batch_size, 0,
-        drop_remainder=True).repeat()
-    one_batch = input_pipeline.row_gatherer(columns)(next(iter(indices)))
-    in_memory = tf.data.Dataset.from_tensors(one_batch).repeat()
-    model = _model(statistics)
-    input_pipeline.train_on_indices(model, columns)
-    rate_pipeline = _steps_per_second(model, indices, steps,
-                                      windows) * batch_size
-    rate_memory = _steps_per_second(_model(statistics), in_memory, steps,
-                                    windows) * batch_size
-    result = {"batch_size": batch_size,
-              "pipeline_examples_per_s": rate_pipeline,
-              "in_memory_examples_per_s": rate_memory,
-              "ratio": rate_pipeline / rate_memory}
+    result = measure(statistics, columns, batch_size, steps, windows)
     logging.info("%s", result)
     results.append(result)
   out: Dict[str, Any] = {"dataset": data.builder.info.full_name,
@@ -125,11 +196,13 @@ def markdown_table(out: Dict[str, Any]) -> str:
   lines = [f"Dataset {out['dataset']} ({out['train_rows']:,} training rows), "
            f"{out['cpu_count']} CPUs.", "",
            "| batch size | pipeline examples/s | in-memory examples/s | "
-           "pipeline / memory |", "|---:|---:|---:|---:|"]
+           "pipeline / memory | median of window-pair ratios | steps per "
+           "window |", "|---:|---:|---:|---:|---:|---:|"]
   for r in out["results"]:
     lines.append(f"| {r['batch_size']:,} | {r['pipeline_examples_per_s']:,.0f}"
                  f" | {r['in_memory_examples_per_s']:,.0f} | "
-                 f"{r['ratio']:.2f} |")
+                 f"{r['ratio']:.2f} | {r['paired_ratio']:.2f} | "
+                 f"{r['window_steps']} |")
   if "early_stopping" in out:
     e = out["early_stopping"]
     lines += ["", f"Default multitask model to early stopping: "
