@@ -14,12 +14,28 @@ the same timestamp but later in the input counts and an earlier one does not.
   click before it, on any item) is weighted the same way.
 * `w_cabb` is attached later, when a weighting scheme gives α(A, B).
 
+**Attribution window** (issue 6; gin `label_clicks.attribution_window_s`,
+default None = the session rule above). With a window of W seconds, the
+purchases that count for a click are those by the *same user* after the
+click, in the user's (timestamp, input position) order, at most W seconds
+after it, in the click's session or in later ones (a purchase in the same
+session more than W seconds later does not count). Examples stay one per
+(session, distinct clicked item A) at the first click on A in the session;
+`y_caba`, the CABB rows (distinct B != A bought in the window, in order of B's
+last purchase in the window) and `w_caba` follow the window, and
+`y_last_click` credits each purchase to the user's last click before it (on
+any item, in any session) when that click is at most W seconds before it.
+`purchase_stats` classifies purchases by the user's clicks in the W seconds
+before them (see there) and records the window it used.
+
 Everything is vectorized NumPy on integer codes: no Python loop per event,
 click or session.
 """
 
+import math
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
+import gin
 import numpy as np
 import pandas as pd
 
@@ -49,6 +65,7 @@ class _Purchases(NamedTuple):
 
 
 class _Prepared(NamedTuple):
+  enc: encoding.EncodedLog
   so: sessions_lib.SessionOrder
   item_uniques: np.ndarray
   clicks: _Clicks
@@ -139,7 +156,7 @@ def _prepare(events: pd.DataFrame,
                          first_pos=purchase_pos[first_p[is_last]],
                          session=purchase_session[is_last],
                          item=purchase_item[is_last])
-  return _Prepared(so=so, item_uniques=item_uniques, clicks=clicks,
+  return _Prepared(enc=enc, so=so, item_uniques=item_uniques, clicks=clicks,
                    purchases=purchases, all_click_pos=click_pos,
                    all_click_session=click_session,
                    example_of_click=example_of_click,
@@ -147,14 +164,20 @@ def _prepare(events: pd.DataFrame,
                    purchase_session=purchase_session)
 
 
+@gin.configurable(denylist=["events", "encoded"])
 def label_clicks(events: pd.DataFrame,
-                 encoded: Optional[encoding.EncodedLog] = None) -> pd.DataFrame:
+                 encoded: Optional[encoding.EncodedLog] = None,
+                 attribution_window_s: Optional[float] = None
+                 ) -> pd.DataFrame:
   """Builds the labeled click examples of SPEC §2.
 
   Args:
     events: a canonical event log. Without a `session_id` column, sessions are
       derived with `sessions.assign_sessions` (gin-configured gap).
     encoded: `encoding.encode_events(events)`, when the caller has it.
+    attribution_window_s: None for the paper's rule (purchases later in the
+      click's session), else the window in seconds within which the same
+      user's later purchases count, across sessions (module docstring).
 
   Returns:
     A DataFrame with one row per (click example, purchased other item), or
@@ -164,54 +187,95 @@ def label_clicks(events: pd.DataFrame,
     `item_a`, `item_b` (null when there is no B), `y_caba`, `y_cabb`,
     `y_last_click` (int8), `w_caba` (float32) and `event_index` (row of
     the click event in `events`).
+
+  Raises:
+    ValueError: for a negative or NaN window.
   """
+  window_ms = window_milliseconds(attribution_window_s)
   if "session_id" not in events.columns:
     events = sessions_lib.assign_sessions(events)
-  return _label(events, _prepare(events, encoded))
+  return _label(events, _prepare(events, encoded), window_ms)
 
 
 def label_clicks_and_stats(
     events: pd.DataFrame,
     catalog: Optional[pd.DataFrame] = None,
     encoded: Optional[encoding.EncodedLog] = None,
+    attribution_window_s: Optional[float] = None,
 ) -> Tuple[pd.DataFrame, Dict[str, Any]]:
   """`label_clicks` and `purchase_stats` of a sessionized log in one pass."""
+  window_ms = window_milliseconds(attribution_window_s)
   prep = _prepare(events, encoded)
-  return _label(events, prep), _purchase_stats(prep, catalog)
+  return (_label(events, prep, window_ms),
+          _purchase_stats(prep, catalog, attribution_window_s, window_ms))
 
 
-def _label(events: pd.DataFrame, prep: _Prepared) -> pd.DataFrame:
+def configured_attribution_window() -> Optional[float]:
+  """The `label_clicks.attribution_window_s` bound in gin (None if unbound).
+
+  `pipeline.prepare_examples` labels through `label_clicks_and_stats`, which
+  is not configurable itself, so it reads the window `label_clicks` would
+  use from here.
+  """
+  try:
+    return gin.query_parameter(
+        "cabb_tf.data.labels.label_clicks.attribution_window_s")
+  except ValueError:
+    return None
+
+
+def window_milliseconds(attribution_window_s: Optional[float]
+                        ) -> Optional[int]:
+  """The window in whole milliseconds (event times are integer ms).
+
+  A purchase t_p counts for a click at t_c iff t_p - t_c <= W seconds, which
+  for integer milliseconds is t_p - t_c <= floor(1000 W).
+
+  Args:
+    attribution_window_s: the window in seconds, or None.
+
+  Returns:
+    None for None, else floor(1000 W) (an infinite window becomes 2**62).
+
+  Raises:
+    ValueError: for a negative, NaN or non-numeric window.
+  """
+  if attribution_window_s is None:
+    return None
+  try:
+    seconds = float(attribution_window_s)
+  except (TypeError, ValueError):
+    raise ValueError("attribution_window_s must be None or a number of "
+                     f"seconds, not {attribution_window_s!r}.") from None
+  if math.isnan(seconds) or seconds < 0:
+    raise ValueError("attribution_window_s must be >= 0 seconds (or None for "
+                     f"the session rule), got {attribution_window_s!r}.")
+  if math.isinf(seconds):
+    return 2**62
+  return int(math.floor(seconds * 1000.0))
+
+
+def _label(events: pd.DataFrame, prep: _Prepared,
+           window_ms: Optional[int]) -> pd.DataFrame:
   """The examples of `label_clicks` from a prepared log."""
-  so, clicks, purchases = prep.so, prep.clicks, prep.purchases
+  so, clicks = prep.so, prep.clicks
   num_clicks = len(clicks.pos)
-
-  # Purchases after each click in its session form a contiguous run of the
-  # position-sorted purchase list: [lo, hi).
-  # lo: purchases (distinct, by last position) before each click, counted
-  # by placing each purchase among the clicks (few purchases, many clicks).
-  after_clicks = np.searchsorted(clicks.pos, purchases.last_pos, side="left")
-  lo = np.cumsum(np.bincount(after_clicks, minlength=num_clicks + 1)
-                 [:num_clicks])
-  del after_clicks
-  session_end = np.searchsorted(purchases.last_pos, so.starts[1:],
-                                side="left")
-  hi = session_end[clicks.session]
-  del session_end
-  count = hi - lo
-  total = int(count.sum())
-  click_of = np.repeat(np.arange(num_clicks, dtype=np.int64), count)
-  offsets = np.zeros(num_clicks + 1, dtype=np.int64)
-  np.cumsum(count, out=offsets[1:])
-  purchase_of = lo[click_of] + (np.arange(total, dtype=np.int64) -
-                                offsets[click_of])
-  bought = purchases.item[purchase_of]
+  if window_ms is None:
+    click_of, bought = _session_pairs(prep)
+    y_last = _last_click_labels(prep)
+  else:
+    click_of, bought = _window_pairs(prep, window_ms)
+    y_last = _window_last_click_labels(prep, window_ms)
+  # (click, distinct purchased item) pairs, by click and then by the item's
+  # last counted purchase.
   is_same = bought == clicks.item[click_of]
   y_caba = np.zeros(num_clicks, dtype=np.int8)
   y_caba[click_of[is_same]] = 1
 
   pos_click = click_of[~is_same]
   pos_item = bought[~is_same]
-  n_other = count - y_caba
+  del click_of, bought, is_same
+  n_other = np.bincount(pos_click, minlength=num_clicks)
   rows = np.maximum(n_other, 1)
   starts = np.zeros(num_clicks + 1, dtype=np.int64)
   np.cumsum(rows, out=starts[1:])
@@ -225,8 +289,6 @@ def _label(events: pd.DataFrame, prep: _Prepared) -> pd.DataFrame:
   row_item_b[starts[pos_click] + rank] = pos_item
   w_caba = np.zeros(num_rows, dtype=np.float32)
   w_caba[starts[:-1]] = 1.0
-
-  y_last = _last_click_labels(prep)
 
   # A session has one user: gather per session, then per row.
   row_session = clicks.session[row_click]
@@ -249,6 +311,117 @@ def _label(events: pd.DataFrame, prep: _Prepared) -> pd.DataFrame:
   return pd.DataFrame(columns, copy=False)
 
 
+def _expand_ranges(lo: np.ndarray, count: np.ndarray
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+  """(owner, index) of every index in the ranges [lo[i], lo[i] + count[i])."""
+  total = int(count.sum())
+  owner = np.repeat(np.arange(len(lo), dtype=np.int64), count)
+  offsets = np.zeros(len(lo) + 1, dtype=np.int64)
+  np.cumsum(count, out=offsets[1:])
+  index = lo[owner] + (np.arange(total, dtype=np.int64) - offsets[owner])
+  return owner, index
+
+
+def _session_pairs(prep: _Prepared) -> Tuple[np.ndarray, np.ndarray]:
+  """(click, item) of the distinct purchases after each click in its session."""
+  so, clicks, purchases = prep.so, prep.clicks, prep.purchases
+  num_clicks = len(clicks.pos)
+  # Purchases after each click in its session form a contiguous run of the
+  # position-sorted purchase list: [lo, hi).
+  # lo: purchases (distinct, by last position) before each click, counted
+  # by placing each purchase among the clicks (few purchases, many clicks).
+  after_clicks = np.searchsorted(clicks.pos, purchases.last_pos, side="left")
+  lo = np.cumsum(np.bincount(after_clicks, minlength=num_clicks + 1)
+                 [:num_clicks])
+  del after_clicks
+  session_end = np.searchsorted(purchases.last_pos, so.starts[1:],
+                                side="left")
+  hi = session_end[clicks.session]
+  del session_end
+  click_of, purchase_of = _expand_ranges(lo, hi - lo)
+  return click_of, purchases.item[purchase_of]
+
+
+class _UserView(NamedTuple):
+  """Clicks and purchases in the per-user (timestamp, input) order."""
+  click_upos: np.ndarray  # user-order position of every click event.
+  purchase_upos: np.ndarray  # user-order position of every purchase event.
+  purchase_user: np.ndarray
+  purchase_ts: np.ndarray
+  purchase_item: np.ndarray
+  user_position: np.ndarray  # user-order position of each event row.
+
+
+def _user_view(prep: _Prepared) -> _UserView:
+  enc = prep.enc
+  order = enc.user_order
+  types = enc.types[order]
+  purchase_upos = np.flatnonzero(types == schema.PURCHASE)
+  click_upos = np.flatnonzero(types == schema.CLICK)
+  del types
+  rows = order[purchase_upos]
+  user_position = np.empty(len(order), dtype=np.int64)
+  user_position[order] = np.arange(len(order), dtype=np.int64)
+  return _UserView(click_upos=click_upos, purchase_upos=purchase_upos,
+                   purchase_user=enc.user[rows], purchase_ts=enc.timestamps[rows],
+                   purchase_item=enc.item[rows], user_position=user_position)
+
+
+def _window_pairs(prep: _Prepared, window_ms: int
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+  """(click, item) of the distinct purchases in each click's window.
+
+  The user's purchases after a click and at most `window_ms` later are a
+  contiguous run [lo, hi) of the purchases in user order: lo by the click's
+  user-order position, hi by the key (user, rank of the window's end among
+  purchase times). Repeated items in a run keep their last purchase.
+  """
+  enc, clicks = prep.enc, prep.clicks
+  view = _user_view(prep)
+  c_rows = clicks.event_index
+  c_ts = enc.timestamps[c_rows]
+  c_user = enc.user[c_rows]
+  times = np.unique(view.purchase_ts)
+  base = np.int64(len(times) + 1)
+  p_key = view.purchase_user * base + np.searchsorted(
+      times, view.purchase_ts, side="right")
+  end_rank = np.searchsorted(times, np.minimum(c_ts + window_ms, 2**62),
+                             side="right")
+  lo = np.searchsorted(view.purchase_upos, view.user_position[c_rows],
+                       side="right")
+  hi = np.searchsorted(p_key, c_user * base + end_rank, side="right")
+  del p_key, end_rank
+  click_of, purchase_of = _expand_ranges(lo, np.maximum(hi - lo, 0))
+  bought = view.purchase_item[purchase_of]
+  del purchase_of
+  # Distinct items per click: keep each (click, item)'s last purchase.
+  num_items = max(len(prep.item_uniques), 1)
+  key = click_of * np.int64(num_items) + bought
+  size = len(key)
+  last = size - 1 - _first_occurrences(key[::-1],
+                                       max(len(clicks.pos), 1) * num_items)[::-1]
+  keep = last == np.arange(size, dtype=np.int64)
+  return click_of[keep], bought[keep]
+
+
+def _window_last_click_labels(prep: _Prepared, window_ms: int) -> np.ndarray:
+  """Last-click labels under a window: each purchase credited to the user's
+  last click before it when that click is at most `window_ms` before it."""
+  enc, so = prep.enc, prep.so
+  view = _user_view(prep)
+  labels = np.zeros(len(prep.clicks.pos), dtype=np.int8)
+  last = np.searchsorted(view.click_upos, view.purchase_upos, side="left") - 1
+  has = last >= 0
+  click_rows = enc.user_order[view.click_upos[last[has]]]
+  ok = ((enc.user[click_rows] == view.purchase_user[has]) &
+        (view.purchase_ts[has] - enc.timestamps[click_rows] <= window_ms))
+  # The click example of each credited click event (by its event row).
+  example_of_row = np.full(len(so.order), -1, dtype=np.int64)
+  example_of_row[so.order[prep.all_click_pos]] = prep.example_of_click
+  labels[example_of_row[click_rows[ok]]] = 1
+  return labels
+
+
 def _last_click_labels(prep: _Prepared) -> np.ndarray:
   """Last-click attribution: int8 label per click example (SPEC §2).
 
@@ -267,7 +440,9 @@ def _last_click_labels(prep: _Prepared) -> np.ndarray:
 
 
 def purchase_stats(events: pd.DataFrame,
-                   catalog: Optional[pd.DataFrame] = None) -> Dict[str, Any]:
+                   catalog: Optional[pd.DataFrame] = None,
+                   attribution_window_s: Optional[float] = None
+                   ) -> Dict[str, Any]:
   """Purchase-level Click A, Buy B statistics, as in ../shared's stats script.
 
   A purchase is counted once per (session, item) at its first purchase event.
@@ -277,22 +452,38 @@ def purchase_stats(events: pd.DataFrame,
   three. With a catalog, `cabb_leaf_match` counts CABB purchases whose leaf
   equals the leaf of an item clicked earlier in the session;
   `other_item_clicked_before` counts purchases (of any kind) with a click on
-  some other item earlier in the session.
+  some other item earlier in the session. `purchases_without_prior_click` is
+  `no_prior_click` plus the purchases in sessions without a click.
+
+  With an attribution window of W seconds the same counts use the user's
+  clicks at most W seconds before the purchase (earlier in the user's
+  (timestamp, input) order, in any session) instead of the session's earlier
+  clicks, over *all* purchases: `same_item`, `click_a_buy_b` and
+  `no_prior_click` partition them, `cabb_share` is click_a_buy_b over all
+  purchases and `purchases_without_prior_click` equals `no_prior_click`.
+  `purchases_in_sessions_with_click` / `_without_click` still describe the
+  sessions. `attribution_window_s` records the window (None: the session).
 
   Args:
     events: a canonical event log (sessions derived when absent).
     catalog: optional canonical catalog.
+    attribution_window_s: None for the session rule, else the window in
+      seconds.
 
   Returns:
     A dict of counts and shares.
   """
+  window_ms = window_milliseconds(attribution_window_s)
   if "session_id" not in events.columns:
     events = sessions_lib.assign_sessions(events)
-  return _purchase_stats(_prepare(events, None), catalog)
+  return _purchase_stats(_prepare(events, None), catalog,
+                         attribution_window_s, window_ms)
 
 
 def _purchase_stats(prep: _Prepared,
-                    catalog: Optional[pd.DataFrame]) -> Dict[str, Any]:
+                    catalog: Optional[pd.DataFrame],
+                    attribution_window_s: Optional[float] = None,
+                    window_ms: Optional[int] = None) -> Dict[str, Any]:
   """`purchase_stats` of a prepared log."""
   so, clicks, purchases = prep.so, prep.clicks, prep.purchases
   num_items = max(len(prep.item_uniques), 1)
@@ -342,6 +533,108 @@ def _purchase_stats(prep: _Prepared,
     result["cabb_leaf_match"] = int((earlier < c_pos).sum())
     result["cabb_leaf_match_share"] = (result["cabb_leaf_match"] / len(c_pos)
                                        if len(c_pos) else float("nan"))
+  result["purchases_without_prior_click"] = (
+      result["no_prior_click"] + result["purchases_in_sessions_without_click"])
+  result["attribution_window_s"] = attribution_window_s
+  if window_ms is not None:
+    result.update(_window_purchase_stats(prep, catalog, window_ms))
+  return result
+
+
+def _last_in_group_before(group: np.ndarray, position: np.ndarray,
+                          q_group: np.ndarray, q_position: np.ndarray,
+                          num_positions: int) -> np.ndarray:
+  """Index of the last element of the query's group before its position.
+
+  Args:
+    group: non-negative int64 group of each element.
+    position: distinct positions (< num_positions) of the elements.
+    q_group: group of each query.
+    q_position: position of each query.
+    num_positions: a bound of the positions.
+
+  Returns:
+    For each query, the index into `group` of the element with the same group
+    and the largest position below the query's, or -1.
+  """
+  if not len(group):
+    return np.full(len(q_group), -1, dtype=np.int64)
+  largest = int(max(group.max(), q_group.max() if len(q_group) else 0)) + 1
+  if largest * num_positions >= 2**62:
+    codes, _ = pd.factorize(np.concatenate([group, q_group]), sort=False)
+    group, q_group = codes[:len(group)], codes[len(group):]
+  size = np.int64(num_positions)
+  packed = group * size + position
+  order = np.argsort(packed)
+  packed = packed[order]
+  found = np.searchsorted(packed, q_group * size + q_position, side="left") - 1
+  found_ok = found >= 0
+  found = np.maximum(found, 0)
+  found_ok &= (packed[found] - packed[found] % size) == q_group * size
+  return np.where(found_ok, order[found], -1)
+
+
+def _window_purchase_stats(prep: _Prepared, catalog: Optional[pd.DataFrame],
+                           window_ms: int) -> Dict[str, Any]:
+  """The purchase classification of `purchase_stats` under a window."""
+  enc, so, purchases = prep.enc, prep.so, prep.purchases
+  view = _user_view(prep)
+  n = len(so.order)
+  num_items = max(len(prep.item_uniques), 1)
+  # Every click, in user order.
+  c_rows = enc.user_order[view.click_upos]
+  c_user, c_item, c_ts = (enc.user[c_rows], enc.item[c_rows],
+                          enc.timestamps[c_rows])
+  # Each distinct (session, item) purchase at its first purchase event.
+  q_rows = so.order[purchases.first_pos]
+  q_upos = view.user_position[q_rows]
+  q_user, q_item, q_ts = (enc.user[q_rows], enc.item[q_rows],
+                          enc.timestamps[q_rows])
+
+  # A last entry (user -1) stands for "no click", so gathers need no guard.
+  pad_user, pad_ts = np.append(c_user, -1), np.append(c_ts, 0)
+
+  def within(index: np.ndarray) -> np.ndarray:
+    """Whether click `index` (-1: none) is the user's and in the window."""
+    return (pad_user[index] == q_user) & (q_ts - pad_ts[index] <= window_ms)
+
+  # The user's last click (any item) before the purchase; a click on the
+  # item itself within the window exists iff its last one is in the window.
+  last_any = np.searchsorted(view.click_upos, q_upos, side="left") - 1
+  any_before = within(last_any)
+  same = within(_last_in_group_before(
+      c_user * np.int64(num_items) + c_item, view.click_upos,
+      q_user * np.int64(num_items) + q_item, q_upos, n))
+  # The last click on another item: the last click, or the one before the
+  # run of clicks on the purchased item that the last click ends.
+  new_run = np.ones(len(c_rows), dtype=bool)
+  new_run[1:] = (c_user[1:] != c_user[:-1]) | (c_item[1:] != c_item[:-1])
+  run_start = np.maximum.accumulate(
+      np.where(new_run, np.arange(len(c_rows), dtype=np.int64), 0))
+  pad_item, pad_run_start = np.append(c_item, -1), np.append(run_start, 0)
+  other = np.where(pad_item[last_any] == q_item, pad_run_start[last_any] - 1,
+                   last_any)
+  other_before = within(other)
+  cabb = any_before & ~same
+  total = len(q_rows)
+  result = {
+      "same_item": int(same.sum()),
+      "click_a_buy_b": int(cabb.sum()),
+      "no_prior_click": int((~any_before).sum()),
+      "other_item_clicked_before": int(other_before.sum()),
+      "purchases_without_prior_click": int((~any_before).sum()),
+      "cabb_share": (int(cabb.sum()) / total) if total else float("nan"),
+  }
+  if catalog is not None:
+    leaf_codes = _item_leaf_codes(prep.item_uniques, catalog)
+    num_leaves = np.int64(leaf_codes.max() + 1 if len(leaf_codes) else 1)
+    leaf_match = within(_last_in_group_before(
+        c_user * num_leaves + leaf_codes[c_item], view.click_upos,
+        q_user * num_leaves + leaf_codes[q_item], q_upos, n)) & cabb
+    result["cabb_leaf_match"] = int(leaf_match.sum())
+    result["cabb_leaf_match_share"] = (
+        result["cabb_leaf_match"] / result["click_a_buy_b"]
+        if result["click_a_buy_b"] else float("nan"))
   return result
 
 

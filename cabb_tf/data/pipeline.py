@@ -92,7 +92,8 @@ def prepare_examples(events: pd.DataFrame,
   encoded = encoding.encode_events(events, codes)
   del codes
   examples, purchase_stats = labels_lib.label_clicks_and_stats(
-      events, catalog, encoded=encoded)
+      events, catalog, encoded=encoded,
+      attribution_window_s=labels_lib.configured_attribution_window())
   examples = features_lib.compute_features(events, catalog, examples,
                                            encoded=encoded)
   log_range = (int(encoded.timestamps.min()), int(encoded.timestamps.max()))
@@ -135,9 +136,9 @@ def example_report(events: pd.DataFrame, catalog: pd.DataFrame,
           examples["y_last_click"].to_numpy()[first].sum()),
       "purchases": int((encoded.types == schema.PURCHASE).sum()),
       "cabb_share": stats["cabb_share"],
+      "attribution_window_s": stats["attribution_window_s"],
       "purchase_attribution": stats,
-      "purchases_without_prior_click": stats["no_prior_click"] +
-                                       stats["purchases_in_sessions_without_click"],
+      "purchases_without_prior_click": stats["purchases_without_prior_click"],
       "items_unknown_category": unknown_items,
       "click_examples_by_split": {s: int(split_counts.get(s, 0))
                                   for s in ("train", "validation", "test")},
@@ -183,7 +184,8 @@ def summary_lines(report: Dict[str, Any]) -> list:
   """Human-readable lines of the main report figures."""
   keys = ("rows_in", "rows_kept", "dropped", "sessions", "clicks",
           "click_examples", "examples", "caba_positives", "cabb_positive_rows",
-          "cabb_share", "purchases_without_prior_click",
+          "cabb_share", "attribution_window_s",
+          "purchases_without_prior_click",
           "items_unknown_category")
   lines = []
   for key in keys:

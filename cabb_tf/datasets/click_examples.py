@@ -45,9 +45,11 @@ during the preparation are also in `builder.info.metadata`
 (a `tfds.core.MetadataDict`, saved by TFDS as `metadata.json`).
 
 **Gin.** The time split comes from the builder config. The rest of the
-preparation (session gap, CVR prior, vocabulary caps, simulator parameters,
-CSV options) runs with the gin bindings in force; those that are set are
-logged as a warning and recorded in `metadata["gin_bindings"]`. TFDS reuses a
+preparation (session gap, attribution window
+`label_clicks.attribution_window_s`, CVR prior, vocabulary caps, simulator
+parameters, CSV options) runs with the gin bindings in force; those that are
+set are logged as a warning and recorded in `metadata["gin_bindings"]` (the
+window is also `data_report["attribution_window_s"]`). TFDS reuses a
 prepared dataset by name, config and version, so build a variant into its own
 `data_dir`.
 
@@ -75,6 +77,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cabb_tf.data import features as features_lib
+from cabb_tf.data import labels as labels_lib
 from cabb_tf.data import pipeline
 from cabb_tf.data import report as report_lib
 from cabb_tf.data import schema
@@ -220,8 +223,8 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
 
   def _gin_configurables(self) -> Sequence[Callable[..., Any]]:
     """Functions whose gin bindings change the data of this builder."""
-    return (sessions_lib.assign_sessions, features_lib.compute_features,
-            features_lib.fit_feature_statistics)
+    return (sessions_lib.assign_sessions, labels_lib.label_clicks,
+            features_lib.compute_features, features_lib.fit_feature_statistics)
 
   def _gin_explicit(self) -> Sequence[str]:
     """Parameters of `_gin_configurables` this builder always passes."""

@@ -4,6 +4,7 @@ plain-Python reference implementation of SPEC §2."""
 import collections
 
 from absl.testing import absltest
+import gin
 import hypothesis
 from hypothesis import strategies as st
 import numpy as np
@@ -60,6 +61,85 @@ def reference_labels(rows):
         out.append((session, user, ts, item, b, y_caba, 1, y_last,
                     1.0 if n == 0 else 0.0))
   return out
+
+
+def reference_window_labels(rows, window_ms):
+  """The windowed rule (issue 6) as plainly as possible.
+
+  Examples are as in `reference_labels`; the purchases that count for a
+  click are the same user's later purchases (user's (timestamp, input) order,
+  any session) at most `window_ms` after it, and each purchase is credited to
+  the user's last click before it if that click is at most `window_ms`
+  before it.
+  """
+  by_user = collections.defaultdict(list)
+  for position, row in enumerate(rows):
+    by_user[row[1]].append((row[2], position, row))
+  user_events = {u: sorted(e, key=lambda x: (x[0], x[1]))
+                 for u, e in by_user.items()}
+  credited = set()
+  for events in user_events.values():
+    for k, (ts, _, row) in enumerate(events):
+      if row[4] != P:
+        continue
+      earlier = [e for e in events[:k] if e[2][4] == C]
+      if earlier and ts - earlier[-1][0] <= window_ms:
+        credited.add((earlier[-1][2][0], earlier[-1][2][3]))
+  by_session = collections.OrderedDict()
+  for position, row in enumerate(rows):
+    by_session.setdefault(row[0], []).append((row[2], position, row))
+  out = []
+  for session, events in by_session.items():
+    events = sorted(events, key=lambda x: (x[0], x[1]))
+    seen = set()
+    for ts, position, (_, user, _, item, kind) in events:
+      if kind != C or item in seen:
+        continue
+      seen.add(item)
+      sequence = user_events[user]
+      k = [e[1] for e in sequence].index(position)
+      later = {}
+      for j in range(k + 1, len(sequence)):
+        p_ts, _, p_row = sequence[j]
+        if p_row[4] == P and p_ts - ts <= window_ms:
+          later[p_row[3]] = j
+      y_caba = int(item in later)
+      others = sorted((j, b) for b, j in later.items() if b != item)
+      y_last = int((session, item) in credited)
+      if not others:
+        out.append((session, user, ts, item, None, y_caba, 0, y_last, 1.0))
+      for n, (_, b) in enumerate(others):
+        out.append((session, user, ts, item, b, y_caba, 1, y_last,
+                    1.0 if n == 0 else 0.0))
+  return out
+
+
+def reference_window_stats(rows, window_ms, leaf_of=None):
+  """Windowed purchase classification of `labels.purchase_stats`."""
+  by_user = collections.defaultdict(list)
+  for position, row in enumerate(rows):
+    by_user[row[1]].append((row[2], position, row))
+  counted = set()
+  same = cabb = none = other = leaf_match = 0
+  order = sorted(range(len(rows)), key=lambda i: (rows[i][2], i))
+  for i in order:  # first purchase event of each (session, item)
+    session, user, ts, item, kind = rows[i]
+    if kind != P or (session, item) in counted:
+      continue
+    counted.add((session, item))
+    sequence = sorted(by_user[user], key=lambda x: (x[0], x[1]))
+    k = [e[1] for e in sequence].index(i)
+    clicked = [e[2][3] for e in sequence[:k]
+               if e[2][4] == C and ts - e[0] <= window_ms]
+    is_same = item in clicked
+    same += is_same
+    cabb += bool(clicked) and not is_same
+    none += not clicked
+    other += any(c != item for c in clicked)
+    if leaf_of and clicked and not is_same:
+      leaf_match += leaf_of[item] in {leaf_of[c] for c in clicked}
+  return {"same_item": same, "click_a_buy_b": cabb, "no_prior_click": none,
+          "other_item_clicked_before": other, "cabb_leaf_match": leaf_match}
 
 
 def as_tuples(frame):
@@ -230,6 +310,105 @@ class LabelPropertiesTest(absltest.TestCase):
       got_b = set(out.loc[out["session_id"] == session, "item_b"].dropna())
       self.assertFalse(got_b & only_before)
 
+
+
+class AttributionWindowTest(absltest.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    # User 1. Session 1: click A at 0 s, buy B at 60 s. Session 2 (40 min
+    # later): buy C at 2,400 s, buy D at 10,800 s. User 2 (session 3): buys
+    # B at 100 s; it never counts for user 1's click.
+    self.rows = [(1, 1, 0, "A", C), (1, 1, 60_000, "B", P),
+                 (3, 2, 100_000, "B", P),
+                 (2, 1, 2_400_000, "C", P), (2, 1, 10_800_000, "D", P)]
+
+  def test_next_session_inside_the_window_counts(self):
+    out = labels.label_clicks(make_events(self.rows),
+                              attribution_window_s=3600)
+    # B (60 s) and C (2,400 s) are within an hour; D (3 h) is not. The last
+    # click before B and C is A (in the window), so y_last_click = 1.
+    self.assertEqual(as_tuples(out), [(1, 1, 0, "A", "B", 0, 1, 1, 1.0),
+                                      (1, 1, 0, "A", "C", 0, 1, 1, 0.0)])
+
+  def test_same_session_outside_the_window_does_not_count(self):
+    out = labels.label_clicks(make_events(self.rows), attribution_window_s=30)
+    self.assertEqual(as_tuples(out), [(1, 1, 0, "A", None, 0, 0, 0, 1.0)])
+
+  def test_none_is_the_session_rule(self):
+    events = make_events(self.rows)
+    out = labels.label_clicks(events, attribution_window_s=None)
+    self.assertEqual(as_tuples(out), [(1, 1, 0, "A", "B", 0, 1, 1, 1.0)])
+    self.assertEqual(as_tuples(out), reference_labels(self.rows))
+
+  def test_window_stats_by_hand(self):
+    stats = labels.purchase_stats(make_events(self.rows),
+                                  attribution_window_s=3600)
+    # B and C of user 1 follow a click on A within the hour: CABB; D and
+    # user 2's B have no click in the hour before them.
+    self.assertEqual(stats["click_a_buy_b"], 2)
+    self.assertEqual(stats["no_prior_click"], 2)
+    self.assertEqual(stats["same_item"], 0)
+    self.assertAlmostEqual(stats["cabb_share"], 2 / 4)
+    self.assertEqual(stats["attribution_window_s"], 3600)
+    session = labels.purchase_stats(make_events(self.rows))
+    self.assertIsNone(session["attribution_window_s"])
+    self.assertEqual(session["click_a_buy_b"], 1)
+
+  def test_bad_window(self):
+    for bad in (-1, float("nan"), "day"):
+      with self.assertRaisesRegex(ValueError, "attribution_window_s"):
+        labels.label_clicks(make_events(self.rows), attribution_window_s=bad)
+
+  def test_gin_binding(self):
+    with gin.unlock_config():
+      gin.bind_parameter("label_clicks.attribution_window_s", 3600.0)
+    try:
+      self.assertEqual(labels.configured_attribution_window(), 3600.0)
+      out = labels.label_clicks(make_events(self.rows))
+      self.assertEqual(out["item_b"].tolist(), ["B", "C"])
+    finally:
+      gin.clear_config()
+    self.assertIsNone(labels.configured_attribution_window())
+
+
+_window_event = st.tuples(
+    st.integers(0, 3),  # session; its user is session % 2
+    st.integers(0, 12),  # timestamp in seconds (ties across sessions too)
+    st.sampled_from(["a", "b", "c"]),
+    st.sampled_from([C, C, P, P, K, I]),
+)
+
+
+class WindowPropertiesTest(absltest.TestCase):
+
+  @hypothesis.settings(max_examples=150, deadline=None)
+  @hypothesis.given(st.lists(_window_event, min_size=1, max_size=40),
+                    st.sampled_from([0, 1, 3, 100]))
+  def test_matches_reference(self, raw, window_s):
+    rows = [(s, s % 2, 1000 * t, item, kind) for s, t, item, kind in raw]
+    events = make_events(rows)
+    out = labels.label_clicks(events, attribution_window_s=window_s)
+    self.assertEqual(as_tuples(out),
+                     reference_window_labels(rows, 1000 * window_s))
+    leaf_of = {"a": "x", "b": "x", "c": "y"}
+    catalog = schema.make_catalog(list(leaf_of), [(v,) for v in
+                                                  leaf_of.values()])
+    stats = labels.purchase_stats(events, catalog,
+                                  attribution_window_s=window_s)
+    expected = reference_window_stats(rows, 1000 * window_s, leaf_of)
+    for key, value in expected.items():
+      self.assertEqual(stats[key], value, key)
+
+  @hypothesis.settings(max_examples=60, deadline=None)
+  @hypothesis.given(st.lists(_event, min_size=1, max_size=30))
+  def test_one_session_per_user_and_infinite_window_is_the_session_rule(
+      self, raw):
+    rows = [(s, 100 + s, t, item, kind) for s, t, item, kind in raw]
+    events = make_events(rows)
+    pd.testing.assert_frame_equal(
+        labels.label_clicks(events, attribution_window_s=float("inf")),
+        labels.label_clicks(events))
 
 if __name__ == "__main__":
   absltest.main()

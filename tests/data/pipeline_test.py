@@ -5,6 +5,7 @@ import json
 import os
 
 from absl.testing import absltest
+import gin
 import numpy as np
 import pandas as pd
 
@@ -12,6 +13,7 @@ from cabb_tf.data import loaders
 from cabb_tf.data import pipeline
 from cabb_tf.data import report as report_lib
 from cabb_tf.data import schema
+from cabb_tf.datasets import click_examples
 from tests import shared_data
 
 C, P, K = "click", "purchase", "add_to_cart"
@@ -64,8 +66,45 @@ class PrepareExamplesTest(absltest.TestCase):
     self.assertEqual(r["purchase_attribution"]["same_item"], 1)
     self.assertEqual(r["cabb_share"], 0.0)
     self.assertEqual(r["purchases_without_prior_click"], 1)
+    self.assertIsNone(r["attribution_window_s"])
     # Z is bought but not in the catalog.
     self.assertEqual(r["items_unknown_category"], 1)
+    report_lib.check_report(r)
+
+  def test_report_with_attribution_window_from_gin(self):
+    # As in test_report_by_hand, but with a 3-hour window bound in gin: Z,
+    # bought 118 min after the click on B, now counts for both clicks.
+    rows = [(1, 0, "A", C), (1, MIN, "B", C), (1, 2 * MIN, "B", P),
+            (1, 120 * MIN, "Z", P)]
+    catalog = schema.make_catalog(["A", "B"], [("x",), ("y",)])
+    with gin.unlock_config():
+      gin.bind_parameter("label_clicks.attribution_window_s", 10800.0)
+    try:
+      prepared = pipeline.prepare_examples(make_events(rows), catalog)
+      # The builders record the binding with the data's gin bindings.
+      bindings = click_examples.bound_gin_parameters(
+          click_examples.ClickExamplesBuilder._gin_configurables(None))
+    finally:
+      gin.clear_config()
+    self.assertEqual(
+        bindings["cabb_tf.data.labels.label_clicks.attribution_window_s"],
+        "10800.0")
+    r = prepared.report
+    self.assertEqual(r["attribution_window_s"], 10800.0)
+    self.assertEqual(r["purchase_attribution"]["attribution_window_s"],
+                     10800.0)
+    # A: rows B and Z; B: y_caba = 1 and row Z.
+    self.assertEqual(r["click_examples"], 2)
+    self.assertEqual(r["examples"], 3)
+    self.assertEqual(r["cabb_positive_rows"], 3)
+    self.assertEqual(r["caba_positives"], 1)
+    # B and Z are credited to the click on B (Z: 118 min after it).
+    self.assertEqual(r["last_click_positives"], 1)
+    # B: same item; Z: click on B within the window before it.
+    self.assertEqual(r["purchase_attribution"]["same_item"], 1)
+    self.assertEqual(r["purchase_attribution"]["click_a_buy_b"], 1)
+    self.assertEqual(r["cabb_share"], 0.5)
+    self.assertEqual(r["purchases_without_prior_click"], 0)
     report_lib.check_report(r)
 
   def test_split_and_statistics_from_train_only(self):
