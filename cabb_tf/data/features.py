@@ -17,9 +17,11 @@ Families (`FEATURE_FAMILIES`), used for permutation importance by family:
   conversion rate `(purchases + k·m) / (clicks + k)` (gin: m, k).
 * price: `price_a` (NaN when the source has none).
 
-Each history count is a binary search into one sort of the log by
-(key, time), so the cost is a few sorts of the events plus a search per
-example, whatever the session or user sizes.
+Each history count is a difference of two cumulative sums over one
+arrangement of the log by (key, time): the user and session orders the
+encoded log already has, and one packed sort for each of the other four keys
+(user × item, user × leaf, item, leaf). So the cost is four sorts of the
+events plus a few gathers per example, whatever the session or user sizes.
 """
 
 import concurrent.futures
