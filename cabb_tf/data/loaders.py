@@ -772,6 +772,8 @@ def _parse_timestamps(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
       values = np.where(null, 0, values)
     if values.dtype.kind == "f":
       return np.floor(values * multiplier / divisor).astype(np.int64)
+    if multiplier == divisor:  # Already ms: no 10^7-element division.
+      return values
     return values * multiplier // divisor
 
   if pa.types.is_timestamp(column.type):
