@@ -153,6 +153,83 @@ class LeakageTest(absltest.TestCase):
     pd.testing.assert_frame_equal(early(a), early(b))
 
 
+def reference_history_features(rows, sessions_of_rows, leaf_of):
+  """History features of each click example, by filtering the log directly.
+
+  rows: (user, timestamp, item, type) in input order; sessions_of_rows: the
+  session of each row. Returns {(session, item_a): {feature: value}} for the
+  first click on each item in each session.
+  """
+  log = [(s, u, t, item, kind, i)
+         for i, ((u, t, item, kind), s) in enumerate(zip(rows,
+                                                         sessions_of_rows))]
+  touches = [e for e in log if e[4] != I]  # impressions are not interactions
+  out = {}
+  for s, u, t, a, kind, i in sorted(log, key=lambda e: (e[2], e[5])):
+    if kind != C or (s, a) in out:
+      continue
+    before = [e for e in touches if e[2] < t]
+
+    def count(select, event_type=None):
+      return sum(1 for e in before if select(e) and
+                 (event_type is None or e[4] == event_type))
+
+    def since(select):
+      times = [e[2] for e in before if select(e)]
+      return (t - max(times)) / 1000.0 if times else -1.0
+
+    user_item = lambda e: e[1] == u and e[3] == a
+    user_leaf = lambda e: e[1] == u and leaf_of[e[3]] == leaf_of[a]
+    session_first = min(e[2] for e in touches if e[0] == s)
+    out[(s, a)] = {
+        "u_item_clicks": count(user_item, C),
+        "u_item_carts": count(user_item, K),
+        "u_item_purchases": count(user_item, P),
+        "u_item_since_s": since(user_item),
+        "u_leaf_clicks": count(user_leaf, C),
+        "u_leaf_carts": count(user_leaf, K),
+        "u_leaf_purchases": count(user_leaf, P),
+        "u_leaf_since_s": since(user_leaf),
+        "u_events": count(lambda e: e[1] == u),
+        "u_purchases": count(lambda e: e[1] == u, P),
+        "item_clicks": count(lambda e: e[3] == a, C),
+        "item_purchases": count(lambda e: e[3] == a, P),
+        "leaf_clicks": count(lambda e: leaf_of[e[3]] == leaf_of[a], C),
+        "leaf_purchases": count(lambda e: leaf_of[e[3]] == leaf_of[a], P),
+        "session_position": count(lambda e: e[0] == s, C),
+        "session_events_before": count(lambda e: e[0] == s),
+        "session_elapsed_s": (t - session_first) / 1000.0,
+    }
+  return out
+
+
+class ReferenceFeaturesTest(absltest.TestCase):
+  """Every history count against a direct filter of the log."""
+
+  @hypothesis.settings(max_examples=50, deadline=None)
+  @hypothesis.given(st.lists(_row, min_size=1, max_size=40), st.randoms())
+  def test_matches_reference(self, raw, rnd):
+    # Minutes apart with ties; input order shuffled (not time-sorted), so the
+    # user and session orders of the encoded log and the sorted histories
+    # must agree on (time, input) order.
+    rows = [(u, t * 20 * S, item, kind) for u, t, item, kind in raw]
+    rnd.shuffle(rows)
+    events = make_events(rows)
+    if not (events["event_type"] == C).any():
+      return
+    out = featurize(events)
+    leaf_of = dict(zip(CATALOG["item_id"], CATALOG["leaf"]))
+    expected = reference_history_features(
+        rows, events["session_id"].tolist(), leaf_of)
+    first = out[out["w_caba"] > 0]
+    self.assertEqual(len(first), len(expected))
+    for row in first.itertuples():
+      want = expected[(row.session_id, row.item_a)]
+      for name, value in want.items():
+        self.assertAlmostEqual(float(getattr(row, name)), value, places=3,
+                               msg=name)
+
+
 class SplitAndStatisticsTest(absltest.TestCase):
 
   def test_split_by_time_boundaries(self):
