@@ -123,10 +123,34 @@ class BinariesTest(absltest.TestCase):
     for name in ("results.md", "ne_vs_lambda.png", "schemes.png",
                  "importance.png", "calibration.png", "alpha_heatmap.png"):
       self.assertTrue(os.path.exists(os.path.join(base_dir, name)), name)
+    # The tables beyond the paper (gin/beyond.gin, shrunk by quick.gin).
+    self.assertEqual(list(results["balance"]), ["fixed", "best_fixed", "dwa"])
+    self.assertEqual(results["balance"]["fixed"]["final_lambda"]["mean"],
+                     0.75)
+    self.assertCountEqual(results["bottoms"], ["shared_mlp", "mmoe"])
+    self.assertEqual(results["bottoms"]["shared_mlp"],
+                     results["table1"]["multitask"])
+    self.assertCountEqual(results["windows"], ["session", "86400s"])
+    windows = results["window_data"]
+    # A simulated session lasts less than a day, so a one-day window keeps
+    # every purchase the session rule counts and adds later sessions'.
+    self.assertGreater(windows["86400s"]["cabb_positive_rows"],
+                       windows["session"]["cabb_positive_rows"])
+    self.assertEqual(windows["86400s"]["window"], 86400)
+    self.assertIn("vs_last_click",
+                  results["paired_differences"]["windows"]["86400s"])
+    truth = results["ground_truth_ne"]
+    self.assertEqual(truth["static"]["alpha_auc"]["mean"], 0.5)
+    self.assertGreater(truth["taxonomy_cf"]["alpha_auc"]["mean"], 0.5)
+    self.assertEqual([row["beta"] for row in
+                      results["serving"]["all_clicks"]["by_beta"]], [0.0, 1.0])
+    self.assertIn("Beyond the paper: attribution window", out)
     # Started again, it reuses every finished run: no run directory changes.
     metrics_files = sorted(pathlib.Path(base_dir, "runs").rglob(
         "metrics.json"))
-    self.assertLen(metrics_files, 4 * 2)  # 4 variants × 2 seeds
+    # 4 variants of Tables 1–3, DWA, MMoE, and the one-day window's
+    # multitask model and Baseline 1, × 2 seeds.
+    self.assertLen(metrics_files, 8 * 2)
     stamps = [p.stat().st_mtime_ns for p in metrics_files]
     _run("reproduce.py", base_dir, *args)
     self.assertEqual([p.stat().st_mtime_ns for p in metrics_files], stamps)

@@ -2,6 +2,7 @@
 
 from typing import Any, Dict, List
 
+from cabb_tf.analysis import beyond
 from cabb_tf.analysis import claims as claims_lib
 
 
@@ -24,7 +25,8 @@ def _paired(results, table, row, reference, metric):
 
 
 def render(results: Dict[str, Any]) -> str:
-  """The three tables, paired differences, RQ-4 and the claims, as markdown."""
+  """The three tables, paired differences, RQ-4, the claims and the tables
+  beyond the paper, as markdown."""
   paper = claims_lib.PAPER
   seeds = results.get("seeds", [])
   lines: List[str] = [
@@ -89,4 +91,5 @@ def render(results: Dict[str, Any]) -> str:
     significant = check.get("significant")
     lines.append(f"| {check['claim']} | {'yes' if check['holds'] else 'no'} |"
                  f" {'—' if significant is None else ('yes' if significant else 'no')} |")
+  lines += beyond.render(results)
   return "\n".join(lines) + "\n"
