@@ -54,11 +54,12 @@ class IndexBatchesTest(parameterized.TestCase):
     self.assertLen(batches, expected_count)
     covered = []
     for i, batch in enumerate(batches):
-      self.assertEqual(int(batch["seed"]), seed)
       np.testing.assert_array_equal(batch["order"].numpy(), order)
-      self.assertEqual(int(batch["start"]), i * batch_size)
-      self.assertEqual(int(batch["stop"]), min((i + 1) * batch_size, ROWS))
-      covered.extend(order[int(batch["start"]):int(batch["stop"])])
+      seed_of, start, stop = batch["batch"].numpy()
+      self.assertEqual(seed_of, seed)
+      self.assertEqual(start, i * batch_size)
+      self.assertEqual(stop, min((i + 1) * batch_size, ROWS))
+      covered.extend(order[start:stop])
     kept = expected_count * batch_size if drop_remainder else ROWS
     np.testing.assert_array_equal(covered, order[:kept])
 
@@ -97,9 +98,10 @@ class RowsTest(tf.test.TestCase, parameterized.TestCase):
 
     @tf.function
     def rows(batch):
-      loaded = copy.ensure_loaded(batch["seed"], batch["order"])
+      seed, start, stop = tf.unstack(batch["batch"])
+      loaded = copy.ensure_loaded(seed, batch["order"])
       with tf.control_dependencies([loaded]):
-        return loaded, copy.rows(batch["start"], batch["stop"])
+        return loaded, copy.rows(start, stop)
 
     for seed in (3, 4, 3):
       order = np.random.default_rng(seed).permutation(ROWS)
