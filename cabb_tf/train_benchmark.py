@@ -6,25 +6,25 @@ into memory as columns with α attached by the weighting table, one
 `index_batches` epoch per seed, each epoch's rows put in its shuffled order
 by the epoch's first train step and then sliced batch by batch
 (`input_pipeline.train_on_indices`) — and (b) by batches already in memory:
-one epoch's distinct batches, gathered before timing and cycled, each handed
-to the step by reference, so the step does no input work at all. (b) is
-the model-bound ceiling; the ratio (a)/(b) says how much the input pipeline
-slows training.
+one epoch's distinct full batches, gathered before timing and cycled, batch
+i taken by a slice that shares memory with them, so the step does no input
+work and the iterator hands it one scalar. (b) is the model-bound ceiling;
+the ratio (a)/(b) says how much the input pipeline slows training.
 
 A timed window of (a) is whole epochs (at least `steps` steps), so that
 every window pays for its share of shuffling, loading and the last, smaller
 batch; a window of (b) is the same number of full batches. Windows of (a)
 and (b) alternate, so that a change in the load of a shared machine hits
-both alike; each rate is the median over the windows, after a warm-up
-epoch, and the median of the per-pair ratios is reported beside the ratio
-of the medians. The run also times training the default multitask model to early
-stopping.
+both alike. Reported: the ratio of the median rates, the median of the
+window pairs' ratios and the median ratio of examples per CPU second of the
+process (which a busy machine disturbs less), each after a warm-up epoch.
+The run also times training the default multitask model to early stopping.
 """
 
 import math
 import os
 import time
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from absl import logging
 import gin
@@ -59,35 +59,55 @@ def pipeline_epochs(num_examples: int, batch_size: int,
   return dataset
 
 
-def in_memory_batches(prepared, batch_size: int, seed: int) -> tf.data.Dataset:
-  """One epoch's full batches, gathered now and then cycled without copies.
+def in_memory_batches(prepared, batch_size: int, seed: int):
+  """One epoch's full batches, gathered now: leaves of shape [k, batch, ...].
 
-  Each batch is its own `from_tensors` dataset, which hands out its tensors
-  by reference; `choose_from_datasets` takes them in turn.
+  The last, smaller batch is left out.
+
+  Raises:
+    ValueError: if the split has fewer rows than one batch.
   """
   n = input_pipeline.num_rows(prepared)
-  order = np.random.default_rng(seed).permutation(n)
-  gather = input_pipeline.row_gatherer(prepared)
-  batches = [tf.data.Dataset.from_tensors(
-      gather(tf.constant(order[i:i + batch_size]))).repeat()
-             for i in range(0, n - batch_size + 1, batch_size)]
-  if not batches:
+  count = n // batch_size
+  if not count:
     raise ValueError(f"batch size {batch_size} exceeds the {n} rows.")
-  choice = tf.data.Dataset.range(len(batches)).repeat()
-  return tf.data.Dataset.choose_from_datasets(batches, choice).prefetch(2)
+  order = np.random.default_rng(seed).permutation(n)[:count * batch_size]
+  rows = input_pipeline.row_gatherer(prepared)(tf.constant(order))
+  return tf.nest.map_structure(
+      lambda v: tf.reshape(v, [count, batch_size] + v.shape[1:].as_list()),
+      rows)
 
 
-def _timer(model, dataset: tf.data.Dataset) -> Callable[[int], float]:
-  """Returns `time(steps)`: seconds to run the next `steps` train steps."""
+def train_on_batch_numbers(model, batches) -> tf.data.Dataset:
+  """Makes `model.fit` take batch numbers into `in_memory_batches` output.
+
+  Batch i is the i-th row of every leaf, a slice that shares the leaf's
+  memory: the step does no input work, and the iterator hands it one
+  scalar.
+
+  Returns:
+    The batch numbers, cycled forever.
+  """
+  step = model.train_step
+  model.train_step = lambda i: step(tf.nest.map_structure(lambda b: b[i],
+                                                          batches))
+  model.train_function = None
+  count = int(tf.nest.flatten(batches)[0].shape[0])
+  return tf.data.Dataset.range(count).repeat().prefetch(2)
+
+
+def _timer(model, dataset: tf.data.Dataset
+           ) -> Callable[[int], Tuple[float, float]]:
+  """Returns `time(steps)`: wall and process CPU seconds of the next steps."""
   iterator = iter(dataset)
   train_function = model.make_train_function()
 
-  def run(steps: int) -> float:
-    start = time.perf_counter()
+  def run(steps: int) -> Tuple[float, float]:
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
       logs = train_function(iterator)
     float(logs["loss"])  # wait for the last step
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
   return run
 
@@ -104,8 +124,9 @@ def measure(statistics, prepared, batch_size: int, steps: int,
     windows: timed windows of each; the medians are reported.
 
   Returns:
-    The median rates, their ratio, the median of the ratios of each
-    window pair, the window shape and every window's rates.
+    The median rates, their ratio, the medians of the ratios of each
+    window pair (of wall-time rates and of examples per process CPU
+    second), the window shape and every window's rates.
   """
   n = input_pipeline.num_rows(prepared)
   steps_per_epoch = math.ceil(n / batch_size)
@@ -116,14 +137,20 @@ def measure(statistics, prepared, batch_size: int, steps: int,
   input_pipeline.train_on_indices(pipeline_model, prepared)
   pipeline = _timer(pipeline_model,
                     pipeline_epochs(n, batch_size, seeds))
-  memory = _timer(_model(statistics),
-                  in_memory_batches(prepared, batch_size, seed=0))
+  memory_model = _model(statistics)
+  memory = _timer(memory_model, train_on_batch_numbers(
+      memory_model, in_memory_batches(prepared, batch_size, seed=0)))
   pipeline(steps_per_epoch)  # warm-up: tracing, allocations
   memory(steps_per_epoch)
-  pipeline_rates, memory_rates = [], []
+  pipeline_rates, memory_rates, cpu_ratios = [], [], []
   for _ in range(windows):
-    pipeline_rates.append(epochs_per_window * n / pipeline(window_steps))
-    memory_rates.append(window_steps * batch_size / memory(window_steps))
+    wall, cpu = pipeline(window_steps)
+    pipeline_rates.append(epochs_per_window * n / wall)
+    memory_wall, memory_cpu = memory(window_steps)
+    memory_rates.append(window_steps * batch_size / memory_wall)
+    # Examples per CPU second, pipeline over memory.
+    cpu_ratios.append(epochs_per_window * n / cpu /
+                      (window_steps * batch_size / memory_cpu))
   rate_pipeline = float(np.median(pipeline_rates))
   rate_memory = float(np.median(memory_rates))
   return {"batch_size": batch_size,
@@ -132,6 +159,7 @@ def measure(statistics, prepared, batch_size: int, steps: int,
           "ratio": rate_pipeline / rate_memory,
           "paired_ratio": float(np.median(np.divide(pipeline_rates,
                                                     memory_rates))),
+          "cpu_time_ratio": float(np.median(cpu_ratios)),
           "window_steps": window_steps,
           "window_epochs": epochs_per_window,
           "pipeline_window_rates": pipeline_rates,
@@ -196,13 +224,14 @@ def markdown_table(out: Dict[str, Any]) -> str:
   lines = [f"Dataset {out['dataset']} ({out['train_rows']:,} training rows), "
            f"{out['cpu_count']} CPUs.", "",
            "| batch size | pipeline examples/s | in-memory examples/s | "
-           "pipeline / memory | median of window-pair ratios | steps per "
-           "window |", "|---:|---:|---:|---:|---:|---:|"]
+           "pipeline / memory | median of window-pair ratios | "
+           "per CPU second | steps per window |",
+           "|---:|---:|---:|---:|---:|---:|---:|"]
   for r in out["results"]:
     lines.append(f"| {r['batch_size']:,} | {r['pipeline_examples_per_s']:,.0f}"
                  f" | {r['in_memory_examples_per_s']:,.0f} | "
                  f"{r['ratio']:.2f} | {r['paired_ratio']:.2f} | "
-                 f"{r['window_steps']} |")
+                 f"{r['cpu_time_ratio']:.2f} | {r['window_steps']} |")
   if "early_stopping" in out:
     e = out["early_stopping"]
     lines += ["", f"Default multitask model to early stopping: "
