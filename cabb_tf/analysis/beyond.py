@@ -240,7 +240,11 @@ def render(results: Mapping[str, Any]) -> List[str]:
               "Each window is its own dataset (same simulated log, labels from "
               "purchases by the same user within the window after the click, "
               "across sessions); NE is on that dataset's test split, so rows "
-              "are comparable within a window, not across.", "",
+              "are comparable within a window, not across. CABB share as the "
+              "data report gives it (`labels.purchase_stats`): with the "
+              "session rule, of the purchases in sessions with a click; with "
+              "a window, of all purchases, by the user's clicks in the window "
+              "before each.", "",
               "| window | CABB share | CABA positives | CABB rows | multitask "
               "overall NE | last click overall NE | Δ overall (multitask − "
               "last click) | multitask CABA NE | multitask CABB NE |",
