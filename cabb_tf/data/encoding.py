@@ -10,7 +10,7 @@ user order (for the user features and windowed labels), and hands the same
 are reused instead of being computed again.
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -113,6 +113,27 @@ def item_table(item_ids: np.ndarray, catalog: pd.DataFrame) -> pd.DataFrame:
   aligned["brand"] = aligned["brand"].fillna("").astype(object)
   aligned["price"] = aligned["price"].astype(np.float64)
   return aligned.reset_index(drop=True)
+
+
+def packed_key_sort(key: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """Groups equal keys with one sort of key·n + row (no hashing, stable).
+
+  Args:
+    key: n non-negative int64 keys with max(key)·n < 2^62 (callers check).
+
+  Returns:
+    (positions, new_key): the rows in (key, row) order, and a bool mask, in
+    that order, of where a new key starts.
+  """
+  n = len(key)
+  packed = key * np.int64(n)
+  packed += np.arange(n, dtype=np.int64)
+  packed.sort()
+  positions = packed % np.int64(n)
+  packed -= positions  # key * n: equal exactly for equal keys.
+  new_key = np.ones(n, dtype=bool)
+  np.not_equal(packed[1:], packed[:-1], out=new_key[1:])
+  return positions, new_key
 
 
 def maybe_encode(events: pd.DataFrame,

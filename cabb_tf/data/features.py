@@ -102,15 +102,7 @@ class _History:
   def from_keys(cls, keys: np.ndarray, timestamps: np.ndarray,
                 types: np.ndarray, count_types: Sequence[int]) -> "_History":
     """Sorts the (time-ordered) events by key with one packed sort."""
-    m = len(keys)
-    packed = keys * np.int64(m)
-    packed += np.arange(m, dtype=np.int64)
-    packed.sort()
-    positions = packed % np.int64(m)
-    packed -= positions  # key * m: equal exactly for equal keys.
-    new_key = np.ones(m, dtype=bool)
-    np.not_equal(packed[1:], packed[:-1], out=new_key[1:])
-    del packed
+    positions, new_key = encoding.packed_key_sort(keys)
     return cls(positions, new_key, timestamps, types, count_types)
 
   @classmethod

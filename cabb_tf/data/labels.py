@@ -97,14 +97,7 @@ def _first_occurrences(key: np.ndarray, bound: int) -> np.ndarray:
   if int(bound) * size < 2**62:
     # One vectorized sort of key * size + index groups equal keys, in index
     # order within a group; no hashing.
-    packed = key * np.int64(size)
-    packed += index
-    packed.sort()
-    sorted_index = packed % np.int64(size)
-    packed -= sorted_index  # key * size: equal exactly for equal keys.
-    new_key = np.ones(size, dtype=bool)
-    np.not_equal(packed[1:], packed[:-1], out=new_key[1:])
-    del packed
+    sorted_index, new_key = encoding.packed_key_sort(key)
     group_start = np.maximum.accumulate(np.where(new_key, index, 0))
     first = np.empty(size, dtype=np.int64)
     first[sorted_index] = sorted_index[group_start]
