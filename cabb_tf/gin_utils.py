@@ -42,6 +42,14 @@ def parse(gin_files: Optional[Sequence[str]],
                                       skip_unknown=False)
 
 
+def bound(name: str, default: Any = None) -> Any:
+  """The gin binding of parameter `name`, or `default` when it is unbound."""
+  try:
+    return gin.query_parameter(name)
+  except ValueError:
+    return default
+
+
 def record(base_dir: str) -> str:
   """Logs the operative gin config and writes it to `base_dir/config.gin`."""
   config = gin.operative_config_str()

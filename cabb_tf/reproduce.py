@@ -29,6 +29,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import train
 from cabb_tf.analysis import beyond
@@ -144,13 +145,6 @@ WINDOW_PARAMETER = "label_clicks.attribution_window_s"
 DATA_DIR_PARAMETER = "load_data.data_dir"
 
 
-def _bound(name: str, default: Any = None) -> Any:
-  try:
-    return gin.query_parameter(name)
-  except ValueError:
-    return default
-
-
 def _data_dir(base_dir: str, window_s: Optional[float],
               default: Optional[str]) -> Optional[str]:
   """The TFDS data dir of a window's dataset (the default one for None)."""
@@ -252,7 +246,7 @@ def run(base_dir: str,
   for scheme in (tuple(schemes) + (selected_scheme,) +
                  tuple(ground_truth_schemes)):
     weighting.check_scheme(scheme)
-  default_data_dir = _bound(DATA_DIR_PARAMETER)
+  default_data_dir = gin_utils.bound(DATA_DIR_PARAMETER)
   tables = table_variants(lambdas, selected_lambda, schemes, selected_scheme)
   selected = tables["table1"]["multitask"]
   tables.update(extra_variants(selected, balances, bottoms,

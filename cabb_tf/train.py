@@ -279,7 +279,8 @@ def run(base_dir: str,
       tf.summary.text("config", tf.constant(
           "```\n" + gin.operative_config_str() + "\n```"))
       _hparams(task, weighting_scheme, seed, loss_weights.get("cabb", 0.0),
-               balancer.method, _bound("build_model.bottom", "shared_mlp"))
+               balancer.method,
+               gin_utils.bound("build_model.bottom", "shared_mlp"))
 
   epochs_this_call = 0
   while int(epoch.numpy()) < max_epochs and int(wait.numpy()) < patience:
@@ -380,14 +381,6 @@ def _keras_logs(logs: Dict[str, float], heads) -> Dict[str, float]:
       if key and key in logs:
         out[f"{head}/{metric}"] = float(logs[key])
   return out
-
-
-def _bound(name: str, default: Any) -> Any:
-  """The gin binding of `name`, or `default` when it is not bound."""
-  try:
-    return gin.query_parameter(name)
-  except ValueError:
-    return default
 
 
 def _hparams(task: str, weighting_scheme: str, seed: int,
