@@ -279,6 +279,11 @@ def run(base_dir: str,
                       for row, v in rows.items()}
   comparisons = _comparisons(tables)
   if "balance" in tables:
+    results["balance_lambda_by_epoch"] = {
+        row: [beyond.scalar_series(
+            os.path.join(_run_dir(base_dir, v, s), "train"), "balance/lambda")
+              for s in seeds]
+        for row, v in tables["balance"].items() if v.balance != "fixed"}
     best = beyond.best_lambda(results["table2"])
     results["balance_best_lambda"] = best
     if best is not None:

@@ -127,6 +127,9 @@ class BinariesTest(absltest.TestCase):
     self.assertEqual(list(results["balance"]), ["fixed", "best_fixed", "dwa"])
     self.assertEqual(results["balance"]["fixed"]["final_lambda"]["mean"],
                      0.75)
+    # DWA keeps w = 1 for its first two epochs (Liu et al.): λ = 1 after the
+    # one epoch of the quick run, read back from TensorBoard.
+    self.assertEqual(results["balance_lambda_by_epoch"]["dwa"], [[1.0]] * 2)
     self.assertCountEqual(results["bottoms"], ["shared_mlp", "mmoe"])
     self.assertEqual(results["bottoms"]["shared_mlp"],
                      results["table1"]["multitask"])

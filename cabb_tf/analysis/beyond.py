@@ -99,6 +99,27 @@ def value(x: Optional[float]) -> float:
   return float("nan") if x is None else float(x)
 
 
+def scalar_series(log_dir: str, tag: str) -> List[float]:
+  """The values of a TensorBoard scalar in a run's log directory, by step.
+
+  Args:
+    log_dir: e.g. a run's `train/` directory.
+    tag: the scalar's tag, e.g. 'balance/lambda'.
+
+  Returns:
+    The values in step order ([] when the tag is absent).
+  """
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  accumulator = event_accumulator.EventAccumulator(
+      log_dir, size_guidance={event_accumulator.TENSORS: 0})
+  accumulator.Reload()
+  if tag not in accumulator.Tags().get("tensors", []):
+    return []
+  events = sorted(accumulator.Tensors(tag), key=lambda e: e.step)
+  return [float(tf.make_ndarray(e.tensor_proto)) for e in events]
+
+
 def window_data(data) -> Dict[str, Any]:
   """The label counts of a window's dataset (from its data report)."""
   report = data.builder.info.metadata["data_report"]
@@ -223,6 +244,12 @@ def render(results: Mapping[str, Any]) -> List[str]:
           f"{_signed(_diff(results, 'balance', row, 'best_fixed', 'caba_ne'))}"
           f" | {_signed(_diff(results, 'balance', row, 'best_fixed', 'cabb_ne'))}"
           " |")
+    trajectories = results.get("balance_lambda_by_epoch", {})
+    if trajectories:
+      lines += ["", "λ at the end of each epoch (TensorBoard `balance/lambda`), "
+                "first seed:"]
+      lines += [f"- {row}: " + ", ".join(f"{v:.3f}" for v in runs[0])
+                for row, runs in trajectories.items() if runs and runs[0]]
   if "bottoms" in results:
     lines += ["", "## Beyond the paper: shared bottoms (λ = 0.75, taxonomy + CF)",
               "", "| bottom | overall NE | mean NE | CABA NE | CABB NE | "
