@@ -26,6 +26,16 @@ def make_events(rows):
   return frame
 
 
+def _click_rows(session, user, ts, item, later, y_last):
+  """SPEC §2 rows of one click, given {item bought later: its last position}."""
+  y_caba = int(item in later)
+  others = sorted((j, b) for b, j in later.items() if b != item)
+  if not others:
+    return [(session, user, ts, item, None, y_caba, 0, y_last, 1.0)]
+  return [(session, user, ts, item, b, y_caba, 1, y_last,
+           1.0 if n == 0 else 0.0) for n, (_, b) in enumerate(others)]
+
+
 def reference_labels(rows):
   """SPEC §2 written as plainly as possible: a loop over sessions."""
   by_session = collections.OrderedDict()
@@ -52,14 +62,8 @@ def reference_labels(rows):
       for j in range(k + 1, len(events)):
         if events[j][4] == P:
           later[events[j][3]] = j  # last purchase position of each item
-      y_caba = int(item in later)
-      others = sorted((j, b) for b, j in later.items() if b != item)
-      y_last = int(item in credited)
-      if not others:
-        out.append((session, user, ts, item, None, y_caba, 0, y_last, 1.0))
-      for n, (_, b) in enumerate(others):
-        out.append((session, user, ts, item, b, y_caba, 1, y_last,
-                    1.0 if n == 0 else 0.0))
+      out += _click_rows(session, user, ts, item, later,
+                         int(item in credited))
   return out
 
 
@@ -103,14 +107,8 @@ def reference_window_labels(rows, window_ms):
         p_ts, _, p_row = sequence[j]
         if p_row[4] == P and p_ts - ts <= window_ms:
           later[p_row[3]] = j
-      y_caba = int(item in later)
-      others = sorted((j, b) for b, j in later.items() if b != item)
-      y_last = int((session, item) in credited)
-      if not others:
-        out.append((session, user, ts, item, None, y_caba, 0, y_last, 1.0))
-      for n, (_, b) in enumerate(others):
-        out.append((session, user, ts, item, b, y_caba, 1, y_last,
-                    1.0 if n == 0 else 0.0))
+      out += _click_rows(session, user, ts, item, later,
+                         int((session, item) in credited))
   return out
 
 
