@@ -25,6 +25,8 @@ import tensorflow_datasets as tfds
 from cabb_tf import datasets  # pylint: disable=unused-import  (registers builders)
 
 AlphaFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
+# String tensor → integer row indices (e.g. a `StringLookup` layer).
+IdLookup = Callable[[tf.Tensor], tf.Tensor]
 
 # Task → {head: (label key, weight key)}.
 TASKS: Dict[str, Dict[str, Tuple[str, str]]] = {
@@ -90,15 +92,44 @@ def load_data(name: str = "cabb_synthetic/default",
 
 
 def model_inputs(record: Mapping[str, tf.Tensor],
-                 feature_dtypes: Mapping[str, tf.DType]) -> Dict[str, tf.Tensor]:
-  """The model's raw feature tensors from a dataset record."""
-  return {name: tf.cast(record[name], dtype)
-          for name, dtype in feature_dtypes.items()}
+                 feature_dtypes: Mapping[str, tf.DType],
+                 id_lookups: Optional[Mapping[str, IdLookup]] = None
+                 ) -> Dict[str, tf.Tensor]:
+  """The model's feature tensors from a dataset record (or a whole split).
+
+  Args:
+    record: the record's (or split's) raw columns.
+    feature_dtypes: the model's inputs (`factory.input_dtypes(model)`).
+    id_lookups: string → row index of the id features
+      (`factory.id_lookups(feature_statistics)`); needed when the model
+      takes a feature as an integer that the record holds as a string.
+
+  Returns:
+    {feature: the record's value cast to the model's dtype}; a string id
+    the model takes as an integer is its lookup's index.
+
+  Raises:
+    ValueError: if a string feature is an integer input of the model and
+      `id_lookups` has no lookup for it.
+  """
+  out = {}
+  for name, dtype in feature_dtypes.items():
+    value = record[name]
+    if value.dtype == tf.string and dtype != tf.string:
+      if not id_lookups or name not in id_lookups:
+        raise ValueError(
+            f"the model takes {name!r} as {dtype.name} row indices but the "
+            "record holds strings: pass id_lookups="
+            "factory.id_lookups(feature_statistics).")
+      value = id_lookups[name](value)
+    out[name] = tf.cast(value, dtype)
+  return out
 
 
 def make_example_fn(task: str, feature_dtypes: Mapping[str, tf.DType],
                     alpha_fn: Optional[AlphaFn],
-                    negative_weight: float = 1.0):
+                    negative_weight: float = 1.0,
+                    id_lookups: Optional[Mapping[str, IdLookup]] = None):
   """Returns record → (features, labels, sample weights) for `Dataset.map`.
 
   Args:
@@ -106,14 +137,17 @@ def make_example_fn(task: str, feature_dtypes: Mapping[str, tf.DType],
     feature_dtypes: the model's inputs (`factory.input_dtypes(model)`).
     alpha_fn: the weighting scheme's in-graph α(record); None means α = 1.
     negative_weight: `w_cabb` on rows without a CABB purchase.
+    id_lookups: string → row index of the id features the model takes as
+      indices (`factory.id_lookups`; see `model_inputs`).
 
   Returns:
-    A function for `tf.data.Dataset.map` (batched or not).
+    A function for `tf.data.Dataset.map` (batched or not), or for a whole
+    in-memory split (`prepare_columns`), which then looks every id up once.
   """
   heads = TASKS[task]
 
   def example(record):
-    features = model_inputs(record, feature_dtypes)
+    features = model_inputs(record, feature_dtypes, id_lookups)
     y_cabb = tf.cast(record["y_cabb"], tf.float32)
     alpha = (tf.ones_like(y_cabb) if alpha_fn is None else
              tf.cast(alpha_fn(record), tf.float32))
@@ -181,8 +215,8 @@ def to_columns(dataset: tf.data.Dataset,
 def prepare_columns(columns: Mapping[str, tf.Tensor], example_fn):
   """Applies `example_fn` to a whole in-memory split at once.
 
-  Casting, the α lookup and label shaping are then done once per split
-  instead of once per batch and epoch; batches only gather rows.
+  Casting, the id and α lookups and label shaping are then done once per
+  split instead of once per batch and epoch; batches only gather rows.
   """
   return example_fn(columns)
 
@@ -286,18 +320,21 @@ class ShuffledCopy:
   Gathering each batch's rows inside the train step costs the step a
   gather per column, at random places in memory. Here the rows are put in
   the epoch's order once per epoch (`load`: one gather of all float columns
-  as a matrix and one of the string columns' integer codes), into
+  as a matrix and one of all integer id columns as another), into
   variables; a batch is then a contiguous slice of them (`rows`).
 
-  Strings are the costly part of a gather: every string is copied, and
-  strings longer than 22 bytes each to a new allocation. They are kept as
-  codes into the column's vocabulary (`tf.unique` of the column, a few
-  hundred strings for the model's id features) and decoded per batch from
-  that small, cache-resident vocabulary — the same strings as the column's.
+  The model's id features arrive as int32 row indices (`factory.id_lookups`
+  ran once on the whole split), so a batch slices them and does no string
+  work at all. A 1-D string column, if a prepared split still has one, is
+  kept as int32 codes into its own vocabulary (`tf.unique` of the column)
+  in the same matrix and decoded per batch from that small vocabulary —
+  the same strings as the column's; strings are the costly part of a
+  gather (every string is copied, those longer than 22 bytes each to a new
+  allocation).
 
   Leaves of the prepared structure go three ways: float32 columns ([n] or
-  [n, 1]) into one [k, n] matrix, 1-D string columns as codes, anything
-  else gathered as it is.
+  [n, 1]) into one [k, n] matrix, 1-D int32 and string columns into one
+  [n, s] int32 matrix (strings as codes), anything else gathered as it is.
   """
 
   def __init__(self, prepared):
@@ -312,13 +349,18 @@ class ShuffledCopy:
     self._ranks = [v.shape.rank for v in leaves]
     self._rows = num_rows(prepared)
     self._floats = [i for i, v in enumerate(leaves) if _is_column(v)]
-    self._strings = [i for i, v in enumerate(leaves)
-                     if v.dtype == tf.string and v.shape.rank == 1]
+    self._codes = [i for i, v in enumerate(leaves)
+                   if v.dtype in (tf.int32, tf.string) and v.shape.rank == 1]
     self._others = [i for i in range(len(leaves))
-                    if i not in self._floats and i not in self._strings]
+                    if i not in self._floats and i not in self._codes]
+    # Per code column: the vocabulary its codes index (None: the codes are
+    # the column's own int32 values).
     self._vocabularies, codes = [], []
-    for i in self._strings:
-      vocabulary, code = tf.unique(leaves[i], out_idx=tf.int32)
+    for i in self._codes:
+      if leaves[i].dtype == tf.string:
+        vocabulary, code = tf.unique(leaves[i], out_idx=tf.int32)
+      else:
+        vocabulary, code = None, leaves[i]
       self._vocabularies.append(vocabulary)
       codes.append(code)
     # The sources of `load` ([n, k] and [n, s], gathered by row) and the
@@ -330,10 +372,10 @@ class ShuffledCopy:
                                      for i in self._floats], axis=1))
       self._loaded.append(_variable([len(self._floats), None], tf.float32,
                                     "float_rows"))
-    if self._strings:
+    if self._codes:
       self._sources.append(tf.stack(codes, axis=1))
-      self._loaded.append(_variable([None, len(self._strings)], tf.int32,
-                                    "string_codes"))
+      self._loaded.append(_variable([None, len(self._codes)], tf.int32,
+                                    "code_rows"))
     for i in self._others:
       self._sources.append(leaves[i])
       self._loaded.append(_variable([None] + leaves[i].shape[1:].as_list(),
@@ -379,12 +421,11 @@ class ShuffledCopy:
                            num=len(self._floats))
       for i, column in zip(self._floats, columns):
         out[i] = column if self._ranks[i] == 1 else column[:, tf.newaxis]
-    if self._strings:
+    if self._codes:
       codes = tf.unstack(next(loaded)[start:stop], axis=1,
-                         num=len(self._strings))
-      for i, vocabulary, code in zip(self._strings, self._vocabularies,
-                                     codes):
-        out[i] = tf.gather(vocabulary, code)
+                         num=len(self._codes))
+      for i, vocabulary, code in zip(self._codes, self._vocabularies, codes):
+        out[i] = code if vocabulary is None else tf.gather(vocabulary, code)
     for i, rows in zip(self._others, loaded):
       out[i] = rows[start:stop]
     return tf.nest.pack_sequence_as(self._structure, out)

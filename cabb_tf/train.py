@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional
 
 from absl import logging
 import gin
@@ -85,24 +85,29 @@ def _compile(model: tf.keras.Model, task: str,
 
 
 def predict_and_score(model: tf.keras.Model, columns: Dict[str, tf.Tensor],
-                      task: str, alpha_fn,
-                      batch_size: int) -> Dict[str, Any]:
+                      task: str, alpha_fn, batch_size: int,
+                      id_lookups: Optional[Mapping[str, Any]] = None
+                      ) -> Dict[str, Any]:
   """Predictions of a model on an in-memory split and its SPEC §7 metrics.
 
   Single-head baselines are scored on both tasks with their one prediction.
 
   Args:
-    model: the trained model.
+    model: the trained model (`factory.build_model`'s, or its
+      `factory.string_model`).
     columns: the split as columns (`input_pipeline.split_columns`).
     task: the model's task.
     alpha_fn: the weighting scheme's α (for the α-weighted CABB NE).
     batch_size: prediction batch size.
+    id_lookups: `factory.id_lookups` of the training statistics, for a
+      model that takes id features as indices (see
+      `input_pipeline.model_inputs`).
 
   Returns:
     A dict of `METRIC_KEYS` plus the raw arrays under `arrays`.
   """
-  features = input_pipeline.model_inputs(columns,
-                                         factory.input_dtypes(model))
+  features = input_pipeline.model_inputs(
+      columns, factory.input_dtypes(model), id_lookups)
   outputs = model.predict(features, batch_size=batch_size, verbose=0)
   arrays = {f"p_{head}": value.reshape(-1) for head, value in outputs.items()}
   arrays.update({key: value.numpy() for key, value in
@@ -154,10 +159,22 @@ def _tag(key: str) -> str:
   return f"{head}/{metric}"
 
 
-def export_model(model: tf.keras.Model, task: str, export_dir: str) -> None:
+def export_model(model: tf.keras.Model, task: str, export_dir: str,
+                 feature_statistics) -> None:
   """Saves a SavedModel whose `serving_default` maps raw features to the
   `caba` and `cabb` probabilities (a baseline returns its one prediction as
-  both), each of shape [batch]."""
+  both), each of shape [batch].
+
+  Args:
+    model: the trained model (`factory.build_model`'s: id features as
+      indices).
+    task: its task.
+    export_dir: where the SavedModel goes (replaced atomically).
+    feature_statistics: the training statistics the model was built from:
+      the export looks raw string ids up in their vocabularies
+      (`factory.string_model`), so serving takes the records' raw features.
+  """
+  model = factory.string_model(model, feature_statistics)
   specs = {name: tf.TensorSpec([None], dtype, name=name)
            for name, dtype in factory.input_dtypes(model).items()}
   heads = input_pipeline.heads_of(task)
@@ -235,6 +252,9 @@ def run(base_dir: str,
     alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder)
 
   model = factory.build_model(statistics, heads=heads)
+  # The model takes id features as row indices: the pipeline looks each
+  # split's strings up once, not every train step.
+  id_lookups = factory.id_lookups(statistics)
   loss_weights = _compile(model, task, learning_rate)
   # A learned task balance replaces the train step's fixed λ (before
   # train_on_indices wraps the step); 'fixed' leaves it untouched.
@@ -242,7 +262,8 @@ def run(base_dir: str,
   # Every configurable the run uses has been called by now.
   gin_utils.record(base_dir)
   example_fn = input_pipeline.make_example_fn(
-      task, factory.input_dtypes(model), alpha_fn, negative_weight)
+      task, factory.input_dtypes(model), alpha_fn, negative_weight,
+      id_lookups)
   if in_memory:
     train_columns = input_pipeline.prepare_columns(
         input_pipeline.split_columns(data, "train"), example_fn)
@@ -324,7 +345,7 @@ def run(base_dir: str,
   best.read(best_prefix).expect_partial()
   test_columns = input_pipeline.split_columns(data, "test")
   result = predict_and_score(model, test_columns, task, alpha_fn,
-                             eval_batch_size)
+                             eval_batch_size, id_lookups)
   arrays = result.pop("arrays")
   if save_predictions:
     save_arrays(os.path.join(base_dir, "predictions.npz"), arrays)
@@ -334,8 +355,8 @@ def run(base_dir: str,
                                      for k, v in result.items()})
   # Mean gate weight per expert on the test split (MMoE / PLE bottoms).
   gates = experts.gate_weights(
-      model, input_pipeline.model_inputs(test_columns,
-                                         factory.input_dtypes(model)),
+      model, input_pipeline.model_inputs(
+          test_columns, factory.input_dtypes(model), id_lookups),
       eval_batch_size)
   _write_scalars(eval_writer, step, {
       f"gates/{gate}/expert_{i}": float(w)
@@ -349,7 +370,7 @@ def run(base_dir: str,
                                     for gate, w in gates.items()}),
                         os.path.join(base_dir, "metrics.json"))
   if export:
-    export_model(model, task, os.path.join(base_dir, "export"))
+    export_model(model, task, os.path.join(base_dir, "export"), statistics)
   logging.info("Test metrics: %s", json.dumps(result, indent=1))
   return result
 
@@ -363,7 +384,12 @@ def save_arrays(path: str, arrays: Dict[str, np.ndarray]) -> None:
 
 def load_best_model(base_dir: str, feature_statistics,
                     task: str) -> tf.keras.Model:
-  """Rebuilds a run's model (gin as in force) with its best weights."""
+  """Rebuilds a run's model (gin as in force) with its best weights.
+
+  Like `factory.build_model`'s, the model takes id features as row indices
+  (`factory.id_lookups` of `feature_statistics`, or `factory.string_model`
+  for raw strings).
+  """
   model = factory.build_model(feature_statistics,
                               heads=input_pipeline.heads_of(task))
   tf.train.Checkpoint(model=model).read(

@@ -2,7 +2,8 @@
 
 For each batch size, the default multitask model is trained fed (a) by the
 package's pipeline exactly as `train.run` uses it — the TFDS split read
-into memory as columns with α attached by the weighting table, one
+into memory as columns with α attached by the weighting table and the id
+strings looked up in the training vocabularies (both once per split), one
 `index_batches` epoch per seed, each epoch's rows put in its shuffled order
 by the epoch's first train step and then sliced batch by batch
 (`input_pipeline.train_on_indices`) — and (b) by batches already in memory:
@@ -10,6 +11,14 @@ one epoch's distinct full batches, gathered before timing and cycled, batch
 i taken by a slice that shares memory with them, so the step does no input
 work and the iterator hands it one scalar. (b) is the model-bound ceiling;
 the ratio (a)/(b) says how much the input pipeline slows training.
+
+Both feed the same model (`factory.build_model`, which takes id features
+as the row indices of `factory.id_lookups`) the same kind of inputs, rows
+of the same prepared split: (b)'s batches are rows of (a)'s prepared
+columns. The string → index lookup is input work that `train.run` does
+once per split, before the first step, and is outside both timings alike;
+every step of (a) and (b) does the model's whole per-example work
+(embedding, normalization, the forward and backward pass).
 
 A timed window of (a) is whole epochs (at least `steps` steps), so that
 every window pays for its share of shuffling, loading and the last, smaller
@@ -193,7 +202,8 @@ def run(base_dir: str,
   statistics = data.feature_statistics
   alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder)
   example_fn = input_pipeline.make_example_fn(
-      "multitask", factory.input_dtypes(_model(statistics)), alpha_fn)
+      "multitask", factory.input_dtypes(_model(statistics)), alpha_fn,
+      id_lookups=factory.id_lookups(statistics))
   columns = input_pipeline.prepare_columns(
       input_pipeline.to_columns(data.train), example_fn)
   results: List[Dict[str, Any]] = []

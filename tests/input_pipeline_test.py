@@ -19,6 +19,7 @@ def _numpy_split(rows: int = ROWS, seed: int = 0):
   features = {
       "leaf_a": rng.choice(IDS, rows),
       "brand_a": rng.choice(IDS[:2], rows),
+      "user_id": rng.integers(0, 4, rows).astype(np.int32),  # a row index
       "price_a": rng.normal(size=rows).astype(np.float32),
       "hour": rng.integers(0, 24, rows).astype(np.float32),
       "count": rng.integers(0, 9, rows),  # int64: gathered as it is
@@ -130,10 +131,11 @@ class RowsTest(tf.test.TestCase, parameterized.TestCase):
 
 
 def _model():
-  """A tiny two-head model with a string input, like the real one."""
+  """A tiny two-head model with string inputs and an index input."""
   tf.keras.utils.set_random_seed(1)
   inputs = {"leaf_a": tf.keras.Input((), dtype=tf.string, name="leaf_a"),
             "brand_a": tf.keras.Input((), dtype=tf.string, name="brand_a"),
+            "user_id": tf.keras.Input((), dtype=tf.int32, name="user_id"),
             "price_a": tf.keras.Input((), name="price_a"),
             "hour": tf.keras.Input((), name="hour"),
             "count": tf.keras.Input((), dtype=tf.int64, name="count"),
@@ -142,6 +144,7 @@ def _model():
                                         num_oov_indices=1)
   parts = [tf.keras.layers.Embedding(lookup.vocabulary_size(), 3)(
       lookup(inputs[name])) for name in ("leaf_a", "brand_a")]
+  parts.append(tf.keras.layers.Embedding(4, 2)(inputs["user_id"]))
   parts.append(tf.stack([inputs["price_a"], inputs["hour"] / 24,
                          tf.cast(inputs["count"], tf.float32)], axis=1))
   parts.append(inputs["pair"])
@@ -219,6 +222,114 @@ class TrainOnIndicesTest(tf.test.TestCase):
     # The logs are the last step's: rows 20 to 22 of the epoch.
     self.assertAllClose(history.history["price_total"][-1],
                         split[0]["price_a"][order[20:]].sum())
+
+
+class IdLookupTest(tf.test.TestCase):
+  """Id strings become the model's rows once per split, as NumPy says."""
+
+  VOCABULARY = {"leaf_a": ["bb", "a", "x" * 40], "brand_a": ["a", ""]}
+
+  def _lookups(self):
+    return {name: tf.keras.layers.StringLookup(
+        vocabulary=vocabulary, num_oov_indices=1, mask_token=None)
+            for name, vocabulary in self.VOCABULARY.items()}
+
+  def _numpy_rows(self, name, values):
+    row = {v: k + 1 for k, v in enumerate(self.VOCABULARY[name])}
+    return np.array([row.get(v, 0) for v in values], np.int32)
+
+  def _records(self, rows=ROWS):
+    features, labels, weights = _numpy_split(rows)
+    return dict(features, y_caba=labels["caba"][:, 0],
+                y_cabb=labels["cabb"][:, 0], w_caba=weights["caba"])
+
+  def test_model_inputs_look_up_ids_the_model_takes_as_rows(self):
+    records = self._records()
+    dtypes = {"leaf_a": tf.int32, "brand_a": tf.int32, "price_a": tf.float32,
+              "hour": tf.float32}
+    got = input_pipeline.model_inputs(
+        tf.nest.map_structure(tf.constant, records), dtypes, self._lookups())
+    for name in ("leaf_a", "brand_a"):
+      self.assertEqual(got[name].dtype, tf.int32)
+      self.assertAllEqual(got[name], self._numpy_rows(name, records[name]))
+    self.assertAllEqual(got["price_a"], records["price_a"])
+    # A model input that stays a string is passed as it is.
+    kept = input_pipeline.model_inputs(
+        tf.nest.map_structure(tf.constant, records), {"leaf_a": tf.string},
+        self._lookups())
+    self.assertAllEqual(kept["leaf_a"], records["leaf_a"].astype(bytes))
+
+  def test_a_string_for_a_row_input_needs_a_lookup(self):
+    records = tf.nest.map_structure(tf.constant, self._records())
+    with self.assertRaisesRegex(ValueError, "id_lookups"):
+      input_pipeline.model_inputs(records, {"leaf_a": tf.int32})
+    # Rows already (user_id is int32 in the split) need no lookup.
+    rows = input_pipeline.model_inputs(records, {"user_id": tf.int32})
+    self.assertAllEqual(rows["user_id"], records["user_id"])
+    with self.assertRaisesRegex(ValueError, "'leaf_a'"):
+      input_pipeline.model_inputs(records, {"leaf_a": tf.int32},
+                                  {"brand_a": self._lookups()["brand_a"]})
+
+  def test_a_prepared_split_holds_each_ids_row(self):
+    records = self._records()
+    example_fn = input_pipeline.make_example_fn(
+        "multitask", {"leaf_a": tf.int32, "brand_a": tf.int32}, None,
+        id_lookups=self._lookups())
+    features, _, _ = input_pipeline.prepare_columns(
+        tf.nest.map_structure(tf.constant, records), example_fn)
+    for name in ("leaf_a", "brand_a"):
+      self.assertAllEqual(features[name], self._numpy_rows(name,
+                                                           records[name]))
+    # The same rows record by record, as the streaming input maps them.
+    dataset = tf.data.Dataset.from_tensor_slices(records).map(example_fn)
+    streamed = np.array([f["leaf_a"].numpy() for f, _, _ in dataset])
+    self.assertAllEqual(streamed, self._numpy_rows("leaf_a",
+                                                   records["leaf_a"]))
+
+  def test_rows_once_per_split_train_like_a_lookup_every_step(self):
+    """Rows looked up once before training, or strings looked up by the
+    model in every step: the same epochs end with the same weights."""
+    split = _numpy_split()
+    vocabulary = list(IDS[IDS != ""])
+
+    def model(rows_inside):
+      tf.keras.utils.set_random_seed(3)
+      lookup = tf.keras.layers.StringLookup(vocabulary=vocabulary,
+                                            num_oov_indices=1,
+                                            mask_token=None)
+      dtype = tf.string if rows_inside else tf.int32
+      ids = tf.keras.Input((), dtype=dtype, name="leaf_a")
+      price = tf.keras.Input((), name="price_a")
+      rows = lookup(ids) if rows_inside else ids
+      x = tf.keras.layers.Concatenate()([
+          tf.keras.layers.Embedding(len(vocabulary) + 1, 3)(rows),
+          price[:, tf.newaxis]])
+      out = {h: tf.keras.layers.Dense(1, activation="sigmoid", name=h)(x)
+             for h in ("caba", "cabb")}
+      m = tf.keras.Model({"leaf_a": ids, "price_a": price}, out)
+      m.compile(optimizer=tf.keras.optimizers.Adam(0.05),
+                loss={h: "binary_crossentropy" for h in out})
+      return m
+
+    features, labels, weights = split
+    raw = ({"leaf_a": features["leaf_a"], "price_a": features["price_a"]},
+           labels, weights)
+    lookups = {"leaf_a": tf.keras.layers.StringLookup(
+        vocabulary=vocabulary, num_oov_indices=1, mask_token=None)}
+    indexed = (input_pipeline.model_inputs(
+        tf.nest.map_structure(tf.constant, raw[0]),
+        {"leaf_a": tf.int32, "price_a": tf.float32}, lookups),
+               *tf.nest.map_structure(tf.constant, raw[1:]))
+    per_step, once = model(rows_inside=True), model(rows_inside=False)
+    input_pipeline.train_on_indices(per_step, _tensors(raw))
+    input_pipeline.train_on_indices(once, indexed)
+    for seed in (0, 1):
+      for m in (per_step, once):
+        m.fit(input_pipeline.index_batches(ROWS, 5, seed), epochs=1,
+              verbose=0)
+    for got, want in zip(once.get_weights(), per_step.get_weights()):
+      self.assertAllEqual(got, want)
+    self.assertNotAllClose(once.get_weights()[0], model(False).get_weights()[0])
 
 
 if __name__ == "__main__":

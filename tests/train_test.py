@@ -13,6 +13,7 @@ import cabb_tf  # pylint: disable=unused-import
 from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import train
+from cabb_tf.models import factory
 
 
 class TrainTest(absltest.TestCase):
@@ -69,6 +70,34 @@ class TrainTest(absltest.TestCase):
     out = serve(**batch)
     self.assertCountEqual(out.keys(), ["caba", "cabb"])
     self.assertEqual(out["caba"].shape, (2,))
+    # It takes the records' raw features (ids as strings) and serves the
+    # trained model's probabilities: on the test rows, those the run's test
+    # metrics were computed from.
+    data = input_pipeline.load_data()
+    statistics = data.feature_statistics
+    self.assertEqual({n: s.dtype for n, s in inputs.items()},
+                     {n: d for n, d in factory.raw_features(statistics).items()
+                      if n in inputs})
+    self.assertEqual(inputs["leaf_a"].dtype, tf.string)
+    test = input_pipeline.split_columns(data, "test")
+    served = serve(**input_pipeline.model_inputs(
+        test, {n: s.dtype for n, s in inputs.items()}))
+    model = train.load_best_model(full_dir, statistics, "multitask")
+    predicted = model.predict(input_pipeline.model_inputs(
+        test, factory.input_dtypes(model), factory.id_lookups(statistics)),
+                              batch_size=4096, verbose=0)
+    for head in ("caba", "cabb"):
+      np.testing.assert_allclose(served[head].numpy(),
+                                 predicted[head].reshape(-1), rtol=1e-6,
+                                 atol=1e-7)
+    columns = {k: v.numpy() for k, v in input_pipeline.evaluation_columns(
+        test, None).items()}
+    rescored = train.score(columns["y_caba"], columns["y_cabb"],
+                           columns["w_caba"], columns["alpha"],
+                           served["caba"].numpy(), served["cabb"].numpy())
+    # α-free metrics only: alpha_fn None gives α = 1 here.
+    for key in ("caba_ne", "cabb_ne", "overall_ne", "caba_auc", "cabb_auc"):
+      self.assertAlmostEqual(rescored[key], full[key], places=5, msg=key)
 
     # Interrupted after one epoch, then resumed: the same final metrics.
     resumed_dir = self.create_tempdir().full_path

@@ -4,6 +4,10 @@ The importance of a feature (or a feature family) for a head is the rise in
 that head's test NE when the feature's column is shuffled across the test
 rows, everything else fixed: CABA NE over clicks (weights `w_caba`) for the
 `caba` head, CABB NE over all rows (uniform) for the `cabb` head.
+
+Id features are shuffled as the row indices the model takes
+(`factory.id_lookups` of the strings, looked up once in `load_split`):
+shuffling rows commutes with the lookup, so this is shuffling the strings.
 """
 
 from typing import Dict, List, Mapping, Sequence, Tuple
@@ -24,11 +28,16 @@ def load_split(columns: Mapping[str, tf.Tensor], feature_statistics
   Args:
     columns: the split in memory (`input_pipeline.split_columns`).
     feature_statistics: the dataset's statistics (fixes the inputs).
+
+  Returns:
+    The inputs of a `factory.build_model` model ({feature: array [n]}, id
+    features as int32 row indices of the training vocabulary) and the
+    labels and weights (`y_caba`, `y_cabb`, `w_caba`, float64).
   """
-  dtypes = factory.model_features(feature_statistics)
-  inputs = {name: (columns[name].numpy() if dtype == tf.string else
-                   columns[name].numpy().astype(np.float32))
-            for name, dtype in dtypes.items()}
+  inputs = input_pipeline.model_inputs(
+      columns, factory.model_features(feature_statistics),
+      factory.id_lookups(feature_statistics))
+  inputs = {name: value.numpy() for name, value in inputs.items()}
   labels = {name: columns[name].numpy().astype(np.float64)
             for name in ("y_caba", "y_cabb", "w_caba")}
   return inputs, labels

@@ -206,8 +206,9 @@ def gate_weights(model: tf.keras.Model,
 
   Args:
     model: a model from `factory.build_model`.
-    features: the model's raw inputs, {name: tensor of shape [n]} (as
-      `input_pipeline.model_inputs` gives them); n ≥ 1.
+    features: the model's inputs, {name: tensor of shape [n]} (as
+      `input_pipeline.model_inputs` gives them: id features as row
+      indices for a `factory.build_model` model); n ≥ 1.
     batch_size: prediction batch size.
 
   Returns:

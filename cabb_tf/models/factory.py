@@ -2,8 +2,8 @@
 
 A `tf.keras` functional model built from the dataset's feature statistics:
 
-* id features → `StringLookup` with the training vocabulary (one OOV bucket)
-  → an embedding table per id space, shared wherever that space appears;
+* id features, as integer row indices (`index_ids`) → an embedding table
+  per id space, shared wherever that space appears;
 * hour and weekday → small embeddings;
 * numeric features → `log1p(max(x, 0))`, standardized with the training
   mean and standard deviation, plus indicator inputs for "never" (history
@@ -14,6 +14,20 @@ A `tf.keras` functional model built from the dataset's feature statistics:
   each head its own tower input);
 * one small tower per head with a sigmoid output, returned in a dict keyed by
   head name (`caba`, `cabb`; baselines have one head).
+
+Id features reach the model as indices, not strings. The string → index
+lookup of the training vocabulary (`id_lookups`: vocabulary entry k → k + 1,
+anything else → 0, the one OOV row) is not part of `build_model`'s model:
+training does it once per split in the input pipeline
+(`input_pipeline.make_example_fn(..., id_lookups=...)`), so no train step
+hashes strings. Where raw records meet a model — evaluation, analyses,
+serving — either map them through `id_lookups` first (`index_ids`), or wrap
+the model with `string_model`, the same model (shared weights, the same
+probabilities) on raw string features; `train.export_model` exports that.
+
+Feature specs: `raw_features` are the record features the model reads, ids
+as strings; `model_features` are the built model's inputs, ids as int32
+indices (`input_dtypes` reads them off a built model).
 """
 
 from typing import Dict, Mapping, Optional, Sequence
@@ -43,8 +57,19 @@ BOTTOMS = ("shared_mlp", "dcn", "mmoe", "ple")
 DEFAULT_DCN_CROSS_LAYERS = 2
 
 
-def model_features(feature_statistics: Mapping) -> Dict[str, tf.DType]:
-  """The raw input features the model takes, with their dtypes."""
+# The dtype of an id feature's row index, as the model takes it.
+ID_INDEX_DTYPE = tf.int32
+
+
+def raw_features(feature_statistics: Mapping) -> Dict[str, tf.DType]:
+  """The record features a model reads, with their raw dtypes (ids: string).
+
+  Args:
+    feature_statistics: the training split's `fit_feature_statistics`.
+
+  Returns:
+    {feature: dtype}, before any `build_model.excluded_features`.
+  """
   out = {name: tf.string for name in ID_SPACES
          if name in feature_statistics["vocabulary"]}
   for name in features_lib.NUMERIC_FEATURES:
@@ -53,9 +78,99 @@ def model_features(feature_statistics: Mapping) -> Dict[str, tf.DType]:
   return out
 
 
+def model_features(feature_statistics: Mapping) -> Dict[str, tf.DType]:
+  """`raw_features` as the model takes them: ids as `ID_INDEX_DTYPE` rows."""
+  return {name: ID_INDEX_DTYPE if name in ID_SPACES else dtype
+          for name, dtype in raw_features(feature_statistics).items()}
+
+
 def input_dtypes(model: tf.keras.Model) -> Dict[str, tf.DType]:
-  """The raw input features a built model takes, with their dtypes."""
+  """The input features a built model takes, with their dtypes."""
   return {name: tensor.dtype for name, tensor in model.input.items()}
+
+
+def vocabulary_size(feature_statistics: Mapping, name: str) -> int:
+  """Rows of an id feature's embedding table: its vocabulary and one OOV."""
+  return len(_vocabulary(feature_statistics, name)) + 1
+
+
+def _vocabulary(feature_statistics: Mapping, name: str) -> list:
+  """An id feature's training vocabulary; an empty one holds a placeholder
+  (StringLookup refuses an empty vocabulary)."""
+  return list(feature_statistics["vocabulary"][name]) or ["<none>"]
+
+
+def id_lookups(feature_statistics: Mapping
+               ) -> Dict[str, tf.keras.layers.StringLookup]:
+  """The string → embedding-row lookup of every id feature.
+
+  Each is a `StringLookup` of the training vocabulary with one OOV index and
+  no mask: vocabulary entry k → k + 1, any other string → 0 (the OOV row).
+  Features of one id space share one layer.
+
+  Args:
+    feature_statistics: the training split's `fit_feature_statistics`.
+
+  Returns:
+    {id feature: lookup layer} for the id features in the statistics.
+  """
+  by_space = {}
+  out = {}
+  for name, space in ID_SPACES.items():
+    if name not in feature_statistics["vocabulary"]:
+      continue
+    if space not in by_space:
+      by_space[space] = tf.keras.layers.StringLookup(
+          vocabulary=_vocabulary(feature_statistics, name), num_oov_indices=1,
+          mask_token=None, name=f"{space}_lookup")
+    out[name] = by_space[space]
+  return out
+
+
+def index_ids(features: Mapping[str, tf.Tensor],
+              lookups: Mapping[str, tf.keras.layers.Layer]
+              ) -> Dict[str, tf.Tensor]:
+  """`features` with every string id feature replaced by its row index.
+
+  Args:
+    features: raw feature tensors (any shape), e.g. a batch or a split.
+    lookups: `id_lookups` of the training statistics.
+
+  Returns:
+    The same dict, string id features mapped through their lookup to
+    `ID_INDEX_DTYPE` indices; every other feature as given.
+  """
+  return {name: (tf.cast(lookups[name](value), ID_INDEX_DTYPE)
+                 if name in lookups and value.dtype == tf.string else value)
+          for name, value in features.items()}
+
+
+def string_model(model: tf.keras.Model,
+                 feature_statistics: Mapping) -> tf.keras.Model:
+  """The model on raw features: id features as strings, looked up inside.
+
+  Args:
+    model: a model from `build_model` (id inputs as indices).
+    feature_statistics: the training statistics it was built from.
+
+  Returns:
+    A `tf.keras.Model` that shares `model`'s layers and weights, takes the
+    same features with every id feature as a string tensor and returns
+    `model`'s outputs for the indices `id_lookups` gives those strings. A
+    model without index inputs is returned as it is.
+  """
+  lookups = id_lookups(feature_statistics)
+  dtypes = input_dtypes(model)
+  indexed = [n for n, d in dtypes.items() if n in lookups and d.is_integer]
+  if not indexed:
+    return model
+  inputs = {name: tf.keras.Input(shape=model.input[name].shape[1:],
+                                 dtype=tf.string if name in indexed else dtype,
+                                 name=name)
+            for name, dtype in dtypes.items()}
+  outputs = model(index_ids(inputs, {n: lookups[n] for n in indexed}))
+  return tf.keras.Model(inputs=inputs, outputs=outputs,
+                        name=f"{model.name}_on_strings")
 
 
 def _cross_layer_count(bottom: str, cross_layers: Optional[int]) -> int:
@@ -116,9 +231,11 @@ def build_model(feature_statistics: Mapping,
     excluded_features: input features to leave out (ablations).
 
   Returns:
-    A `tf.keras.Model` from a dict of raw feature tensors (shape [batch]) to
-    a dict {head: probabilities of shape [batch, 1]} (the trailing axis keeps
-    Keras' per-example loss reduction over the last axis a no-op).
+    A `tf.keras.Model` from a dict of feature tensors (shape [batch];
+    `model_features`: id features as `id_lookups` row indices, the rest
+    raw) to a dict {head: probabilities of shape [batch, 1]} (the trailing
+    axis keeps Keras' per-example loss reduction over the last axis a
+    no-op). `string_model` gives it raw string ids.
 
   Raises:
     ValueError: without heads, for an unknown `bottom` or a negative
@@ -138,16 +255,10 @@ def build_model(feature_statistics: Mapping,
     if name not in inputs:
       continue
     if space not in tables:
-      vocabulary = list(feature_statistics["vocabulary"][name])
-      lookup = tf.keras.layers.StringLookup(
-          vocabulary=vocabulary or ["<none>"], num_oov_indices=1,
-          mask_token=None, name=f"{space}_lookup")
-      embedding = tf.keras.layers.Embedding(
-          lookup.vocabulary_size(), embedding_dims.get(space, embedding_dim),
-          name=f"{space}_embedding")
-      tables[space] = (lookup, embedding)
-    lookup, embedding = tables[space]
-    parts.append(embedding(lookup(inputs[name])))
+      tables[space] = tf.keras.layers.Embedding(
+          vocabulary_size(feature_statistics, name),
+          embedding_dims.get(space, embedding_dim), name=f"{space}_embedding")
+    parts.append(tables[space](inputs[name]))
 
   for name, cardinality in INTEGER_CATEGORIES.items():
     if name not in inputs:

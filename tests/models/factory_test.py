@@ -20,7 +20,8 @@ def statistics():
   return {"numeric": numeric, "vocabulary": vocabulary, "num_examples": 10}
 
 
-def batch(n=4):
+def raw_batch(n=4):
+  """Raw features of n rows: ids as strings (some not in the vocabulary)."""
   rng = np.random.default_rng(0)
   out = {name: tf.constant(rng.random(n).astype(np.float32) * 5)
          for name in features.NUMERIC_FEATURES}
@@ -29,8 +30,23 @@ def batch(n=4):
   out.update(user_id=tf.constant(["u1", "u2", "zz", "u1"][:n]),
              item_a=tf.constant(["i1", "i2", "i3", "new"][:n]),
              leaf_a=tf.constant(["a/b"] * n), top_category_a=tf.constant(
-                 ["a"] * n), brand_a=tf.constant(["acme"] * n))
+                 ["a"] * n), brand_a=tf.constant(["acme", "", "?", "acme"][:n]))
   return out
+
+
+def numpy_index(vocabulary, values):
+  """Row of each string by hand: vocabulary entry k → k + 1, others → 0."""
+  row = {v: k + 1 for k, v in enumerate(vocabulary)}
+  return np.array([row.get(v, 0) for v in values], np.int32)
+
+
+def batch(n=4):
+  """`raw_batch` as the model takes it: ids as rows, mapped with NumPy."""
+  vocabulary = statistics()["vocabulary"]
+  return {name: (tf.constant(numpy_index(
+      vocabulary[name], [v.decode() for v in value.numpy()]))
+                 if value.dtype == tf.string else value)
+          for name, value in raw_batch(n).items()}
 
 
 def named_layers(model):
@@ -138,6 +154,93 @@ class BuildModelTest(tf.test.TestCase, parameterized.TestCase):
   def test_no_heads_is_an_error(self):
     with self.assertRaisesRegex(ValueError, "head"):
       factory.build_model(statistics(), heads=())
+
+  def test_id_features_are_int32_rows(self):
+    model = factory.build_model(statistics())
+    dtypes = factory.input_dtypes(model)
+    self.assertEqual(dtypes, factory.model_features(statistics()))
+    raw = factory.raw_features(statistics())
+    self.assertCountEqual(dtypes, raw)
+    for name in factory.ID_SPACES:
+      self.assertEqual(dtypes[name], tf.int32)
+      self.assertEqual(raw[name], tf.string)
+    for name in features.NUMERIC_FEATURES:
+      self.assertEqual(dtypes[name], tf.float32)
+      self.assertEqual(raw[name], tf.float32)
+    # The OOV row and the vocabulary's last row are rows of the table.
+    table = model.get_layer("brand_embedding")
+    self.assertEqual(table.input_dim, len(statistics()["vocabulary"]["brand_a"])
+                     + 1)
+
+
+class IdLookupTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_lookups_match_numpy(self):
+    lookups = factory.id_lookups(statistics())
+    self.assertCountEqual(lookups, factory.ID_SPACES)
+    raw = raw_batch()
+    indexed = factory.index_ids(raw, lookups)
+    expected = batch()
+    for name, value in expected.items():
+      self.assertEqual(indexed[name].dtype, value.dtype, name)
+      self.assertAllEqual(indexed[name], value, name)
+    # By hand: "zz", "new" and "?" are OOV (0); "" is brand_a's first entry.
+    self.assertAllEqual(indexed["user_id"], [1, 2, 0, 1])
+    self.assertAllEqual(indexed["item_a"], [1, 2, 3, 0])
+    self.assertAllEqual(indexed["brand_a"], [2, 1, 0, 2])
+
+  def test_index_ids_leaves_indices_and_other_features(self):
+    lookups = factory.id_lookups(statistics())
+    indexed = batch()
+    again = factory.index_ids(indexed, lookups)
+    for name, value in indexed.items():
+      self.assertIs(again[name], value)
+
+  def test_an_empty_vocabulary_has_only_the_oov_row_in_use(self):
+    stats = statistics()
+    stats["vocabulary"]["brand_a"] = []
+    lookups = factory.id_lookups(stats)
+    self.assertAllEqual(lookups["brand_a"](tf.constant(["acme", ""])), [0, 0])
+    model = factory.build_model(stats)
+    self.assertEqual(model.get_layer("brand_embedding").input_dim, 2)
+
+  @parameterized.parameters("shared_mlp", "mmoe")
+  def test_string_model_is_the_model_on_raw_features(self, bottom):
+    model = factory.build_model(statistics(), bottom=bottom)
+    wrapped = factory.string_model(model, statistics())
+    self.assertEqual(factory.input_dtypes(wrapped),
+                     factory.raw_features(statistics()))
+    # No weights of its own: the same variables, not copies.
+    self.assertEqual([id(w) for w in wrapped.weights],
+                     [id(w) for w in model.weights])
+    expected = model(batch())
+    got = wrapped(raw_batch())
+    for head in ("caba", "cabb"):
+      self.assertAllEqual(got[head], expected[head])
+    # Training the model moves the wrapper with it.
+    table = model.get_layer("brand_embedding")
+    table.embeddings.assign(table.embeddings + 1.0)
+    moved = model(batch())
+    self.assertAllEqual(wrapped(raw_batch())["caba"], moved["caba"])
+    self.assertNotAllClose(moved["caba"], expected["caba"])
+
+  def test_each_string_reads_its_embedding_row(self):
+    model = factory.build_model(statistics(), excluded_features=(
+        "user_id", "item_a", "leaf_a", "top_category_a"))
+    table = model.get_layer("brand_embedding").embeddings
+    probe = tf.keras.Model(model.input,
+                           model.get_layer("brand_embedding").output)
+    got = probe(factory.index_ids(
+        {name: raw_batch()[name] for name in model.input_names},
+        factory.id_lookups(statistics())))
+    rows = numpy_index(statistics()["vocabulary"]["brand_a"],
+                       ["acme", "", "?", "acme"])
+    self.assertAllEqual(got, tf.gather(table, rows))
+
+  def test_string_model_of_a_model_without_ids_is_the_model(self):
+    model = factory.build_model(statistics(),
+                                excluded_features=tuple(factory.ID_SPACES))
+    self.assertIs(factory.string_model(model, statistics()), model)
 
 
 if __name__ == "__main__":
