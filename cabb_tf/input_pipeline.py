@@ -468,8 +468,13 @@ def train_on_indices(model, prepared) -> None:
       copy = once("copy", ShuffledCopy)
       seed, start, stop = tf.unstack(batch["batch"], num=3)
       loaded = copy.ensure_loaded(seed, batch["order"])
+      # Only the slicing waits for the load. With the whole step under the
+      # control dependency, every op of the forward and backward pass that
+      # reads a variable waited on it too, which measurably slowed the step
+      # (the model's ops touch none of the copy's variables).
       with tf.control_dependencies([loaded]):
-        return step(copy.rows(start, stop))
+        rows = copy.rows(start, stop)
+      return step(rows)
     return step(once("gather", row_gatherer)(batch))
 
   model.train_step = train_step
