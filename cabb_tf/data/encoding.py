@@ -33,6 +33,9 @@ class EncodedLog(NamedTuple):
     time_sorted: whether the rows are already in time order.
     session_order: the events session by session (`sessions.SessionOrder`).
     user_order: positions sorted by (user code, timestamp, input position).
+    session_starts_in_user_order: when every session is a run of its user's
+      events in `user_order` (derived sessions), a bool mask along
+      `user_order` of where each session starts; else None.
   """
   timestamps: np.ndarray
   types: np.ndarray
@@ -44,6 +47,7 @@ class EncodedLog(NamedTuple):
   time_sorted: bool
   session_order: sessions_lib.SessionOrder
   user_order: np.ndarray
+  session_starts_in_user_order: Optional[np.ndarray] = None
 
   @property
   def num_events(self) -> int:
@@ -80,9 +84,11 @@ def encode_events(events: pd.DataFrame,
     session_order = sessions_lib.session_order_from_codes(
         session, timestamps, np.asarray(session_ids))
     user_order = sessions_lib.grouped_time_order(user, timestamps)
+    session_starts = None
   else:
     user, session = codes.user, codes.session
     session_order, user_order = codes.session_order, codes.user_order
+    session_starts = codes.session_starts_in_user_order
   return EncodedLog(
       timestamps=timestamps,
       types=schema.event_type_codes(events),
@@ -94,6 +100,7 @@ def encode_events(events: pd.DataFrame,
       time_sorted=bool(np.all(timestamps[1:] >= timestamps[:-1])),
       session_order=session_order,
       user_order=user_order,
+      session_starts_in_user_order=session_starts,
   )
 
 

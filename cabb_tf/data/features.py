@@ -19,9 +19,13 @@ Families (`FEATURE_FAMILIES`), used for permutation importance by family:
 
 Each history count is a difference of two cumulative sums over one
 arrangement of the log by (key, time): the user and session orders the
-encoded log already has, and one packed sort for each of the other four keys
-(user × item, user × leaf, item, leaf). So the cost is four sorts of the
-events plus a few gathers per example, whatever the session or user sizes.
+encoded log already has (one arrangement for both when the sessions were
+derived, as runs of the user order), and one packed sort for each of the
+other four keys (user × item, user × leaf, item, leaf). Counts are read at
+the clicks in the arrangement's order, where both ends of every run only
+move forward, and each feature is then put in row order with one gather. So
+the cost is four sorts of the events plus one random gather per feature and
+example, whatever the session or user sizes.
 """
 
 import concurrent.futures
@@ -55,60 +59,52 @@ FEATURE_NAMES = tuple(f for names in FEATURE_FAMILIES.values() for f in names)
 _MS = 1000.0
 
 
-class _History:
-  """Past events grouped by an integer key, for queries at event times.
+class _Arrangement:
+  """The events arranged by (key, time), with what every history needs.
 
-  The events (in time order) are arranged by (key, time): by one vectorized
-  sort of `key * m + position` (`from_keys`), or from an order the encoded log
-  already has (`from_order`: the session and user orders). For an event at
-  sorted position q, the events of its key strictly earlier in time are the
-  run from the key's first position to the first position of q's (key,
-  timestamp) tie group, so every count is a difference of two cumulative sums
-  and no binary search is needed.
+  Each event carries one integer `code = (query + 1) * 4 + type` (query -1
+  for events that are not queries; event types fit in two bits), so that
+  arranging the events moves one array besides the timestamps. Values are
+  computed at the queries in the order of the arrangement; `query` says
+  which query each one belongs to (`_row_index` puts them in row order).
   """
 
-  def __init__(self, positions: np.ndarray, new_key: np.ndarray,
-               timestamps: np.ndarray, types: np.ndarray,
-               count_types: Sequence[int]):
-    """Builds the history from an arrangement of the events.
+  def __init__(self, sorted_ts: np.ndarray, sorted_code: np.ndarray):
+    """Builds the arrangement.
 
     Args:
-      positions: event positions (into `timestamps`) sorted by (key, time).
-      new_key: marks the first sorted position of each key.
-      timestamps: event times, in time order.
-      types: event type codes, row for row with `timestamps`.
-      count_types: event types to count.
+      sorted_ts: event times in (key, time) order.
+      sorted_code: the events' `_event_codes` in that order.
     """
-    m = len(positions)
-    index = np.arange(m, dtype=np.int32)
-    self._timestamps = timestamps[positions]
-    new_tie = np.ones(m, dtype=bool)
-    np.not_equal(self._timestamps[1:], self._timestamps[:-1], out=new_tie[1:])
-    new_tie |= new_key
-    self._key_start = np.maximum.accumulate(np.where(new_key, index, 0))
-    self._tie_start = np.maximum.accumulate(np.where(new_tie, index, 0))
-    del new_key, new_tie
-    self._rank = np.empty(m, dtype=np.int32)
-    self._rank[positions] = index
-    del index
-    sorted_types = types[positions]
-    self._cum = {}
-    for t in count_types:
-      cum = np.zeros(m + 1, dtype=np.int32)
-      np.cumsum(sorted_types == t, out=cum[1:])
-      self._cum[t] = cum
+    self.sorted_ts = sorted_ts
+    self.sorted_types = (sorted_code % _QUERY_STEP).astype(np.int8)
+    self.at = np.flatnonzero(sorted_code >= _QUERY_STEP)
+    self.query = sorted_code[self.at] // _QUERY_STEP - 1
+    self.new_time = np.ones(len(sorted_ts), dtype=bool)
+    np.not_equal(sorted_ts[1:], sorted_ts[:-1], out=self.new_time[1:])
+
+  @property
+  def times(self) -> np.ndarray:
+    """The time of each query, in arrangement order."""
+    return self.sorted_ts[self.at]
 
   @classmethod
   def from_keys(cls, keys: np.ndarray, timestamps: np.ndarray,
-                types: np.ndarray, count_types: Sequence[int]) -> "_History":
-    """Sorts the (time-ordered) events by key with one packed sort."""
+                codes: np.ndarray) -> Tuple["_Arrangement", np.ndarray]:
+    """Sorts the (time-ordered) events by key with one packed sort.
+
+    Returns:
+      The arrangement and the mask of where each key starts in it.
+    """
     positions, new_key = encoding.packed_key_sort(keys)
-    return cls(positions, new_key, timestamps, types, count_types)
+    return cls(timestamps[positions], codes[positions]), new_key
 
   @classmethod
   def from_order(cls, order: np.ndarray, starts: np.ndarray,
-                 hist_position: Optional[np.ndarray], timestamps: np.ndarray,
-                 types: np.ndarray, count_types: Sequence[int]) -> "_History":
+                 hist_position: Optional[np.ndarray],
+                 timestamps: np.ndarray, codes: np.ndarray,
+                 more_starts: Sequence[np.ndarray] = ()
+                 ) -> Tuple["_Arrangement", List[np.ndarray]]:
     """Uses an order of all events by (key code, time, input position).
 
     Args:
@@ -117,44 +113,134 @@ class _History:
       hist_position: the position of each event row in the history (-1 for
         left-out events), or None when the history is every event row.
       timestamps: history event times (in time order).
-      types: history event types.
-      count_types: event types to count.
+      codes: the history events' `_event_codes`.
+      more_starts: bool masks along `order` of where the keys of finer
+        groupings start (sessions within users).
+
+    Returns:
+      The arrangement, and the masks of where each key starts in it: the
+      keys of `starts`, then those of `more_starts`.
     """
     n = len(order)
     new_key = np.zeros(n, dtype=bool)
     new_key[starts[starts < n]] = True
+    masks = [new_key, *more_starts]
     if hist_position is None:
-      return cls(order, new_key, timestamps, types, count_types)
-    positions = hist_position[order]
-    keep = positions >= 0
-    positions = positions[keep]
-    # The first kept position of each key run starts the key in the history.
-    run = np.cumsum(new_key, dtype=np.int32)[keep]
-    del new_key, keep
-    new_key = np.ones(len(run), dtype=bool)
-    np.not_equal(run[1:], run[:-1], out=new_key[1:])
-    del run
-    return cls(positions, new_key, timestamps, types, count_types)
+      positions = order
+    else:
+      positions = hist_position[order]
+      keep = positions >= 0
+      positions = positions[keep]
+      masks = [_kept_starts(mask, keep) for mask in masks]
+      del keep
+    return cls(timestamps[positions], codes[positions]), masks
 
-  def query(self, positions: np.ndarray):
-    """Returns (start, stop): the run of each queried event's key before it."""
-    rank = self._rank[positions]
-    return self._key_start[rank], self._tie_start[rank]
 
-  def count(self, start, stop, event_type: Optional[int] = None) -> np.ndarray:
+def _kept_starts(new_key: np.ndarray, keep: np.ndarray) -> np.ndarray:
+  """Where keys start among the kept positions (the first kept of each)."""
+  run = np.cumsum(new_key, dtype=np.int32 if len(keep) < 2**31 else
+                  np.int64)[keep]
+  kept = np.ones(len(run), dtype=bool)
+  np.not_equal(run[1:], run[:-1], out=kept[1:])
+  return kept
+
+
+class _History:
+  """Past events of one key, evaluated at the queries of an arrangement.
+
+  For a query at sorted position q, the events of its key strictly earlier
+  in time are the run from the key's first position to the first position of
+  q's (key, timestamp) tie group, so every count is a difference of two
+  cumulative sums and no binary search is needed. Both ends of the run are
+  non-decreasing along the arrangement, so the counts read the cumulative
+  sums in order.
+  """
+
+  def __init__(self, arrangement: _Arrangement, new_key: np.ndarray):
+    """Builds the history.
+
+    Args:
+      arrangement: the events arranged by (key, time).
+      new_key: marks the first sorted position of each key.
+    """
+    self._arrangement = arrangement
+    m = len(new_key)
+    index = np.arange(m, dtype=np.int32 if m < 2**31 else np.int64)
+    at = arrangement.at
+    self.start = np.maximum.accumulate(np.where(new_key, index, 0))[at]
+    new_tie = new_key | arrangement.new_time
+    self.stop = np.maximum.accumulate(np.where(new_tie, index, 0))[at]
+
+  @property
+  def query(self) -> np.ndarray:
+    return self._arrangement.query
+
+  @property
+  def times(self) -> np.ndarray:
+    return self._arrangement.times
+
+  def count(self, event_type: Optional[int] = None) -> np.ndarray:
+    """Events (of `event_type`, or all) of the key before each query."""
     if event_type is None:
-      return (stop - start).astype(np.int32)
-    cum = self._cum[event_type]
-    return cum[stop] - cum[start]
+      return (self.stop - self.start).astype(np.int32)
+    types = self._arrangement.sorted_types
+    cum = np.zeros(len(types) + 1, dtype=np.int32)
+    np.cumsum(types == event_type, out=cum[1:])
+    return cum[self.stop] - cum[self.start]
 
-  def first_time(self, start) -> np.ndarray:
-    return self._timestamps[start]
+  def first_time(self) -> np.ndarray:
+    """The time of the key's first event."""
+    return self._arrangement.sorted_ts[self.start]
 
-  def seconds_since_last(self, start, stop, times) -> np.ndarray:
-    """Seconds since the key's last event before `times`; -1 if none."""
-    has = stop > start
-    last = self._timestamps[np.maximum(stop - 1, 0)]
-    return np.where(has, (times - last) / _MS, -1.0).astype(np.float32)
+  def seconds_since_last(self) -> np.ndarray:
+    """Seconds since the key's last event before each query; -1 if none."""
+    has = self.stop > self.start
+    last = self._arrangement.sorted_ts[np.maximum(self.stop - 1, 0)]
+    return np.where(has, (self.times - last) / _MS, -1.0).astype(np.float32)
+
+
+# Event type codes (0..3) take two bits of an event's code (see `_History`).
+_QUERY_STEP = 4
+
+
+def _event_codes(types: np.ndarray, query_events: np.ndarray) -> np.ndarray:
+  """`(query + 1) * 4 + type` per event; query -1 for non-query events.
+
+  Args:
+    types: event type codes of the log.
+    query_events: the event row of each query (distinct rows).
+
+  Returns:
+    int32 codes (int64 for more than 2^29 - 1 queries).
+
+  Raises:
+    ValueError: if two queries share an event row.
+  """
+  num_queries = len(query_events)
+  dtype = np.int32 if (num_queries + 1) * _QUERY_STEP < 2**31 else np.int64
+  codes = types.astype(dtype)
+  codes[query_events] += (np.arange(1, num_queries + 1, dtype=dtype) *
+                          _QUERY_STEP)
+  if np.count_nonzero(codes >= _QUERY_STEP) != num_queries:
+    raise ValueError("examples has two click examples (w_caba > 0) with the "
+                     "same event_index: pass label_clicks' output as is.")
+  return codes
+
+
+def _row_index(query: np.ndarray,
+               row_query: Optional[np.ndarray]) -> np.ndarray:
+  """Where each example row's value is among values in `query` order.
+
+  Args:
+    query: the query index of each value (a permutation of the queries).
+    row_query: the query of each example row, or None when rows are queries.
+
+  Returns:
+    int64 indices: `np.take(values, index)` puts the values in row order.
+  """
+  index = np.empty(len(query), dtype=np.int64)
+  index[query] = np.arange(len(query), dtype=np.int64)
+  return index if row_query is None else index[row_query]
 
 
 def _pair_codes(first: np.ndarray, second: np.ndarray,
@@ -215,9 +301,9 @@ def compute_features(events: pd.DataFrame,
   else:
     hist_events = np.flatnonzero(interaction)
   if hist_events is None:
-    ev_ts, ev_types = timestamps, types
+    ev_ts = timestamps
   else:
-    ev_ts, ev_types = timestamps[hist_events], types[hist_events]
+    ev_ts = timestamps[hist_events]
 
   user_codes, item_codes, session_codes = enc.user, enc.item, enc.session
   item_info = encoding.item_table(enc.item_ids, catalog)
@@ -225,140 +311,163 @@ def compute_features(events: pd.DataFrame,
   top_codes_of_item, top_names = pd.factorize(
       item_info["top_category"].to_numpy())
   brand_codes_of_item, brand_names = pd.factorize(item_info["brand"].to_numpy())
-  leaf_codes = leaf_codes_of_item[item_codes]
+  leaf_codes = leaf_codes_of_item.astype(np.int32)[item_codes]
 
   # One query per click example (examples repeat a click on several rows).
   first_row = examples["w_caba"].to_numpy() > 0
   click_event = examples["event_index"].to_numpy()[first_row]
   q_ts = timestamps[click_event]
+  codes = _event_codes(types, click_event)
   hist_position = None
   if hist_events is None:
-    q_pos = click_event
+    hist_codes = codes
   else:
+    hist_codes = codes[hist_events]
     position_dtype = np.int32 if len(timestamps) < 2**31 else np.int64
     hist_position = np.full(len(timestamps), -1, dtype=position_dtype)
     hist_position[hist_events] = np.arange(len(hist_events),
                                            dtype=position_dtype)
-    q_pos = hist_position[click_event]
+  del codes
   # Features are computed per click, then broadcast to rows.
-  click_of_row = np.cumsum(first_row, dtype=np.int64)
-  click_of_row -= 1
   rows_are_clicks = bool(first_row.all())
+  click_of_row = None
+  if not rows_are_clicks:
+    click_of_row = np.cumsum(first_row, dtype=np.int64)
+    click_of_row -= 1
   del first_row
 
   so = enc.session_order
   num_users = int(user_codes.max()) + 1 if len(user_codes) else 0
   user_starts = np.zeros(num_users + 1, dtype=np.int64)
   np.cumsum(np.bincount(user_codes, minlength=num_users), out=user_starts[1:])
-  # Orders the encoded log already has; the other keys are sorted here.
-  ordered = {"user": (enc.user_order, user_starts),
-             "session": (so.order, so.starts)}
   keyed = {
       "u_item": lambda: _pair_codes(user_codes, item_codes, len(timestamps)),
       "u_leaf": lambda: _pair_codes(user_codes, leaf_codes, len(timestamps)),
       "item": lambda: item_codes,
       "leaf": lambda: leaf_codes,
   }
-  names = ("u_item", "u_leaf", "user", "item", "leaf", "session")
-  count_types = {
-      "u_item": (schema.CLICK, schema.ADD_TO_CART, schema.PURCHASE),
-      "u_leaf": (schema.CLICK, schema.ADD_TO_CART, schema.PURCHASE),
-      "user": (schema.PURCHASE,),
-      "item": (schema.CLICK, schema.PURCHASE),
-      "leaf": (schema.CLICK, schema.PURCHASE),
-      "session": (schema.CLICK,),
-  }
-  row_feats: Dict[str, np.ndarray] = {}  # per row
-  feats: Dict[str, np.ndarray] = {}  # per click
+  # Each task arranges the events once for one or more key families: the
+  # user and session orders the encoded log already has (derived sessions
+  # are runs of the user order, so one arrangement serves both), and one
+  # packed sort for each of the other keys.
+  if enc.session_starts_in_user_order is not None:
+    tasks = (("user", "session"), ("u_item",), ("u_leaf",), ("item",),
+             ("leaf",))
+  else:
+    tasks = (("u_item",), ("u_leaf",), ("user",), ("item",), ("leaf",),
+             ("session",))
   prior = cvr_prior_strength * cvr_prior_mean
 
-  def lookup(name) -> Dict[str, np.ndarray]:
-    """The features of one key family, per row (the history is freed)."""
-    if name in ordered:
-      order, starts = ordered[name]
-      history = _History.from_order(order, starts, hist_position, ev_ts,
-                                    ev_types, count_types[name])
-    else:
-      keys = keyed[name]()
-      if hist_events is not None:
-        keys = keys[hist_events]
-      history = _History.from_keys(keys, ev_ts, ev_types, count_types[name])
-      del keys
-    start, stop = history.query(q_pos)
+  def arrange(names) -> Tuple[_Arrangement, List[np.ndarray]]:
+    """One arrangement for `names`, and where each one's keys start in it."""
+    if names == ("user", "session"):
+      return _Arrangement.from_order(
+          enc.user_order, user_starts, hist_position, ev_ts, hist_codes,
+          more_starts=(enc.session_starts_in_user_order,))
+    if names == ("user",):
+      return _Arrangement.from_order(enc.user_order, user_starts,
+                                     hist_position, ev_ts, hist_codes)
+    if names == ("session",):
+      return _Arrangement.from_order(so.order, so.starts, hist_position,
+                                     ev_ts, hist_codes)
+    keys = keyed[names[0]]()
+    if hist_events is not None:
+      keys = keys[hist_events]
+    arrangement, new_key = _Arrangement.from_keys(keys, ev_ts, hist_codes)
+    return arrangement, [new_key]
+
+  def lookup(names) -> Dict[str, np.ndarray]:
+    """The features of one task's key families, per row."""
+    arrangement, starts = arrange(names)
+    rows = _row_index(arrangement.query, click_of_row)
     out = {}
-    if name in ("u_item", "u_leaf"):
-      out[f"{name}_clicks"] = history.count(start, stop, schema.CLICK)
-      out[f"{name}_carts"] = history.count(start, stop, schema.ADD_TO_CART)
-      out[f"{name}_purchases"] = history.count(start, stop, schema.PURCHASE)
-      out[f"{name}_since_s"] = history.seconds_since_last(start, stop, q_ts)
-    elif name == "user":
-      out["u_events"] = history.count(start, stop)
-      out["u_purchases"] = history.count(start, stop, schema.PURCHASE)
-    elif name in ("item", "leaf"):
-      clicks = history.count(start, stop, schema.CLICK)
-      purchases = history.count(start, stop, schema.PURCHASE)
-      out[f"{name}_clicks"] = clicks
-      out[f"{name}_purchases"] = purchases
-      out[f"{name}_cvr"] = ((purchases + prior) /
-                            (clicks + cvr_prior_strength)).astype(np.float32)
-    else:  # session
-      out["session_position"] = history.count(start, stop, schema.CLICK)
-      out["session_events_before"] = history.count(start, stop)
-      out["session_elapsed_s"] = (
-          (q_ts - history.first_time(start)) / _MS).astype(np.float32)
-    del history, start, stop
-    if not rows_are_clicks:
-      out = {key: value[click_of_row] for key, value in out.items()}
+
+    def put(name, values):  # each value goes to row order as it is made
+      out[name] = np.take(values, rows)
+
+    for name, new_key in zip(names, starts):
+      history = _History(arrangement, new_key)
+      if name in ("u_item", "u_leaf"):
+        put(f"{name}_clicks", history.count(schema.CLICK))
+        put(f"{name}_carts", history.count(schema.ADD_TO_CART))
+        put(f"{name}_purchases", history.count(schema.PURCHASE))
+        put(f"{name}_since_s", history.seconds_since_last())
+      elif name == "user":
+        put("u_events", history.count())
+        put("u_purchases", history.count(schema.PURCHASE))
+      elif name in ("item", "leaf"):
+        clicks = history.count(schema.CLICK)
+        purchases = history.count(schema.PURCHASE)
+        put(f"{name}_cvr", ((purchases + prior) /
+                            (clicks + cvr_prior_strength)).astype(np.float32))
+        put(f"{name}_clicks", clicks)
+        put(f"{name}_purchases", purchases)
+        del clicks, purchases
+      else:  # session
+        put("session_position", history.count(schema.CLICK))
+        put("session_events_before", history.count())
+        put("session_elapsed_s", (
+            (history.times - history.first_time()) / _MS).astype(np.float32))
+      del history
     return out
 
+  def context_and_ids() -> Dict[str, np.ndarray]:
+    """The id, context and price columns of the click, per row."""
+    out = {}
+
+    def put(name, values):  # broadcast from clicks to rows, one at a time
+      if click_of_row is not None:
+        values = values[click_of_row]
+      if name in categories:
+        values = pd.Categorical.from_codes(values,
+                                           categories=categories[name])
+      out[name] = values
+
+    # UTC hour and weekday (1970-01-01 was a Thursday, weekday 3).
+    put("hour", (np.floor_divide(q_ts, 3_600_000) % 24).astype(np.int32))
+    put("weekday",
+        ((np.floor_divide(q_ts, 86_400_000) + 3) % 7).astype(np.int32))
+    a_codes = item_codes[click_event]
+    for name, codes_of_item in (("leaf_a", leaf_codes_of_item),
+                                ("top_category_a", top_codes_of_item),
+                                ("brand_a", brand_codes_of_item)):
+      put(name, codes_of_item.astype(np.int32)[a_codes])
+    put("price_a",
+        item_info["price"].to_numpy().astype(np.float32)[a_codes])
+    del a_codes
+    # Leaf of B: the extra category "" (last code) where there is no B.
+    item_b = examples["item_b"]
+    has_b = item_b.notna().to_numpy()
+    leaf_b = np.full(len(examples), len(leaf_names), dtype=np.int32)
+    if has_b.any():
+      b_codes = pd.Index(enc.item_ids).get_indexer(item_b[has_b].to_numpy())
+      leaf_b[has_b] = leaf_codes_of_item[b_codes]
+    out["leaf_b"] = pd.Categorical.from_codes(leaf_b,
+                                              categories=leaf_categories)
+    return out
+
+  leaf_categories = pd.Index(np.append(leaf_names.astype(object), ""))
+  categories = {"leaf_a": leaf_categories, "top_category_a": top_names,
+                "brand_a": brand_names}
   # NumPy releases the GIL in sorts, gathers and cumulative sums, so two
-  # key families are processed at once.
+  # tasks run at once. The short one with the largest temporaries goes
+  # first, while few outputs are held; then the longest.
+  jobs = [context_and_ids]
+  jobs += [lambda names=names: lookup(names) for names in tasks]
+  row_feats: Dict[str, np.ndarray] = {}
   if num_threads > 1:
     with concurrent.futures.ThreadPoolExecutor(
         max_workers=num_threads) as pool:
-      for result in pool.map(lookup, names):
+      for result in pool.map(lambda job: job(), jobs):
         row_feats.update(result)
   else:
-    for name in names:
-      row_feats.update(lookup(name))
-  del hist_position, q_pos
+    for job in jobs:
+      row_feats.update(job())
+  del hist_codes, hist_position
 
-  # UTC hour and weekday (1970-01-01 was a Thursday, weekday 3).
-  days = np.floor_divide(q_ts, 86_400_000)
-  feats["hour"] = (np.floor_divide(q_ts, 3_600_000) % 24).astype(np.int32)
-  feats["weekday"] = ((days + 3) % 7).astype(np.int32)
-  a_codes = item_codes[click_event]
-  leaf_categories = pd.Index(np.append(leaf_names.astype(object), ""))
-  feats["leaf_a"] = leaf_codes_of_item[a_codes]
-  feats["top_category_a"] = top_codes_of_item[a_codes]
-  feats["brand_a"] = brand_codes_of_item[a_codes]
-  feats["price_a"] = item_info["price"].to_numpy()[a_codes].astype(np.float32)
-  categories = {"leaf_a": leaf_categories, "top_category_a": top_names,
-                "brand_a": brand_names}
-
-  # Broadcast from clicks to rows.
-  columns = {}
-  for name in FEATURE_NAMES:
-    if name in row_feats:
-      columns[name] = row_feats.pop(name)
-      continue
-    if name not in feats:
-      continue
-    values = feats.pop(name)
-    if not rows_are_clicks:
-      values = values[click_of_row]
-    if name in categories:
-      values = pd.Categorical.from_codes(values, categories=categories[name])
-    columns[name] = values
-  # Leaf of B: the extra category "" (last code) where there is no B.
-  item_b = examples["item_b"]
-  has_b = item_b.notna().to_numpy()
-  leaf_b = np.full(len(examples), len(leaf_names), dtype=np.int64)
-  if has_b.any():
-    b_codes = pd.Index(enc.item_ids).get_indexer(item_b[has_b].to_numpy())
-    leaf_b[has_b] = leaf_codes_of_item[b_codes]
-  columns["leaf_b"] = pd.Categorical.from_codes(leaf_b,
-                                                categories=leaf_categories)
+  columns = {name: row_feats.pop(name) for name in FEATURE_NAMES
+             if name in row_feats}
+  columns["leaf_b"] = row_feats.pop("leaf_b")
   merged = {c: examples[c].array for c in examples.columns
             if c not in columns}
   merged.update(columns)

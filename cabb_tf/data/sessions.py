@@ -70,6 +70,7 @@ def assign_sessions(events: pd.DataFrame,
     return out
   codes = SessionCodes(
       user=user_codes, user_ids=np.asarray(user_ids), user_order=order,
+      session_starts_in_user_order=new_session,
       **_recode_sessions(order, new_session, session_sorted, session_id))
   return out, codes
 
@@ -81,12 +82,16 @@ class SessionCodes(NamedTuple):
     user: dense user code per event (order of first appearance).
     user_ids: the user id of each user code.
     user_order: positions sorted by (user code, timestamp, input position).
+    session_starts_in_user_order: a bool mask along `user_order` of each
+      session's first event (a derived session is a run of its user's
+      events in that order).
     session: dense session code per event (order of first appearance).
     session_order: the `SessionOrder` of `session`.
   """
   user: np.ndarray
   user_ids: np.ndarray
   user_order: np.ndarray
+  session_starts_in_user_order: np.ndarray
   session: np.ndarray
   session_order: "SessionOrder"
 

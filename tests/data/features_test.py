@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 import numpy as np
 import pandas as pd
 
+from cabb_tf.data import encoding
 from cabb_tf.data import features
 from cabb_tf.data import labels
 from cabb_tf.data import schema
@@ -214,20 +215,28 @@ class ReferenceFeaturesTest(absltest.TestCase):
     # must agree on (time, input) order.
     rows = [(u, t * 20 * S, item, kind) for u, t, item, kind in raw]
     rnd.shuffle(rows)
-    events = make_events(rows)
+    events, codes = sessions.assign_sessions(make_events(rows, False),
+                                             with_codes=True)
     if not (events["event_type"] == C).any():
       return
-    out = featurize(events)
     leaf_of = dict(zip(CATALOG["item_id"], CATALOG["leaf"]))
     expected = reference_history_features(
         rows, events["session_id"].tolist(), leaf_of)
-    first = out[out["w_caba"] > 0]
-    self.assertEqual(len(first), len(expected))
-    for row in first.itertuples():
-      want = expected[(row.session_id, row.item_a)]
-      for name, value in want.items():
-        self.assertAlmostEqual(float(getattr(row, name)), value, places=3,
-                               msg=name)
+    examples = labels.label_clicks(events)
+    # Encoded with the split's codes, the user and session features come
+    # from one arrangement (sessions as runs of the user order); without
+    # them, from the user and session orders separately.
+    for encoded in (encoding.encode_events(events, codes),
+                    encoding.encode_events(events)):
+      out = features.compute_features(events, CATALOG, examples,
+                                      encoded=encoded)
+      first = out[out["w_caba"] > 0]
+      self.assertEqual(len(first), len(expected))
+      for row in first.itertuples():
+        want = expected[(row.session_id, row.item_a)]
+        for name, value in want.items():
+          self.assertAlmostEqual(float(getattr(row, name)), value, places=3,
+                                 msg=name)
 
 
 class SplitAndStatisticsTest(absltest.TestCase):
