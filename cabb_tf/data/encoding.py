@@ -28,6 +28,9 @@ class EncodedLog(NamedTuple):
     user: dense user code per event.
     item: dense item code per event.
     session: dense session code per event (order of first appearance).
+      The three are int32 unless there are 2^31 codes or more
+      (`sessions.code_dtype`): anything that packs them into keys casts to
+      int64 first or multiplies by an int64 scalar.
     item_ids: the item id of each item code.
     session_ids: the session id of each session code.
     time_sorted: whether the rows are already in time order.
@@ -77,10 +80,11 @@ def encode_events(events: pd.DataFrame,
   timestamps = events["timestamp"].to_numpy()
   item, item_ids = pd.factorize(events["item_id"], sort=False)
   if codes is None:
-    user, _ = pd.factorize(events["user_id"], sort=False)
-    user = user.astype(np.int64, copy=False)
+    user, user_ids = pd.factorize(events["user_id"], sort=False)
+    user = user.astype(sessions_lib.code_dtype(len(user_ids)), copy=False)
     session, session_ids = pd.factorize(events["session_id"], sort=False)
-    session = session.astype(np.int64, copy=False)
+    session = session.astype(sessions_lib.code_dtype(len(session_ids)),
+                             copy=False)
     session_order = sessions_lib.session_order_from_codes(
         session, timestamps, np.asarray(session_ids))
     user_order = sessions_lib.grouped_time_order(user, timestamps)
@@ -93,7 +97,7 @@ def encode_events(events: pd.DataFrame,
       timestamps=timestamps,
       types=schema.event_type_codes(events),
       user=user,
-      item=item.astype(np.int64, copy=False),
+      item=item.astype(sessions_lib.code_dtype(len(item_ids)), copy=False),
       session=session,
       item_ids=np.asarray(item_ids),
       session_ids=session_order.session_ids,

@@ -47,7 +47,7 @@ def assign_sessions(events: pd.DataFrame,
     raise ValueError(
         f"session_gap_minutes must be positive, got {session_gap_minutes}.")
   user_codes, user_ids = pd.factorize(events["user_id"], sort=False)
-  user_codes = user_codes.astype(np.int64, copy=False)
+  user_codes = user_codes.astype(code_dtype(len(user_ids)), copy=False)
   timestamps = events["timestamp"].to_numpy()
   order, users_sorted = _grouped_time_order(user_codes, timestamps)
   n = len(order)
@@ -75,17 +75,25 @@ def assign_sessions(events: pd.DataFrame,
   return out, codes
 
 
+def code_dtype(num_codes: int) -> np.dtype:
+  """The dtype of dense codes 0..num_codes-1: int32 when they fit, else
+  int64 (half the memory of the usual int64 codes for any real log)."""
+  return np.dtype(np.int32 if num_codes < 2**31 else np.int64)
+
+
 class SessionCodes(NamedTuple):
   """What splitting the log into sessions computed, for `encoding`.
 
   Attributes:
-    user: dense user code per event (order of first appearance).
+    user: dense user code per event (order of first appearance;
+      `code_dtype`).
     user_ids: the user id of each user code.
     user_order: positions sorted by (user code, timestamp, input position).
     session_starts_in_user_order: a bool mask along `user_order` of each
       session's first event (a derived session is a run of its user's
       events in that order).
-    session: dense session code per event (order of first appearance).
+    session: dense session code per event (order of first appearance;
+      `code_dtype`).
     session_order: the `SessionOrder` of `session`.
   """
   user: np.ndarray
@@ -114,7 +122,7 @@ def _recode_sessions(order: np.ndarray, new_session: np.ndarray,
                     np.zeros(0, dtype=np.int64))
   # First positions are distinct: any sort is stable.
   by_appearance = np.argsort(first_position)
-  code_of = np.empty(num_sessions, dtype=np.int64)
+  code_of = np.empty(num_sessions, dtype=code_dtype(num_sessions))
   code_of[by_appearance] = np.arange(num_sessions, dtype=np.int64)
   new_counts = counts[by_appearance]
   starts = np.zeros(num_sessions + 1, dtype=np.int64)
