@@ -885,23 +885,46 @@ def _find_duplicates(ms: np.ndarray, codes: np.ndarray, ids: Sequence[Any],
                      fetch: Callable[[np.ndarray], pd.DataFrame]) -> np.ndarray:
   """Marks rows equal in every source field to an earlier row.
 
-  A 64-bit hash of (timestamp, type, ids) is sorted; only rows whose hash
-  repeats are compared exactly, on all source fields as returned by
-  `fetch(rows)`.
+  Equal rows have equal timestamps. When the rows are in time order (as most
+  logs are written), only rows that share their timestamp with a neighbour
+  can repeat one, and only those are hashed. A 64-bit hash of (timestamp,
+  type, ids) is sorted; only rows whose hash repeats are compared exactly,
+  on all source fields as returned by `fetch(rows)`.
   """
   duplicate = np.zeros(len(ms), dtype=bool)
   if len(ms) < 2:
     return duplicate
+  rows = None  # all rows
+  if not (ms[1:] < ms[:-1]).any():
+    tie = ms[1:] == ms[:-1]
+    in_tie = np.zeros(len(ms), dtype=bool)
+    in_tie[1:] = tie
+    in_tie[:-1] |= tie
+    del tie
+    rows = np.flatnonzero(in_tie)
+    del in_tie
+    if len(rows) < 2:
+      return duplicate
+
+  def subset(column):
+    if rows is None:
+      return column
+    if isinstance(column, (pa.Array, pa.ChunkedArray)):
+      return _take(column, rows)
+    return column[rows]
+
   with np.errstate(over="ignore"):
-    key = _as_uint64(ms) * np.uint64(0x9E3779B97F4A7C15)
-    key ^= codes.astype(np.uint64)
+    key = _as_uint64(subset(ms)) * np.uint64(0x9E3779B97F4A7C15)
+    key ^= subset(codes).astype(np.uint64)
     for column in ids:
-      key = key * np.uint64(0xBF58476D1CE4E5B9) ^ _hash_key(column)
+      key = key * np.uint64(0xBF58476D1CE4E5B9) ^ _hash_key(subset(column))
   ordered = np.sort(key)
   repeated = ordered[1:][ordered[1:] == ordered[:-1]]
   if not len(repeated):
     return duplicate
   candidates = np.flatnonzero(pd.Series(key).isin(np.unique(repeated)))
+  if rows is not None:
+    candidates = rows[candidates]
   exact = fetch(candidates).duplicated(keep="first").to_numpy()
   duplicate[candidates[exact]] = True
   return duplicate
@@ -913,24 +936,26 @@ def _assemble_events(ids: Mapping[str, Any], ms: np.ndarray,
   """Builds the time-sorted events; returns them and their source rows."""
   rows = np.flatnonzero(keep)
   kept_ms = ms if len(rows) == len(ms) else ms[rows]
+  identity = len(rows) == len(ms)
   if len(rows) > 1 and (kept_ms[1:] < kept_ms[:-1]).any():
     rows = rows[np.argsort(kept_ms, kind="stable")]
+    identity = False
 
-  def column(values):
+  def column(values):  # no copy when every row stays where it is
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
-      return _take(values, rows).to_pandas()
-    return values[rows]
+      return (values if identity else _take(values, rows)).to_pandas()
+    return values if identity else values[rows]
 
   data = {}
   for key in ("user_id", "session_id"):
     if key in ids:
       data[key] = column(ids[key])
-  data["timestamp"] = ms[rows].astype(np.int64)
+  data["timestamp"] = column(ms).astype(np.int64, copy=False)
   data["item_id"] = column(ids["item_id"])
   data["event_type"] = pd.Categorical.from_codes(
       codes[rows], dtype=schema.EVENT_TYPE_DTYPE)
   for key, values in extra.items():
-    data[key] = values[rows]
+    data[key] = column(values)
   # copy=False keeps each column as its own block: no consolidation copy.
   return pd.DataFrame(data, copy=False), rows
 

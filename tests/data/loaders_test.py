@@ -9,6 +9,8 @@ from unittest import mock
 from absl.testing import absltest
 from absl.testing import parameterized
 import gin
+import hypothesis
+from hypothesis import strategies as st
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -364,6 +366,39 @@ class LoadCsvTest(parameterized.TestCase):
     self.assertEmpty(catalog)
     self.assertEqual(report["rows_in"], 0)
     self.assertEqual(events["event_type"].dtype, schema.EVENT_TYPE_DTYPE)
+
+  @hypothesis.settings(max_examples=40, deadline=None)
+  @hypothesis.given(
+      st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2),
+                         st.sampled_from(["view", "buy"]),
+                         st.integers(0, 4)), min_size=1, max_size=30),
+      st.booleans(), st.randoms())
+  def test_duplicates_match_a_set_of_seen_rows(self, rows, in_order, rnd):
+    # Few distinct times, so ties (and repeats inside a tie, not only next
+    # to each other) are common; a time-ordered file takes the path that
+    # hashes only tied rows, a shuffled one hashes every row.
+    rows = list(rows)
+    if in_order:
+      rows.sort(key=lambda r: r[3])
+    else:
+      rnd.shuffle(rows)
+    lines = ["time,visitor,product,action"] + [
+        f"{t},u{u},i{i},{a}" for u, i, a, t in rows]
+    path = self.create_tempfile(content="\n".join(lines) + "\n").full_path
+    events, _, report = loaders.load_csv(
+        path, columns={"timestamp": "time", "user_id": "visitor",
+                       "item_id": "product", "event_type": "action"},
+        event_type_map={"view": "click", "buy": "purchase"},
+        timestamp_unit="s")
+    unique = list(dict.fromkeys(rows))
+    self.assertEqual(report["dropped"].get("duplicate", 0),
+                     len(rows) - len(unique))
+    # The first of each repeat is kept, in (time, file order) order.
+    expected = sorted(range(len(unique)), key=lambda k: (unique[k][3], k))
+    self.assertEqual(
+        list(zip(events["user_id"], events["item_id"], events["timestamp"])),
+        [(f"u{unique[k][0]}", f"i{unique[k][1]}", unique[k][3] * 1000)
+         for k in expected])
 
   def test_load_csv_is_gin_configurable(self):
     self.addCleanup(gin.clear_config)
