@@ -321,7 +321,8 @@ class ShuffledCopy:
   gather per column, at random places in memory. Here the rows are put in
   the epoch's order once per epoch (`load`: one gather of all float columns
   as a matrix and one of all integer id columns as another), into
-  variables; a batch is then a contiguous slice of them (`rows`).
+  variables; a batch is then a contiguous slice of them (`rows`), except
+  the epoch's first, gathered while the load runs (`batch`).
 
   The model's id features arrive as int32 row indices (`factory.id_lookups`
   ran once on the whole split), so a batch slices them and does no string
@@ -412,22 +413,69 @@ class ShuffledCopy:
     return tf.cond(tf.equal(seed, self._seed), lambda: tf.constant(False),
                    load)
 
+  def batch(self, seed: tf.Tensor, order: tf.Tensor, start: tf.Tensor,
+            stop: tf.Tensor):
+    """The rows `order[start:stop]`, structured as `prepared`.
+
+    A batch of the loaded epoch is sliced from the copy (`rows`). The first
+    batch of another epoch is gathered from the split directly, and that
+    epoch is loaded after it (`ensure_loaded`, later in program order, so
+    automatic control dependencies run it after this batch's reads) without
+    the batch waiting for the load: inside a train step the load overlaps
+    the step's forward and backward pass, and the epoch's next batch
+    slices the loaded copy.
+
+    Args:
+      seed: the epoch's shuffling seed (int64 scalar, ≥ 0; `index_batches`).
+      order: that epoch's permutation of the rows.
+      start: the batch's first position in `order`.
+      stop: one past its last position.
+
+    Returns:
+      The rows, the same values `rows(start, stop)` gives once `order` is
+      loaded.
+    """
+    rows = tf.cond(tf.equal(seed, self._seed),
+                   lambda: self.rows(start, stop),
+                   lambda: self.gather(order[start:stop]))
+    self.ensure_loaded(seed, order)
+    return rows
+
+  def gather(self, index: tf.Tensor):
+    """The split's rows `index`, gathered from the sources of `load`."""
+    sources = iter(self._sources)
+    floats = codes = ()
+    if self._floats:
+      floats = tf.unstack(tf.gather(next(sources), index), axis=1,
+                          num=len(self._floats))
+    if self._codes:
+      codes = tf.unstack(tf.gather(next(sources), index), axis=1,
+                         num=len(self._codes))
+    return self._structured(floats, codes,
+                            [tf.gather(source, index) for source in sources])
+
   def rows(self, start: tf.Tensor, stop: tf.Tensor):
     """The loaded rows `start:stop`, structured as `prepared`."""
-    out = [None] * len(self._ranks)
     loaded = iter(self._loaded)
+    floats = codes = ()
     if self._floats:
-      columns = tf.unstack(next(loaded)[:, start:stop], axis=0,
-                           num=len(self._floats))
-      for i, column in zip(self._floats, columns):
-        out[i] = column if self._ranks[i] == 1 else column[:, tf.newaxis]
+      floats = tf.unstack(next(loaded)[:, start:stop], axis=0,
+                          num=len(self._floats))
     if self._codes:
       codes = tf.unstack(next(loaded)[start:stop], axis=1,
                          num=len(self._codes))
-      for i, vocabulary, code in zip(self._codes, self._vocabularies, codes):
-        out[i] = code if vocabulary is None else tf.gather(vocabulary, code)
-    for i, rows in zip(self._others, loaded):
-      out[i] = rows[start:stop]
+    return self._structured(floats, codes,
+                            [rows[start:stop] for rows in loaded])
+
+  def _structured(self, floats, codes, others):
+    """Rows as `prepared` from their float columns, codes and other leaves."""
+    out = [None] * len(self._ranks)
+    for i, column in zip(self._floats, floats):
+      out[i] = column if self._ranks[i] == 1 else column[:, tf.newaxis]
+    for i, vocabulary, code in zip(self._codes, self._vocabularies, codes):
+      out[i] = code if vocabulary is None else tf.gather(vocabulary, code)
+    for i, rows in zip(self._others, others):
+      out[i] = rows
     return tf.nest.pack_sequence_as(self._structure, out)
 
 
@@ -442,7 +490,9 @@ def train_on_indices(model, prepared) -> None:
 
   A batch from `index_batches` is sliced out of a `ShuffledCopy` of
   `prepared`, loaded in the epoch's order by the epoch's first step (the
-  step whose seed differs from the loaded one). A plain int64 vector of row
+  step whose seed differs from the loaded one), whose own rows are gathered
+  directly so that the load overlaps its forward and backward pass
+  (`ShuffledCopy.batch`). A plain int64 vector of row
   indices is gathered from `prepared` instead. Either way the rows are made
   inside the compiled train step, in the same graph as the forward and
   backward pass, so no tf.data thread competes with the step for the cores.
@@ -467,14 +517,7 @@ def train_on_indices(model, prepared) -> None:
     if isinstance(batch, Mapping):
       copy = once("copy", ShuffledCopy)
       seed, start, stop = tf.unstack(batch["batch"], num=3)
-      loaded = copy.ensure_loaded(seed, batch["order"])
-      # Only the slicing waits for the load. With the whole step under the
-      # control dependency, every op of the forward and backward pass that
-      # reads a variable waited on it too, which measurably slowed the step
-      # (the model's ops touch none of the copy's variables).
-      with tf.control_dependencies([loaded]):
-        rows = copy.rows(start, stop)
-      return step(rows)
+      return step(copy.batch(seed, batch["order"], start, stop))
     return step(once("gather", row_gatherer)(batch))
 
   model.train_step = train_step

@@ -115,6 +115,34 @@ class RowsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertStructureEqual(
             got, _numpy_rows(split, order[start:start + batch_size]))
 
+  @parameterized.parameters(4, 23)
+  def test_batches_of_epochs_match_numpy(self, batch_size):
+    split = _numpy_split()
+    copy = input_pipeline.ShuffledCopy(_tensors(split))
+
+    @tf.function
+    def rows(batch):
+      seed, start, stop = tf.unstack(batch["batch"])
+      return copy.batch(seed, batch["order"], start, stop)
+
+    for seed in (3, 4, 3):
+      order = np.random.default_rng(seed).permutation(ROWS)
+      for i, batch in enumerate(input_pipeline.index_batches(
+          ROWS, batch_size, seed)):
+        start = i * batch_size
+        self.assertStructureEqual(
+            rows(batch), _numpy_rows(split, order[start:start + batch_size]))
+        # The epoch's first batch (gathered) left its epoch loaded.
+        self.assertStructureEqual(copy.rows(0, ROWS),
+                                  _numpy_rows(split, order))
+
+  def test_gather_matches_numpy(self):
+    split = _numpy_split()
+    copy = input_pipeline.ShuffledCopy(_tensors(split))
+    index = np.array([4, 0, 22, 4, 13])
+    self.assertStructureEqual(copy.gather(tf.constant(index)),
+                              _numpy_rows(split, index))
+
   def test_load_then_any_slice(self):
     split = _numpy_split()
     copy = input_pipeline.ShuffledCopy(_tensors(split))
