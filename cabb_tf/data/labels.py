@@ -32,6 +32,7 @@ Everything is vectorized NumPy on integer codes: no Python loop per event,
 click or session.
 """
 
+import concurrent.futures
 import math
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
@@ -287,19 +288,25 @@ def _label(events: pd.DataFrame, prep: _Prepared,
   row_session = clicks.session[row_click]
   session_user = _take(events["user_id"], so.order[so.starts[:-1]])
   click_time = events["timestamp"].to_numpy()[clicks.event_index]
-  columns = {
-      "click_id": row_click,
-      "session_id": so.session_ids[row_session],
-      "user_id": session_user[row_session],
-      "timestamp": click_time[row_click],
-      "item_a": _take_codes(prep.item_uniques, clicks.item[row_click]),
-      "item_b": _take_codes(prep.item_uniques, row_item_b, nullable=True),
-      "y_caba": y_caba[row_click],
-      "y_cabb": (row_item_b >= 0).astype(np.int8),
-      "y_last_click": y_last[row_click],
-      "w_caba": w_caba,
-      "event_index": clicks.event_index[row_click],
+  makers = {
+      "click_id": lambda: row_click,
+      "session_id": lambda: so.session_ids[row_session],
+      "user_id": lambda: session_user[row_session],
+      "timestamp": lambda: click_time[row_click],
+      "item_a": lambda: _take_codes(prep.item_uniques,
+                                    clicks.item[row_click]),
+      "item_b": lambda: _take_codes(prep.item_uniques, row_item_b,
+                                    nullable=True),
+      "y_caba": lambda: y_caba[row_click],
+      "y_cabb": lambda: (row_item_b >= 0).astype(np.int8),
+      "y_last_click": lambda: y_last[row_click],
+      "w_caba": lambda: w_caba,
+      "event_index": lambda: clicks.event_index[row_click],
   }
+  # The columns are independent gathers; NumPy releases the GIL in them.
+  with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+    columns = dict(zip(makers, pool.map(lambda make: make(),
+                                        makers.values())))
   # copy=False keeps each column as its own block: no consolidation copy.
   return pd.DataFrame(columns, copy=False)
 
