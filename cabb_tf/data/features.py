@@ -29,7 +29,7 @@ example, whatever the session or user sizes.
 """
 
 import concurrent.futures
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import gin
 import numpy as np
@@ -57,31 +57,47 @@ NUMERIC_FEATURES = tuple(
 FEATURE_NAMES = tuple(f for names in FEATURE_FAMILIES.values() for f in names)
 
 _MS = 1000.0
+_T = TypeVar("_T")
 
 
 class _Arrangement:
-  """The events arranged by (key, time), with what every history needs.
+  """The history events arranged by (key, time), before queries are known.
 
-  Each event carries one integer `code = (query + 1) * 4 + type` (query -1
-  for events that are not queries; event types fit in two bits), so that
-  arranging the events moves one array besides the timestamps. Values are
-  computed at the queries in the order of the arrangement; `query` says
-  which query each one belongs to (`_row_index` puts them in row order).
+  Made from the log alone, so it can be built while the labels are being
+  computed (`arrange_histories`); `mark_queries` then says where the click
+  examples are in it. Values are computed at the queries in the order of the
+  arrangement; `query` says which query each one belongs to (`_row_index`
+  puts them in row order).
   """
 
-  def __init__(self, sorted_ts: np.ndarray, sorted_code: np.ndarray):
+  def __init__(self, positions: np.ndarray, sorted_ts: np.ndarray,
+               sorted_types: np.ndarray, key_starts: List[np.ndarray]):
     """Builds the arrangement.
 
     Args:
-      sorted_ts: event times in (key, time) order.
-      sorted_code: the events' `_event_codes` in that order.
+      positions: history positions in (key, time) order.
+      sorted_ts: their times.
+      sorted_types: their event types.
+      key_starts: one bool mask per key family of where each key starts.
     """
+    # Held until the queries are marked: int32 halves what a made-ahead
+    # arrangement holds.
+    self.positions = positions.astype(
+        np.int32 if len(positions) < 2**31 else np.int64, copy=False)
     self.sorted_ts = sorted_ts
-    self.sorted_types = (sorted_code % _QUERY_STEP).astype(np.int8)
-    self.at = np.flatnonzero(sorted_code >= _QUERY_STEP)
-    self.query = sorted_code[self.at] // _QUERY_STEP - 1
+    self.sorted_types = sorted_types
+    self.key_starts = key_starts
     self.new_time = np.ones(len(sorted_ts), dtype=bool)
     np.not_equal(sorted_ts[1:], sorted_ts[:-1], out=self.new_time[1:])
+    self.at = self.query = None
+
+  def mark_queries(self, query_of_hist: np.ndarray) -> None:
+    """Finds the queries (`query_of_hist`: query index per history event,
+    -1 for none) in the arrangement; the positions are then freed."""
+    sorted_query = query_of_hist[self.positions]
+    self.positions = None
+    self.at = np.flatnonzero(sorted_query >= 0)
+    self.query = sorted_query[self.at]
 
   @property
   def times(self) -> np.ndarray:
@@ -90,21 +106,16 @@ class _Arrangement:
 
   @classmethod
   def from_keys(cls, keys: np.ndarray, timestamps: np.ndarray,
-                codes: np.ndarray) -> Tuple["_Arrangement", np.ndarray]:
-    """Sorts the (time-ordered) events by key with one packed sort.
-
-    Returns:
-      The arrangement and the mask of where each key starts in it.
-    """
+                types: np.ndarray) -> "_Arrangement":
+    """Sorts the (time-ordered) history events by key with one packed sort."""
     positions, new_key = encoding.packed_key_sort(keys)
-    return cls(timestamps[positions], codes[positions]), new_key
+    return cls(positions, timestamps[positions], types[positions], [new_key])
 
   @classmethod
   def from_order(cls, order: np.ndarray, starts: np.ndarray,
                  hist_position: Optional[np.ndarray],
-                 timestamps: np.ndarray, codes: np.ndarray,
-                 more_starts: Sequence[np.ndarray] = ()
-                 ) -> Tuple["_Arrangement", List[np.ndarray]]:
+                 timestamps: np.ndarray, types: np.ndarray,
+                 more_starts: Sequence[np.ndarray] = ()) -> "_Arrangement":
     """Uses an order of all events by (key code, time, input position).
 
     Args:
@@ -113,13 +124,13 @@ class _Arrangement:
       hist_position: the position of each event row in the history (-1 for
         left-out events), or None when the history is every event row.
       timestamps: history event times (in time order).
-      codes: the history events' `_event_codes`.
+      types: history event types.
       more_starts: bool masks along `order` of where the keys of finer
         groupings start (sessions within users).
 
     Returns:
-      The arrangement, and the masks of where each key starts in it: the
-      keys of `starts`, then those of `more_starts`.
+      The arrangement; its key starts are those of `starts`, then those of
+      `more_starts`.
     """
     n = len(order)
     new_key = np.zeros(n, dtype=bool)
@@ -133,7 +144,7 @@ class _Arrangement:
       positions = positions[keep]
       masks = [_kept_starts(mask, keep) for mask in masks]
       del keep
-    return cls(timestamps[positions], codes[positions]), masks
+    return cls(positions, timestamps[positions], types[positions], masks)
 
 
 def _kept_starts(new_key: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -199,34 +210,6 @@ class _History:
     return np.where(has, (self.times - last) / _MS, -1.0).astype(np.float32)
 
 
-# Event type codes (0..3) take two bits of an event's code (see `_History`).
-_QUERY_STEP = 4
-
-
-def _event_codes(types: np.ndarray, query_events: np.ndarray) -> np.ndarray:
-  """`(query + 1) * 4 + type` per event; query -1 for non-query events.
-
-  Args:
-    types: event type codes of the log.
-    query_events: the event row of each query (distinct rows).
-
-  Returns:
-    int32 codes (int64 for more than 2^29 - 1 queries).
-
-  Raises:
-    ValueError: if two queries share an event row.
-  """
-  num_queries = len(query_events)
-  dtype = np.int32 if (num_queries + 1) * _QUERY_STEP < 2**31 else np.int64
-  codes = types.astype(dtype)
-  codes[query_events] += (np.arange(1, num_queries + 1, dtype=dtype) *
-                          _QUERY_STEP)
-  if np.count_nonzero(codes >= _QUERY_STEP) != num_queries:
-    raise ValueError("examples has two click examples (w_caba > 0) with the "
-                     "same event_index: pass label_clicks' output as is.")
-  return codes
-
-
 def _row_index(query: np.ndarray,
                row_query: Optional[np.ndarray]) -> np.ndarray:
   """Where each example row's value is among values in `query` order.
@@ -260,14 +243,172 @@ def _pair_codes(first: np.ndarray, second: np.ndarray,
   return codes.astype(np.int64)
 
 
-@gin.configurable
+class Histories:
+  """The log's side of the history features, made before the examples.
+
+  Everything the history features need that does not depend on which clicks
+  are examples: the history (interactions in time order), the catalog codes
+  and the arrangements of the history by each key. `arrange_histories`
+  makes them all at once, so that they can be built on one core while
+  `labels.label_clicks` runs on the other; `compute_features` makes them one
+  at a time itself when it is not given them.
+  """
+
+  def __init__(self, enc: encoding.EncodedLog, catalog: pd.DataFrame):
+    """Prepares the history of `enc` (arrangements are made on demand)."""
+    self.enc = enc
+    timestamps, types = enc.timestamps, enc.types
+    # History is kept in time order (ties in input order); impressions are
+    # not interactions and are left out.
+    time_order = (None if enc.time_sorted else
+                  np.argsort(timestamps, kind="stable"))
+    interaction = types != schema.IMPRESSION
+    if time_order is not None:
+      self.hist_events = time_order[interaction[time_order]]
+    elif interaction.all():
+      self.hist_events = None  # every event, already in time order
+    else:
+      self.hist_events = np.flatnonzero(interaction)
+    del time_order, interaction
+    self.hist_position = None
+    self.num_history = (len(timestamps) if self.hist_events is None else
+                        len(self.hist_events))
+    if self.hist_events is None:
+      self.ev_ts, self.ev_types = timestamps, types
+    else:
+      self.ev_ts = timestamps[self.hist_events]
+      self.ev_types = types[self.hist_events]
+      position_dtype = np.int32 if len(timestamps) < 2**31 else np.int64
+      self.hist_position = np.full(len(timestamps), -1, dtype=position_dtype)
+      self.hist_position[self.hist_events] = np.arange(
+          len(self.hist_events), dtype=position_dtype)
+
+    self.item_info = encoding.item_table(enc.item_ids, catalog)
+    self.leaf_codes_of_item, self.leaf_names = pd.factorize(
+        self.item_info["leaf"].to_numpy())
+    self.top_codes_of_item, self.top_names = pd.factorize(
+        self.item_info["top_category"].to_numpy())
+    self.brand_codes_of_item, self.brand_names = pd.factorize(
+        self.item_info["brand"].to_numpy())
+    num_users = int(enc.user.max()) + 1 if len(enc.user) else 0
+    self.user_starts = np.zeros(num_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(enc.user, minlength=num_users),
+              out=self.user_starts[1:])
+    # Each task arranges the events once for one or more key families: the
+    # user and session orders the encoded log already has (derived sessions
+    # are runs of the user order, so one arrangement serves both), and one
+    # packed sort for each of the other keys.
+    if enc.session_starts_in_user_order is not None:
+      self.tasks = (("user", "session"), ("u_item",), ("u_leaf",), ("item",),
+                    ("leaf",))
+    else:
+      self.tasks = (("u_item",), ("u_leaf",), ("user",), ("item",),
+                    ("leaf",), ("session",))
+    self._arranged: Dict[Tuple[str, ...], _Arrangement] = {}
+
+  def arrange_all(self) -> None:
+    """Makes every task's arrangement now, then frees what only arranging
+    needs."""
+    for names in self.tasks:
+      if names not in self._arranged:
+        self._arranged[names] = self._arrange(names)
+    self.hist_events = self.ev_ts = self.ev_types = None
+
+  def take(self, names: Tuple[str, ...]) -> _Arrangement:
+    """The arrangement of a task (made now unless made already); the
+    histories no longer hold it."""
+    made = self._arranged.pop(names, None)
+    return made if made is not None else self._arrange(names)
+
+  def _arrange(self, names: Tuple[str, ...]) -> _Arrangement:
+    enc, n = self.enc, self.enc.num_events
+    if names[0] in ("user", "session"):
+      if names == ("user", "session"):
+        order, starts = enc.user_order, self.user_starts
+        more = (enc.session_starts_in_user_order,)
+      elif names == ("user",):
+        order, starts, more = enc.user_order, self.user_starts, ()
+      else:
+        so = enc.session_order
+        order, starts, more = so.order, so.starts, ()
+      return _Arrangement.from_order(order, starts, self.hist_position,
+                                     self.ev_ts, self.ev_types, more)
+    if names == ("u_item",):
+      keys = _pair_codes(enc.user, enc.item, n)
+    elif names == ("u_leaf",):
+      keys = _pair_codes(enc.user, self._leaf_codes(), n)
+    elif names == ("item",):
+      keys = enc.item
+    else:
+      keys = self._leaf_codes()
+    if self.hist_events is not None:
+      keys = keys[self.hist_events]
+    return _Arrangement.from_keys(keys, self.ev_ts, self.ev_types)
+
+  def _leaf_codes(self) -> np.ndarray:
+    return self.leaf_codes_of_item.astype(np.int32)[self.enc.item]
+
+
+def beside_histories(work: Callable[[], _T], events: pd.DataFrame,
+                     catalog: pd.DataFrame,
+                     encoded: Optional[encoding.EncodedLog] = None
+                     ) -> Tuple[_T, Histories]:
+  """Runs `work()` (the labels) while a second thread arranges the histories.
+
+  Labelling is single-threaded and the arrangements need only the log, so
+  the two overlap on two cores.
+
+  Args:
+    work: what to run meanwhile, e.g. `lambda: labels.label_clicks(...)`.
+    events: the sessionized canonical event log.
+    catalog: the canonical catalog.
+    encoded: `encoding.encode_events(events)`.
+
+  Returns:
+    (`work()`, `arrange_histories(events, catalog, encoded)`).
+  """
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    arranged = pool.submit(arrange_histories, events, catalog, encoded)
+    try:
+      result = work()
+    except BaseException:
+      arranged.cancel()
+      raise
+    return result, arranged.result()
+
+
+def arrange_histories(events: pd.DataFrame, catalog: pd.DataFrame,
+                      encoded: Optional[encoding.EncodedLog] = None
+                      ) -> Histories:
+  """Makes the log's side of the history features, for `compute_features`.
+
+  It reads nothing of the examples, so it may run while the labels are
+  computed (as `pipeline.prepare_examples` and the data benchmark do, on a
+  second thread); it holds about 50 bytes per event until `compute_features`
+  uses it.
+
+  Args:
+    events: the sessionized canonical event log.
+    catalog: the canonical catalog.
+    encoded: `encoding.encode_events(events)`, when the caller has it.
+
+  Returns:
+    The `Histories` with every arrangement made.
+  """
+  histories = Histories(encoding.maybe_encode(events, encoded), catalog)
+  histories.arrange_all()
+  return histories
+
+
+@gin.configurable(denylist=["histories"])
 def compute_features(events: pd.DataFrame,
                      catalog: pd.DataFrame,
                      examples: pd.DataFrame,
                      encoded: Optional[encoding.EncodedLog] = None,
                      cvr_prior_mean: float = 0.02,
                      cvr_prior_strength: float = 20.0,
-                     num_threads: int = 2) -> pd.DataFrame:
+                     num_threads: int = 2,
+                     histories: Optional[Histories] = None) -> pd.DataFrame:
   """Computes the point-in-time features of labeled click examples.
 
   Args:
@@ -280,112 +421,55 @@ def compute_features(events: pd.DataFrame,
     cvr_prior_mean: m, the prior conversion rate of the smoothed CVRs.
     cvr_prior_strength: k, the prior's weight in pseudo-clicks.
     num_threads: key families processed in parallel.
+    histories: `arrange_histories(events, catalog, encoded)`, when made
+      beforehand (it is used up); None makes each arrangement here.
 
   Returns:
     `examples` with the columns of `FEATURE_NAMES` (the id columns it already
     has are kept) plus `leaf_b` (empty where there is no B), row for row.
     Leaf, category and brand columns are pandas Categoricals.
-  """
-  enc = encoding.maybe_encode(events, encoded)
-  timestamps = enc.timestamps
-  types = enc.types
-  # History is kept in time order (ties in input order); impressions are not
-  # interactions and are left out.
-  time_order = (None if enc.time_sorted else
-                np.argsort(timestamps, kind="stable"))
-  interaction = types != schema.IMPRESSION
-  if time_order is not None:
-    hist_events = time_order[interaction[time_order]]
-  elif interaction.all():
-    hist_events = None  # every event, already in time order
-  else:
-    hist_events = np.flatnonzero(interaction)
-  if hist_events is None:
-    ev_ts = timestamps
-  else:
-    ev_ts = timestamps[hist_events]
 
-  user_codes, item_codes, session_codes = enc.user, enc.item, enc.session
-  item_info = encoding.item_table(enc.item_ids, catalog)
-  leaf_codes_of_item, leaf_names = pd.factorize(item_info["leaf"].to_numpy())
-  top_codes_of_item, top_names = pd.factorize(
-      item_info["top_category"].to_numpy())
-  brand_codes_of_item, brand_names = pd.factorize(item_info["brand"].to_numpy())
-  leaf_codes = leaf_codes_of_item.astype(np.int32)[item_codes]
+  Raises:
+    ValueError: if two click examples point at the same event.
+  """
+  if histories is None:
+    histories = Histories(encoding.maybe_encode(events, encoded), catalog)
+  h = histories
+  enc = h.enc
+  item_codes = enc.item
 
   # One query per click example (examples repeat a click on several rows).
   first_row = examples["w_caba"].to_numpy() > 0
   click_event = examples["event_index"].to_numpy()[first_row]
-  q_ts = timestamps[click_event]
-  codes = _event_codes(types, click_event)
-  hist_position = None
-  if hist_events is None:
-    hist_codes = codes
-  else:
-    hist_codes = codes[hist_events]
-    position_dtype = np.int32 if len(timestamps) < 2**31 else np.int64
-    hist_position = np.full(len(timestamps), -1, dtype=position_dtype)
-    hist_position[hist_events] = np.arange(len(hist_events),
-                                           dtype=position_dtype)
-  del codes
+  q_ts = enc.timestamps[click_event]
+  num_queries = len(click_event)
+  query_dtype = np.int32 if num_queries < 2**31 else np.int64
+  query_of_hist = np.full(h.num_history, -1, dtype=query_dtype)
+  query_of_hist[click_event if h.hist_position is None else
+                h.hist_position[click_event]] = np.arange(num_queries,
+                                                          dtype=query_dtype)
+  if np.count_nonzero(query_of_hist >= 0) != num_queries:
+    raise ValueError("examples has two click examples (w_caba > 0) with the "
+                     "same event_index: pass label_clicks' output as is.")
   # Features are computed per click, then broadcast to rows.
-  rows_are_clicks = bool(first_row.all())
   click_of_row = None
-  if not rows_are_clicks:
+  if not first_row.all():
     click_of_row = np.cumsum(first_row, dtype=np.int64)
     click_of_row -= 1
   del first_row
-
-  so = enc.session_order
-  num_users = int(user_codes.max()) + 1 if len(user_codes) else 0
-  user_starts = np.zeros(num_users + 1, dtype=np.int64)
-  np.cumsum(np.bincount(user_codes, minlength=num_users), out=user_starts[1:])
-  keyed = {
-      "u_item": lambda: _pair_codes(user_codes, item_codes, len(timestamps)),
-      "u_leaf": lambda: _pair_codes(user_codes, leaf_codes, len(timestamps)),
-      "item": lambda: item_codes,
-      "leaf": lambda: leaf_codes,
-  }
-  # Each task arranges the events once for one or more key families: the
-  # user and session orders the encoded log already has (derived sessions
-  # are runs of the user order, so one arrangement serves both), and one
-  # packed sort for each of the other keys.
-  if enc.session_starts_in_user_order is not None:
-    tasks = (("user", "session"), ("u_item",), ("u_leaf",), ("item",),
-             ("leaf",))
-  else:
-    tasks = (("u_item",), ("u_leaf",), ("user",), ("item",), ("leaf",),
-             ("session",))
   prior = cvr_prior_strength * cvr_prior_mean
-
-  def arrange(names) -> Tuple[_Arrangement, List[np.ndarray]]:
-    """One arrangement for `names`, and where each one's keys start in it."""
-    if names == ("user", "session"):
-      return _Arrangement.from_order(
-          enc.user_order, user_starts, hist_position, ev_ts, hist_codes,
-          more_starts=(enc.session_starts_in_user_order,))
-    if names == ("user",):
-      return _Arrangement.from_order(enc.user_order, user_starts,
-                                     hist_position, ev_ts, hist_codes)
-    if names == ("session",):
-      return _Arrangement.from_order(so.order, so.starts, hist_position,
-                                     ev_ts, hist_codes)
-    keys = keyed[names[0]]()
-    if hist_events is not None:
-      keys = keys[hist_events]
-    arrangement, new_key = _Arrangement.from_keys(keys, ev_ts, hist_codes)
-    return arrangement, [new_key]
 
   def lookup(names) -> Dict[str, np.ndarray]:
     """The features of one task's key families, per row."""
-    arrangement, starts = arrange(names)
+    arrangement = h.take(names)
+    arrangement.mark_queries(query_of_hist)
     rows = _row_index(arrangement.query, click_of_row)
     out = {}
 
     def put(name, values):  # each value goes to row order as it is made
       out[name] = np.take(values, rows)
 
-    for name, new_key in zip(names, starts):
+    for name, new_key in zip(names, arrangement.key_starts):
       history = _History(arrangement, new_key)
       if name in ("u_item", "u_leaf"):
         put(f"{name}_clicks", history.count(schema.CLICK))
@@ -411,6 +495,10 @@ def compute_features(events: pd.DataFrame,
       del history
     return out
 
+  leaf_categories = pd.Index(np.append(h.leaf_names.astype(object), ""))
+  categories = {"leaf_a": leaf_categories, "top_category_a": h.top_names,
+                "brand_a": h.brand_names}
+
   def context_and_ids() -> Dict[str, np.ndarray]:
     """The id, context and price columns of the click, per row."""
     out = {}
@@ -428,32 +516,29 @@ def compute_features(events: pd.DataFrame,
     put("weekday",
         ((np.floor_divide(q_ts, 86_400_000) + 3) % 7).astype(np.int32))
     a_codes = item_codes[click_event]
-    for name, codes_of_item in (("leaf_a", leaf_codes_of_item),
-                                ("top_category_a", top_codes_of_item),
-                                ("brand_a", brand_codes_of_item)):
+    for name, codes_of_item in (("leaf_a", h.leaf_codes_of_item),
+                                ("top_category_a", h.top_codes_of_item),
+                                ("brand_a", h.brand_codes_of_item)):
       put(name, codes_of_item.astype(np.int32)[a_codes])
     put("price_a",
-        item_info["price"].to_numpy().astype(np.float32)[a_codes])
+        h.item_info["price"].to_numpy().astype(np.float32)[a_codes])
     del a_codes
     # Leaf of B: the extra category "" (last code) where there is no B.
     item_b = examples["item_b"]
     has_b = item_b.notna().to_numpy()
-    leaf_b = np.full(len(examples), len(leaf_names), dtype=np.int32)
+    leaf_b = np.full(len(examples), len(h.leaf_names), dtype=np.int32)
     if has_b.any():
       b_codes = pd.Index(enc.item_ids).get_indexer(item_b[has_b].to_numpy())
-      leaf_b[has_b] = leaf_codes_of_item[b_codes]
+      leaf_b[has_b] = h.leaf_codes_of_item[b_codes]
     out["leaf_b"] = pd.Categorical.from_codes(leaf_b,
                                               categories=leaf_categories)
     return out
 
-  leaf_categories = pd.Index(np.append(leaf_names.astype(object), ""))
-  categories = {"leaf_a": leaf_categories, "top_category_a": top_names,
-                "brand_a": brand_names}
   # NumPy releases the GIL in sorts, gathers and cumulative sums, so two
   # tasks run at once. The short one with the largest temporaries goes
   # first, while few outputs are held; then the longest.
   jobs = [context_and_ids]
-  jobs += [lambda names=names: lookup(names) for names in tasks]
+  jobs += [lambda names=names: lookup(names) for names in h.tasks]
   row_feats: Dict[str, np.ndarray] = {}
   if num_threads > 1:
     with concurrent.futures.ThreadPoolExecutor(
@@ -463,7 +548,7 @@ def compute_features(events: pd.DataFrame,
   else:
     for job in jobs:
       row_feats.update(job())
-  del hist_codes, hist_position
+  del query_of_hist, histories, h
 
   columns = {name: row_feats.pop(name) for name in FEATURE_NAMES
              if name in row_feats}

@@ -91,11 +91,16 @@ def prepare_examples(events: pd.DataFrame,
   events, codes = sessions_lib.assign_sessions(events, with_codes=True)
   encoded = encoding.encode_events(events, codes)
   del codes
-  examples, purchase_stats = labels_lib.label_clicks_and_stats(
-      events, catalog, encoded=encoded,
-      attribution_window_s=labels_lib.configured_attribution_window())
+  window_s = labels_lib.configured_attribution_window()
+  # The log's side of the features is arranged on a second core meanwhile.
+  (examples, purchase_stats), histories = features_lib.beside_histories(
+      lambda: labels_lib.label_clicks_and_stats(
+          events, catalog, encoded=encoded, attribution_window_s=window_s),
+      events, catalog, encoded)
   examples = features_lib.compute_features(events, catalog, examples,
-                                           encoded=encoded)
+                                           encoded=encoded,
+                                           histories=histories)
+  del histories
   log_range = (int(encoded.timestamps.min()), int(encoded.timestamps.max()))
   examples["split"] = features_lib.split_by_time(
       examples, log_range, validation_fraction=validation_fraction,

@@ -92,6 +92,26 @@ class ComputeFeaturesTest(absltest.TestCase):
     self.assertEqual(b["u_item_clicks"], 0)
     self.assertEqual(b["u_item_since_s"], -1.0)
 
+  def test_beside_histories_runs_the_work_and_arranges(self):
+    rows = [(1, 0, "A", C), (1, S, "Z", P), (1, 2 * S, "B", C),
+            (2, 3 * S, "A", I), (2, 4 * S, "A", C)]
+    events = make_events(rows)
+    examples = labels.label_clicks(events)
+    calls = []
+    result, histories = features.beside_histories(
+        lambda: calls.append("work") or "done", events, CATALOG)
+    self.assertEqual((result, calls), ("done", ["work"]))
+    pd.testing.assert_frame_equal(
+        features.compute_features(events, CATALOG, examples,
+                                  histories=histories),
+        featurize(events))
+
+    def fail():
+      raise KeyError("labels failed")
+
+    with self.assertRaisesRegex(KeyError, "labels failed"):
+      features.beside_histories(fail, events, CATALOG)
+
   def test_leaf_b_follows_item_b(self):
     rows = [(1, 0, "A", C), (1, S, "Z", P), (1, 2 * S, "B", C)]
     out = featurize(make_events(rows))
@@ -225,11 +245,16 @@ class ReferenceFeaturesTest(absltest.TestCase):
     examples = labels.label_clicks(events)
     # Encoded with the split's codes, the user and session features come
     # from one arrangement (sessions as runs of the user order); without
-    # them, from the user and session orders separately.
-    for encoded in (encoding.encode_events(events, codes),
-                    encoding.encode_events(events)):
+    # them, from the user and session orders separately. The arrangements
+    # are made inside compute_features, or beforehand (arrange_histories).
+    with_codes = encoding.encode_events(events, codes)
+    for encoded, ahead in ((with_codes, False),
+                           (encoding.encode_events(events), False),
+                           (with_codes, True)):
+      histories = (features.arrange_histories(events, CATALOG, with_codes)
+                   if ahead else None)
       out = features.compute_features(events, CATALOG, examples,
-                                      encoded=encoded)
+                                      encoded=encoded, histories=histories)
       first = out[out["w_caba"] > 0]
       self.assertEqual(len(first), len(expected))
       for row in first.itertuples():
