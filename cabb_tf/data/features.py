@@ -183,10 +183,6 @@ class _History:
     self.stop = np.maximum.accumulate(np.where(new_tie, index, 0))[at]
 
   @property
-  def query(self) -> np.ndarray:
-    return self._arrangement.query
-
-  @property
   def times(self) -> np.ndarray:
     return self._arrangement.times
 
@@ -228,7 +224,7 @@ def _row_index(query: np.ndarray,
 
 def _pair_codes(first: np.ndarray, second: np.ndarray,
                 num_events: int) -> np.ndarray:
-  """Integer codes of (first, second) pairs that `_History` can pack.
+  """Integer codes of (first, second) pairs for `packed_key_sort`.
 
   `first * (max(second) + 1) + second` is used as is when it times the
   number of events fits in 62 bits (no hashing needed); otherwise the pairs
