@@ -84,10 +84,9 @@ def _compile(model: tf.keras.Model, task: str,
   return loss_config["loss_weights"]
 
 
-def predict_and_score(model: tf.keras.Model, columns: Dict[str, tf.Tensor],
-                      task: str, alpha_fn, batch_size: int,
-                      id_lookups: Optional[Mapping[str, Any]] = None
-                      ) -> Dict[str, Any]:
+def predict_and_score(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
+                      columns: Dict[str, tf.Tensor], task: str, alpha_fn,
+                      batch_size: int) -> Dict[str, Any]:
   """Predictions of a model on an in-memory split and its SPEC §7 metrics.
 
   Single-head baselines are scored on both tasks with their one prediction.
@@ -95,19 +94,17 @@ def predict_and_score(model: tf.keras.Model, columns: Dict[str, tf.Tensor],
   Args:
     model: the trained model (`factory.build_model`'s, or its
       `factory.string_model`).
+    features: the model's inputs for the split's rows
+      (`input_pipeline.model_inputs(columns, ...)`, with the training
+      `factory.id_lookups` for a model that takes id features as indices).
     columns: the split as columns (`input_pipeline.split_columns`).
     task: the model's task.
     alpha_fn: the weighting scheme's α (for the α-weighted CABB NE).
     batch_size: prediction batch size.
-    id_lookups: `factory.id_lookups` of the training statistics, for a
-      model that takes id features as indices (see
-      `input_pipeline.model_inputs`).
 
   Returns:
     A dict of `METRIC_KEYS` plus the raw arrays under `arrays`.
   """
-  features = input_pipeline.model_inputs(
-      columns, factory.input_dtypes(model), id_lookups)
   outputs = model.predict(features, batch_size=batch_size, verbose=0)
   arrays = {f"p_{head}": value.reshape(-1) for head, value in outputs.items()}
   arrays.update({key: value.numpy() for key, value in
@@ -344,8 +341,11 @@ def run(base_dir: str,
 
   best.read(best_prefix).expect_partial()
   test_columns = input_pipeline.split_columns(data, "test")
-  result = predict_and_score(model, test_columns, task, alpha_fn,
-                             eval_batch_size, id_lookups)
+  # The test split's model inputs, looked up once for scoring and gates.
+  test_features = input_pipeline.model_inputs(
+      test_columns, factory.input_dtypes(model), id_lookups)
+  result = predict_and_score(model, test_features, test_columns, task,
+                             alpha_fn, eval_batch_size)
   arrays = result.pop("arrays")
   if save_predictions:
     save_arrays(os.path.join(base_dir, "predictions.npz"), arrays)
@@ -354,10 +354,8 @@ def run(base_dir: str,
   _write_scalars(eval_writer, step, {f"test/{_tag(k)}": v
                                      for k, v in result.items()})
   # Mean gate weight per expert on the test split (MMoE / PLE bottoms).
-  gates = experts.gate_weights(
-      model, input_pipeline.model_inputs(
-          test_columns, factory.input_dtypes(model), id_lookups),
-      eval_batch_size)
+  gates = experts.gate_weights(model, test_features, eval_batch_size)
+  del test_features
   _write_scalars(eval_writer, step, {
       f"gates/{gate}/expert_{i}": float(w)
       for gate, weights in gates.items() for i, w in enumerate(weights)})

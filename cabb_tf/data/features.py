@@ -363,13 +363,11 @@ def beside_histories(work: Callable[[], _T], events: pd.DataFrame,
   Returns:
     (`work()`, `arrange_histories(events, catalog, encoded)`).
   """
+  # If `work` raises, leaving the block waits for the arrangements, then
+  # the error propagates.
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
     arranged = pool.submit(arrange_histories, events, catalog, encoded)
-    try:
-      result = work()
-    except BaseException:
-      arranged.cancel()
-      raise
+    result = work()
     return result, arranged.result()
 
 
