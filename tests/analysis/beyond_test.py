@@ -109,6 +109,58 @@ class GroundTruthRowTest(absltest.TestCase):
     self.assertAlmostEqual(row["ne_noise"], _ne([1, 0, 0], [0.125, 0.25, 0.5]))
     self.assertAlmostEqual(row["mean_p_genuine"], 0.375)
     self.assertAlmostEqual(row["mean_p_noise"], 0.125)
+    # Without `cause` (an older predictions.npz): the leaf-pair check only.
+    self.assertNotIn("alpha_auc_causal", row)
+    self.assertEqual(set(row), {"alpha_auc", "ne_genuine", "ne_noise",
+                                "ne_all", "mean_p_genuine", "mean_p_noise"})
+
+  def test_causal_figures_by_hand(self):
+    # The same rows with causes: the substitute-leaf row was bought because
+    # of another click, the complement-leaf row was caused by A, the
+    # unrelated row is noise attached to A's click.
+    arrays = {"y_cabb": np.array([1, 1, 1, 0, 0], np.float32),
+              "p_cabb": np.array([0.5, 0.25, 0.125, 0.25, 0.5]),
+              "relation": np.array([1, 2, 3, 0, 0], np.int8),
+              "cause": np.array([4, 2, 3, 0, 0], np.int8),
+              "alpha": np.array([1.0, 0.2, 0.3, 1.0, 1.0])}
+    row = beyond.ground_truth_row(arrays)
+    # Causally genuine α 0.2 loses to both other positives (1.0, 0.3): 0.
+    self.assertAlmostEqual(row["alpha_auc_causal"], 0.0)
+    self.assertAlmostEqual(row["alpha_auc"], 0.5)  # leaf pair, unchanged.
+    self.assertAlmostEqual(row["ne_causal_genuine"],
+                           _ne([1, 0, 0], [0.25, 0.25, 0.5]))
+    self.assertAlmostEqual(row["ne_causal_other"],
+                           _ne([1, 1, 0, 0], [0.5, 0.125, 0.25, 0.5]))
+    self.assertAlmostEqual(row["mean_p_causal_genuine"], 0.25)
+    self.assertAlmostEqual(row["mean_p_causal_other"], 0.3125)
+    self.assertAlmostEqual(row["causal_genuine_share"], 1 / 3)
+    # Seed means and the markdown table carry the causal columns.
+    results = {"ground_truth_ne": {
+        "taxonomy_cf": beyond.over_seeds([row, row]),
+        "taxonomy_cf_debiased": beyond.over_seeds([dict(
+            row, alpha_auc_causal=0.25)])}}
+    text = "\n".join(beyond.render(results))
+    self.assertIn("α AUC causal", text)
+    self.assertIn("| taxonomy_cf | 0.500 [0.500, 0.500] |", text)
+    self.assertIn("| 0.000 [0.000, 0.000] |", text)
+    checks = beyond.check(results)
+    self.assertTrue(checks["ground_truth_taxonomy_cf_debiased_separates_"
+                        "better_causal"]["holds"])
+    self.assertFalse(checks["ground_truth_taxonomy_cf_debiased_separates_"
+                         "better"]["holds"])
+
+  def test_old_rows_render_without_causal_columns(self):
+    row = {"alpha_auc": 0.9, "ne_genuine": 0.8, "ne_noise": 1.1,
+           "ne_all": 0.9, "mean_p_genuine": 0.1, "mean_p_noise": 0.05}
+    results = {"ground_truth_ne": {"taxonomy_cf": beyond.over_seeds([row]),
+                                   "taxonomy_cf_debiased":
+                                       beyond.over_seeds([row])}}
+    line = [l for l in beyond.render(results)
+            if l.startswith("| taxonomy_cf |")][0]
+    self.assertTrue(line.endswith("| — | — | — | — | — |"))
+    self.assertNotIn(
+        "ground_truth_taxonomy_cf_debiased_separates_better_causal",
+        beyond.check(results))
 
 
 class ServingOverSeedsTest(absltest.TestCase):
