@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from cabb_tf import calibration
 from cabb_tf import files
 from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
@@ -37,9 +38,26 @@ from cabb_tf.models import experts
 from cabb_tf.models import factory
 from cabb_tf.similarity import weighting
 
-METRIC_KEYS = ("caba_ne", "cabb_ne", "cabb_ne_alpha_weighted", "overall_ne",
-               "mean_ne", "caba_auc", "cabb_auc", "caba_calibration",
-               "cabb_calibration")
+RAW_METRIC_KEYS = ("caba_ne", "cabb_ne", "cabb_ne_alpha_weighted",
+                   "overall_ne", "mean_ne", "caba_auc", "cabb_auc",
+                   "caba_calibration", "cabb_calibration")
+# The same predictions mapped onto each task by a Platt map fitted on the
+# validation split (`cabb_tf.calibration`, docs/metrics.md).
+RECALIBRATED_METRIC_KEYS = (
+    "caba_ne_recalibrated", "cabb_ne_recalibrated",
+    "cabb_ne_alpha_weighted_recalibrated", "overall_ne_recalibrated",
+    "mean_ne_recalibrated", "caba_calibration_recalibrated",
+    "cabb_calibration_recalibrated")
+METRIC_KEYS = RAW_METRIC_KEYS + RECALIBRATED_METRIC_KEYS
+
+# `train.run.optimizer`: Adam and Adagrad scale each step by the gradient's
+# own magnitude, so a constant factor on a loss term (λ on the CABB head's
+# own weights) cancels in their updates; plain SGD keeps it (docs/metrics.md).
+OPTIMIZERS = {
+    "adam": tf.keras.optimizers.Adam,
+    "adagrad": tf.keras.optimizers.Adagrad,
+    "sgd": tf.keras.optimizers.SGD,
+}
 
 
 class NanLossError(FloatingPointError):
@@ -70,13 +88,19 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def _compile(model: tf.keras.Model, task: str,
-             learning_rate: float) -> Dict[str, float]:
+def check_optimizer(optimizer: str) -> None:
+  if optimizer not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {optimizer!r}; gin train.run.optimizer "
+                     f"must be one of {sorted(OPTIMIZERS)}.")
+
+
+def _compile(model: tf.keras.Model, task: str, learning_rate: float,
+             optimizer: str = "adam") -> Dict[str, float]:
   """Compiles the model with Eq. (6)'s losses; returns the loss weights."""
   heads = input_pipeline.heads_of(task)
   loss_config = losses.multitask_losses(heads=heads)
   model.compile(
-      optimizer=tf.keras.optimizers.Adam(learning_rate),
+      optimizer=OPTIMIZERS[optimizer](learning_rate),
       loss=loss_config["loss"], loss_weights=loss_config["loss_weights"],
       weighted_metrics={head: [metrics_lib.NormalizedEntropy(name="ne"),
                                tf.keras.metrics.AUC(name="auc")]
@@ -84,12 +108,13 @@ def _compile(model: tf.keras.Model, task: str,
   return loss_config["loss_weights"]
 
 
-def predict_and_score(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
-                      columns: Dict[str, tf.Tensor], task: str, alpha_fn,
-                      batch_size: int) -> Dict[str, Any]:
-  """Predictions of a model on an in-memory split and its SPEC §7 metrics.
+def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
+                   columns: Dict[str, tf.Tensor], task: str, alpha_fn,
+                   batch_size: int) -> Dict[str, np.ndarray]:
+  """A model's predictions on an in-memory split, with its labels and weights.
 
-  Single-head baselines are scored on both tasks with their one prediction.
+  Single-head baselines are scored on both tasks with their one prediction:
+  `p_caba` and `p_cabb` are set for every task.
 
   Args:
     model: the trained model (`factory.build_model`'s, or its
@@ -103,7 +128,9 @@ def predict_and_score(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
     batch_size: prediction batch size.
 
   Returns:
-    A dict of `METRIC_KEYS` plus the raw arrays under `arrays`.
+    {`p_<head>` per head, `p_caba`, `p_cabb`, the evaluation columns,
+    `click_id`, and `relation` and `cause` on the simulator}: NumPy arrays, one value
+    per row.
   """
   outputs = model.predict(features, batch_size=batch_size, verbose=0)
   arrays = {f"p_{head}": value.reshape(-1) for head, value in outputs.items()}
@@ -114,11 +141,75 @@ def predict_and_score(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
   if "relation" in columns:  # the simulator's ground truth
     arrays["relation"] = ground_truth.relation_codes(
         columns["relation"].numpy())
+  if "cause" in columns:  # the simulator's causal ground truth
+    arrays["cause"] = ground_truth.cause_codes(columns["cause"].numpy())
   heads = input_pipeline.heads_of(task)
-  p_caba = arrays["p_caba" if "caba" in heads else f"p_{heads[0]}"]
-  p_cabb = arrays["p_cabb" if "cabb" in heads else f"p_{heads[0]}"]
+  arrays.setdefault("p_caba", arrays[f"p_{heads[0]}"])
+  arrays.setdefault("p_cabb", arrays[f"p_{heads[0]}"])
+  return arrays
+
+
+def predict_and_score(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
+                      columns: Dict[str, tf.Tensor], task: str, alpha_fn,
+                      batch_size: int) -> Dict[str, Any]:
+  """`predict_arrays` and the raw metrics (`score`) of a split.
+
+  Returns:
+    A dict of `RAW_METRIC_KEYS` plus the arrays under `arrays`.
+  """
+  arrays = predict_arrays(model, features, columns, task, alpha_fn,
+                          batch_size)
   return dict(score(arrays["y_caba"], arrays["y_cabb"], arrays["w_caba"],
-                    arrays["alpha"], p_caba, p_cabb), arrays=arrays)
+                    arrays["alpha"], arrays["p_caba"], arrays["p_cabb"]),
+              arrays=arrays)
+
+
+def _alpha_weights(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+  return np.where(arrays["y_cabb"] > 0, arrays["alpha"], 1.0)
+
+
+def fit_recalibration(arrays: Mapping[str, np.ndarray]
+                      ) -> Dict[str, calibration.PlattMap]:
+  """Platt maps of `p_caba` / `p_cabb` onto each evaluated task.
+
+  Args:
+    arrays: `predict_arrays` of the validation split.
+
+  Returns:
+    {'caba': on y_caba weighted by w_caba, 'cabb': on y_cabb over rows
+    uniformly, 'cabb_alpha_weighted': on y_cabb with α on positive rows}.
+  """
+  return {
+      "caba": calibration.fit_platt(arrays["y_caba"], arrays["p_caba"],
+                                    arrays["w_caba"]),
+      "cabb": calibration.fit_platt(arrays["y_cabb"], arrays["p_cabb"]),
+      "cabb_alpha_weighted": calibration.fit_platt(
+          arrays["y_cabb"], arrays["p_cabb"], _alpha_weights(arrays)),
+  }
+
+
+def score_recalibrated(arrays: Mapping[str, np.ndarray],
+                       maps: Mapping[str, calibration.PlattMap]
+                       ) -> Dict[str, float]:
+  """`RECALIBRATED_METRIC_KEYS` of a split under `fit_recalibration`'s maps."""
+  q_caba = maps["caba"](arrays["p_caba"])
+  q_cabb = maps["cabb"](arrays["p_cabb"])
+  q_cabb_alpha = maps["cabb_alpha_weighted"](arrays["p_cabb"])
+  y_caba, y_cabb, w_caba = arrays["y_caba"], arrays["y_cabb"], arrays["w_caba"]
+  caba_ne = metrics_lib.normalized_entropy(y_caba, q_caba, w_caba)
+  cabb_ne = metrics_lib.normalized_entropy(y_cabb, q_cabb)
+  return {
+      "caba_ne_recalibrated": caba_ne,
+      "cabb_ne_recalibrated": cabb_ne,
+      "cabb_ne_alpha_weighted_recalibrated": metrics_lib.normalized_entropy(
+          y_cabb, q_cabb_alpha, _alpha_weights(arrays)),
+      "overall_ne_recalibrated": metrics_lib.overall_normalized_entropy(
+          [(y_caba, q_caba, w_caba), (y_cabb, q_cabb, None)]),
+      "mean_ne_recalibrated": (caba_ne + cabb_ne) / 2,
+      "caba_calibration_recalibrated": metrics_lib.calibration(
+          y_caba, q_caba, w_caba),
+      "cabb_calibration_recalibrated": metrics_lib.calibration(y_cabb, q_cabb),
+  }
 
 
 def score(y_caba, y_cabb, w_caba, alpha, p_caba, p_cabb) -> Dict[str, float]:
@@ -198,6 +289,7 @@ def run(base_dir: str,
         max_epochs: int = 20,
         patience: int = 2,
         learning_rate: float = 1e-3,
+        optimizer: str = "adam",
         negative_weight: float = 1.0,
         shuffle_buffer: int = 200_000,
         max_steps_per_epoch: Optional[int] = None,
@@ -217,7 +309,10 @@ def run(base_dir: str,
     batch_size: training batch size.
     max_epochs: upper bound on epochs.
     patience: epochs without a lower validation loss before stopping.
-    learning_rate: Adam's learning rate.
+    learning_rate: the optimizer's learning rate.
+    optimizer: 'adam' (the default), 'adagrad' or 'sgd' (`OPTIMIZERS`). Adam
+      and Adagrad are invariant to a constant loss scale, so λ of Eq. (6)
+      reaches the CABB head's own weights only under 'sgd'.
     negative_weight: `w_cabb` of rows without a CABB purchase.
     shuffle_buffer: shuffle buffer of the training rows.
     max_steps_per_epoch: cap on steps per epoch (None: the whole split).
@@ -228,9 +323,11 @@ def run(base_dir: str,
       this invocation; for tests and time-sliced runs.
     export: write the SavedModel to `base_dir/export`.
     save_predictions: write the test predictions, labels, weights, α,
-      session and click ids (and, on the simulator, each row's ground-truth
-      relation code, `ground_truth.RELATIONS`) to `base_dir/predictions.npz`
-      (for paired comparisons and the ground-truth and serving analyses).
+      session and click ids, the recalibrated `p_caba_recalibrated` /
+      `p_cabb_recalibrated` (and, on the simulator, each row's ground-truth
+      relation and cause codes, `ground_truth.RELATIONS` and `CAUSES`) to
+      `base_dir/predictions.npz` (for paired comparisons and the
+      ground-truth and serving analyses).
     in_memory: read the training split into memory once, as columns, and
       gather each shuffled batch inside the train step (fast); False
       streams records through a shuffle buffer of `shuffle_buffer` rows (for
@@ -240,6 +337,7 @@ def run(base_dir: str,
     The test metrics (`METRIC_KEYS`).
   """
   heads = input_pipeline.heads_of(task)
+  check_optimizer(optimizer)
   set_seed(seed, deterministic)
   tf.io.gfile.makedirs(base_dir)
   data = input_pipeline.load_data()
@@ -252,7 +350,7 @@ def run(base_dir: str,
   # The model takes id features as row indices: the pipeline looks each
   # split's strings up once, not every train step.
   id_lookups = factory.id_lookups(statistics)
-  loss_weights = _compile(model, task, learning_rate)
+  loss_weights = _compile(model, task, learning_rate, optimizer)
   # A learned task balance replaces the train step's fixed λ (before
   # train_on_indices wraps the step); 'fixed' leaves it untouched.
   balancer = task_balance.attach(model, loss_weights)
@@ -340,6 +438,12 @@ def run(base_dir: str,
       return {}
 
   best.read(best_prefix).expect_partial()
+  # Calibration-fair scoring: Platt maps fitted on the validation split.
+  validation_columns = input_pipeline.split_columns(data, "validation")
+  recalibration = fit_recalibration(predict_arrays(
+      model, input_pipeline.model_inputs(
+          validation_columns, factory.input_dtypes(model), id_lookups),
+      validation_columns, task, alpha_fn, eval_batch_size))
   test_columns = input_pipeline.split_columns(data, "test")
   # The test split's model inputs, looked up once for scoring and gates.
   test_features = input_pipeline.model_inputs(
@@ -347,7 +451,14 @@ def run(base_dir: str,
   result = predict_and_score(model, test_features, test_columns, task,
                              alpha_fn, eval_batch_size)
   arrays = result.pop("arrays")
+  result.update(score_recalibrated(arrays, recalibration))
+  extra = {}
+  if task == "last_click":  # Baseline 1 on its own label.
+    extra["last_click_ne"] = float(metrics_lib.normalized_entropy(
+        arrays["y_last_click"], arrays["p_caba"], arrays["w_caba"]))
   if save_predictions:
+    arrays["p_caba_recalibrated"] = recalibration["caba"](arrays["p_caba"])
+    arrays["p_cabb_recalibrated"] = recalibration["cabb"](arrays["p_cabb"])
     save_arrays(os.path.join(base_dir, "predictions.npz"), arrays)
   result = {k: float(v) for k, v in result.items()}
   step = int(model.optimizer.iterations.numpy())
@@ -359,10 +470,13 @@ def run(base_dir: str,
   _write_scalars(eval_writer, step, {
       f"gates/{gate}/expert_{i}": float(w)
       for gate, weights in gates.items() for i, w in enumerate(weights)})
-  report_lib.write_json(dict(result, epochs=int(epoch.numpy()),
+  report_lib.write_json(dict(result, **extra, epochs=int(epoch.numpy()),
                              best_validation_loss=float(best_loss.numpy()),
                              task=task, weighting_scheme=weighting_scheme,
-                             seed=seed, task_balance=balancer.method,
+                             seed=seed, optimizer=optimizer,
+                             recalibration={k: m.as_dict() for k, m in
+                                            recalibration.items()},
+                             task_balance=balancer.method,
                              final_lambda=balancer.effective_lambda(),
                              gates={gate: w.tolist()
                                     for gate, w in gates.items()}),

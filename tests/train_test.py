@@ -12,6 +12,7 @@ import tensorflow as tf
 import cabb_tf  # pylint: disable=unused-import
 from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
+from cabb_tf import metrics as metrics_lib
 from cabb_tf import train
 from cabb_tf.models import factory
 
@@ -109,6 +110,37 @@ class TrainTest(absltest.TestCase):
     resumed = self._run(resumed_dir, "multitask.gin")
     for key in train.METRIC_KEYS:
       self.assertAlmostEqual(resumed[key], full[key], places=6, msg=key)
+
+  def test_recalibration_is_fitted_on_the_validation_split(self):
+    base_dir = self.create_tempdir().full_path
+    result = self._run(base_dir, "caba_only.gin",
+                       bindings=["train.run.max_epochs = 1"])
+    with open(os.path.join(base_dir, "metrics.json")) as f:
+      written = json.load(f)
+    data = input_pipeline.load_data()
+    statistics = data.feature_statistics
+    model = train.load_best_model(base_dir, statistics, "caba_only")
+    validation = input_pipeline.split_columns(data, "validation")
+    arrays = train.predict_arrays(
+        model, input_pipeline.model_inputs(validation,
+                                           factory.input_dtypes(model),
+                                           factory.id_lookups(statistics)),
+        validation, "caba_only", None, 4096)
+    maps = train.fit_recalibration(arrays)
+    for task, platt in maps.items():
+      self.assertAlmostEqual(written["recalibration"][task]["slope"],
+                             platt.slope, places=6, msg=task)
+      self.assertAlmostEqual(written["recalibration"][task]["intercept"],
+                             platt.intercept, places=6, msg=task)
+    # The identity is one of the candidate maps, so on the split they were
+    # fitted on they cannot raise NE.
+    ne = metrics_lib.normalized_entropy
+    self.assertLessEqual(
+        ne(arrays["y_caba"], maps["caba"](arrays["p_caba"]), arrays["w_caba"]),
+        ne(arrays["y_caba"], arrays["p_caba"], arrays["w_caba"]) + 1e-12)
+    self.assertLessEqual(ne(arrays["y_cabb"], maps["cabb"](arrays["p_cabb"])),
+                         ne(arrays["y_cabb"], arrays["p_cabb"]) + 1e-12)
+    self.assertCountEqual(result.keys(), train.METRIC_KEYS)
 
   def test_baselines_score_both_tasks_with_one_head(self):
     for gin_file in ("last_click.gin", "caba_only.gin"):
