@@ -19,6 +19,13 @@ attached in the tf.data pipeline by a table lookup: the distinct (A, B) keys
 of the dataset's CABB rows are scored once, vectorized, with the scheme's
 NumPy `alpha`, and put in a `tf.lookup.StaticHashTable`; pairs not in the
 table (none, for the dataset the table was built from) get the fallback.
+
+**Scale** (gin `make_alpha_fn.scale`): `'raw'` is α as Eq. (3) gives it, in
+[0, 1], so the α-weighted CABB head learns the α-weighted rate, a fraction of
+the rate of the rows it is scored on; `'mean_one'` divides every α (and the
+fallback) by the mean α over the training split's CABB-positive rows — the
+rows Eq. (5) weighs — so positives keep their relative weights but carry, on
+average, the weight of a negative row (docs/metrics.md).
 """
 
 import dataclasses
@@ -36,6 +43,7 @@ from cabb_tf.similarity import i2i_embedding
 from cabb_tf.similarity import item_cf
 from cabb_tf.similarity import tree
 
+SCALES = ("raw", "mean_one")
 SCHEMES = ("static", "i2i_embedding", "i2i_cf", "taxonomy_tree",
            "taxonomy_cf", "taxonomy_cf_debiased")
 # Which record fields key each scheme's α.
@@ -103,6 +111,23 @@ class PairTable:
   alpha: np.ndarray
   fields: Tuple[str, str]
   fallback: float = 0.0
+  # Mean α over the training split's CABB-positive rows (NaN without any).
+  train_row_mean: float = float("nan")
+
+  def lookup(self, keys_a, keys_b) -> np.ndarray:
+    """α of aligned key arrays (str), the fallback for pairs not held."""
+    held = pd.MultiIndex.from_arrays([self.keys_a, self.keys_b])
+    index = held.get_indexer(pd.MultiIndex.from_arrays(
+        [np.asarray(keys_a, dtype=object), np.asarray(keys_b, dtype=object)]))
+    values = self.alpha[np.maximum(index, 0)].astype(np.float64)
+    return np.where(index >= 0, values, self.fallback)
+
+  def scaled(self, factor: float) -> "PairTable":
+    """The table with every α and the fallback multiplied by `factor`."""
+    return dataclasses.replace(
+        self, alpha=(self.alpha * factor).astype(np.float32),
+        fallback=self.fallback * factor,
+        train_row_mean=self.train_row_mean * factor)
 
   def table(self) -> tf.lookup.StaticHashTable:
     joined = np.array([f"{a}{_SEPARATOR}{b}" for a, b in
@@ -128,20 +153,25 @@ class PairTable:
     return alpha
 
 
-def cabb_rows(builder, fields: Sequence[str]) -> pd.DataFrame:
+def cabb_rows(builder, fields: Sequence[str],
+              with_split: bool = False) -> pd.DataFrame:
   """The CABB-positive rows of all splits of a dataset: `fields`, with bytes
-  decoded to str."""
+  decoded to str (and a `split` column when `with_split`)."""
   frames = []
   for split in ("train", "validation", "test"):
     for batch in builder.as_dataset(split=split).batch(
         65_536).as_numpy_iterator():
       positive = batch["y_cabb"] > 0
-      frames.append(pd.DataFrame({
+      frame = pd.DataFrame({
           f: (pd.Series(batch[f][positive]).str.decode("utf-8")
               if batch[f].dtype == object else batch[f][positive])
-          for f in fields}))
+          for f in fields})
+      if with_split:
+        frame["split"] = split
+      frames.append(frame)
   if not frames:
-    return pd.DataFrame({f: pd.Series([], dtype=object) for f in fields})
+    columns = list(fields) + (["split"] if with_split else [])
+    return pd.DataFrame({f: pd.Series([], dtype=object) for f in columns})
   return pd.concat(frames, ignore_index=True)
 
 
@@ -163,29 +193,55 @@ def score_pairs(similarity: Any, keys_a: np.ndarray,
 
 def pair_table(scheme: str, similarity: Any, builder,
                fallback: float = 0.0) -> PairTable:
-  """Scores the distinct CABB (A, B) pairs of a dataset with a fitted scheme."""
+  """Scores the distinct CABB (A, B) pairs of a dataset with a fitted scheme.
+
+  The table also records the mean α over the training split's CABB-positive
+  rows (`PairTable.train_row_mean`), which `'mean_one'` scaling divides by.
+  """
   fields = KEYS[scheme]
-  pairs = cabb_rows(builder, fields).drop_duplicates()
-  keys_a = pairs[fields[0]].astype(str).to_numpy(dtype=object)
-  keys_b = pairs[fields[1]].astype(str).to_numpy(dtype=object)
+  rows = cabb_rows(builder, fields, with_split=True)
+  rows_a = rows[fields[0]].astype(str).to_numpy(dtype=object)
+  rows_b = rows[fields[1]].astype(str).to_numpy(dtype=object)
+  pairs = pd.DataFrame({"a": rows_a, "b": rows_b}).drop_duplicates()
+  keys_a = pairs["a"].to_numpy(dtype=object)
+  keys_b = pairs["b"].to_numpy(dtype=object)
   alpha = score_pairs(similarity, keys_a, keys_b).astype(np.float32)
-  return PairTable(keys_a, keys_b, alpha, fields, fallback)
+  table = PairTable(keys_a, keys_b, alpha, fields, fallback)
+  train = rows["split"].to_numpy() == "train"
+  if train.any():
+    table.train_row_mean = float(np.mean(table.lookup(rows_a[train],
+                                                      rows_b[train])))
+  return table
+
+
+def check_scale(scale: str) -> None:
+  if scale not in SCALES:
+    raise ValueError(f"unknown α scale {scale!r}; gin make_alpha_fn.scale "
+                     f"must be one of {list(SCALES)}.")
 
 
 @gin.configurable(denylist=["scheme", "builder"])
-def make_alpha_fn(scheme: str, builder,
-                  fallback: float = 0.0) -> Optional[AlphaFn]:
+def make_alpha_fn(scheme: str, builder, fallback: float = 0.0,
+                  scale: str = "raw") -> Optional[AlphaFn]:
   """The in-graph α of a scheme for the records of a prepared TFDS dataset.
 
   Args:
     scheme: one of `SCHEMES`.
     builder: a prepared cabb_tf TFDS builder.
     fallback: α of pairs the table does not hold.
+    scale: 'raw' (Eq. 3 as it is) or 'mean_one' (every α divided by the mean
+      α over the training split's CABB-positive rows; see the module doc).
 
   Returns:
-    `alpha_fn(record) -> float32 tensor`, or None for `static` (α = 1).
+    `alpha_fn(record) -> float32 tensor`, or None for `static` (α = 1, whose
+    mean is already 1).
+
+  Raises:
+    ValueError: on an unknown scheme or scale, or 'mean_one' when the
+      training split's CABB-positive rows have mean α 0.
   """
   check_scheme(scheme)
+  check_scale(scale)
   if scheme == "static":
     return None
   # Experiments train many models on one dataset: fit each scheme once. The
@@ -199,7 +255,17 @@ def make_alpha_fn(scheme: str, builder,
   key = (scheme, str(builder.data_path), fallback, options)
   if key not in _TABLES:
     _TABLES[key] = _fit_table(scheme, builder, fallback)
-  return _TABLES[key].alpha_fn()
+  table = _TABLES[key]
+  if scale == "mean_one":
+    mean = table.train_row_mean
+    if not mean > 0:
+      raise ValueError(
+          f"make_alpha_fn.scale = 'mean_one' needs a positive mean α over "
+          f"the training split's CABB-positive rows; {scheme} gives {mean}.")
+    table = table.scaled(1.0 / mean)
+    logging.info("Weighting %s: α scaled by 1 / %.4f (mean over training "
+                 "CABB-positive rows).", scheme, mean)
+  return table.alpha_fn()
 
 
 _TABLES: Dict[Tuple, PairTable] = {}
@@ -210,7 +276,8 @@ def _fit_table(scheme: str, builder, fallback: float) -> PairTable:
   events, catalog = datasets_lib.load_training_events(builder)
   similarity = fit_scheme(scheme, events, catalog)
   table = pair_table(scheme, similarity, builder, fallback)
-  logging.info("Weighting %s: %d distinct CABB pairs, mean α %.4f", scheme,
-               len(table.alpha), float(np.mean(table.alpha)) if len(
-                   table.alpha) else float("nan"))
+  logging.info("Weighting %s: %d distinct CABB pairs, mean α %.4f over the "
+               "pairs and %.4f over the training split's CABB-positive rows",
+               scheme, len(table.alpha), float(np.mean(table.alpha)) if len(
+                   table.alpha) else float("nan"), table.train_row_mean)
   return table

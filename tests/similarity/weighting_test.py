@@ -86,6 +86,43 @@ class PairTableTest(tf.test.TestCase):
     # The reversed pair (c, a/b) is not in the table: the fallback.
     np.testing.assert_allclose(got, [0.25, 1.0, 0.5])
 
+  def test_lookup_and_scaling(self):
+    table = weighting.PairTable(
+        keys_a=np.array(["a", "a"], dtype=object),
+        keys_b=np.array(["b", "c"], dtype=object),
+        alpha=np.array([0.25, 1.0], dtype=np.float32),
+        fields=("leaf_a", "leaf_b"), fallback=0.5, train_row_mean=0.4)
+    np.testing.assert_allclose(
+        table.lookup(["a", "b", "a", "a"], ["c", "a", "b", "c"]),
+        [1.0, 0.5, 0.25, 1.0])
+    doubled = table.scaled(2.0)
+    np.testing.assert_allclose(doubled.alpha, [0.5, 2.0])
+    self.assertEqual((doubled.fallback, doubled.train_row_mean), (1.0, 0.8))
+    with self.assertRaisesRegex(ValueError, "mean_one"):
+      weighting.check_scale("mean")
+
+
+class MeanOneScaleTest(tf.test.TestCase):
+
+  def test_mean_one_over_the_training_cabb_positive_rows(self):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    from cabb_tf import datasets  # pylint: disable=g-import-not-at-top,unused-import
+    builder = tfds.builder("cabb_synthetic/tiny",
+                           data_dir=self.create_tempdir().full_path)
+    builder.download_and_prepare()
+    raw = weighting.make_alpha_fn("taxonomy_cf", builder)
+    scaled = weighting.make_alpha_fn("taxonomy_cf", builder, scale="mean_one")
+    train = next(iter(builder.as_dataset(split="train").batch(1 << 20)))
+    positive = train["y_cabb"].numpy() > 0
+    raw_alpha = raw(train).numpy()[positive].astype(np.float64)
+    scaled_alpha = scaled(train).numpy()[positive].astype(np.float64)
+    self.assertGreater(positive.sum(), 10)
+    # Raw α lies in [0, 1] with a mean well below 1; scaled, the positives
+    # average exactly 1 and keep their ratios.
+    self.assertLess(raw_alpha.mean(), 0.9)
+    self.assertAllClose(scaled_alpha.mean(), 1.0, rtol=1e-5)
+    self.assertAllClose(scaled_alpha, raw_alpha / raw_alpha.mean(), rtol=1e-5)
+
 
 if __name__ == "__main__":
   absltest.main()
