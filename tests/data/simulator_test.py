@@ -324,6 +324,118 @@ class SimulatorTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, message):
       simulator.simulate(**kwargs)
 
+  def test_signal_scale_one_is_the_default_log(self):
+    scaled = simulator.simulate(num_users=400, seed=7, signal_scale=1.0)
+    with_state, state = simulator.simulate_with_state(num_users=400, seed=7)
+    for name in simulator.SimulatedLog._fields:
+      pd.testing.assert_frame_equal(getattr(scaled, name),
+                                    getattr(self.small, name))
+      pd.testing.assert_frame_equal(getattr(with_state, name),
+                                    getattr(self.small, name))
+    self.assertEqual(state.intercepts["same"], -6.3)
+
+  @parameterized.parameters(0.0, -1.0, float("nan"), float("inf"), "strong")
+  def test_invalid_signal_scale_raises(self, scale):
+    with self.assertRaisesRegex(ValueError, "signal_scale"):
+      simulator.simulate(num_users=10, signal_scale=scale)
+
+  def test_signal_scale_keeps_the_purchase_mix(self):
+    # The intercepts are solved so that the expected counts stay those of
+    # s = 1; the realized counts then move only by sampling noise.
+    counts, shares = {}, {}
+    for scale in (1.0, 0.5, 2.0, 4.0):
+      log, state = simulator.simulate_with_state(num_users=3000, seed=2,
+                                                 signal_scale=scale)
+      group = simulator._same_groups(state.clicks,
+                                     len(state.world.item_ids))
+      expected = simulator._expected_counts(state.probs, group)
+      if scale == 1.0:
+        reference = expected
+      else:
+        for name, value in expected.items():
+          self.assertAllClose(value, reference[name], rtol=1e-9)
+      counts[scale] = log.purchases["relation"].value_counts()
+      shares[scale] = simulator.calibration_stats(log)["click_a_buy_b_share"]
+    for scale in (0.5, 2.0, 4.0):
+      for name in simulator.RELATIONS:
+        n1, ns = counts[1.0][name], counts[scale][name]
+        self.assertLess(abs(ns - n1), 4 * np.sqrt(2.0 * n1) + 0.03 * n1,
+                        (scale, name, n1, ns))
+      self.assertAllClose(shares[scale], shares[1.0], atol=0.03)
+
+  def test_signal_scale_spreads_the_purchase_probabilities(self):
+    spread = []
+    for scale in (0.5, 1.0, 2.0):
+      _, state = simulator.simulate_with_state(num_users=300, seed=4,
+                                               signal_scale=scale)
+      z = np.log(state.probs.same) - np.log1p(-state.probs.same)
+      spread.append(z.std())
+    # Every non-intercept term is multiplied by s: so is the logits' spread.
+    self.assertAllClose(np.array(spread) / spread[1], [0.5, 1.0, 2.0],
+                        rtol=1e-6)
+
+  def test_intent_carts_precede_clicks_and_leave_clicks_alone(self):
+    base = self.small.events
+    strong = simulator.simulate(num_users=400, seed=7,
+                                signal_scale=3.0).events
+    clicks = lambda e: e[e["event_type"] == "click"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(clicks(base), clicks(strong))
+    carts = lambda e: int((e["event_type"] == "add_to_cart").sum())
+    self.assertGreater(carts(strong), carts(base) * 1.2)
+    # Each extra cart is followed, in its session, by a click on its item.
+    events = strong.reset_index(drop=True)
+    nxt = events.groupby("session_id").shift(-1)
+    is_cart = events["event_type"] == "add_to_cart"
+    before_click = (is_cart & (nxt["event_type"] == "click")
+                    & (nxt["item_id"] == events["item_id"])
+                    & (nxt["timestamp"] > events["timestamp"]))
+    self.assertGreaterEqual(int(before_click.sum()),
+                            carts(strong) - carts(base))
+
+  def test_redraw_events_follow_the_purchase_model(self):
+    log, state = simulator.simulate_with_state(num_users=400, seed=7)
+    events = log.events
+    draw = simulator.redraw_events(state, np.random.default_rng(5))
+    kinds = np.asarray(schema.EVENT_TYPES)[draw.event_type]
+    self.assertEqual(set(kinds), {"click", "purchase"})
+    original = events[events["event_type"] == "click"]
+    self.assertEqual(int((kinds == "click").sum()), len(original))
+    self.assertCountEqual(
+        zip(draw.session_id[kinds == "click"].tolist(),
+            draw.timestamp[kinds == "click"].tolist(),
+            draw.item_id[kinds == "click"].tolist()),
+        zip(original["session_id"].tolist(), original["timestamp"].tolist(),
+            original["item_id"].tolist()))
+    # Rows come by session, in time order inside each session.
+    frame = pd.DataFrame({"s": draw.session_id, "t": draw.timestamp})
+    self.assertTrue(frame["s"].is_monotonic_increasing)
+    self.assertTrue((frame.groupby("s")["t"].diff().fillna(0) >= 0).all())
+    # Another draw, other purchases; about as many as in the log.
+    bought = int((kinds == "purchase").sum())
+    self.assertBetween(bought, 0.8 * len(log.purchases),
+                       1.2 * len(log.purchases))
+    only = simulator.redraw_events(state, np.random.default_rng(5),
+                                   keep="sessions")
+    np.testing.assert_array_equal(
+        np.unique(only.session_id[only.event_type == schema.PURCHASE]),
+        np.unique(only.session_id))
+    with self.assertRaisesRegex(ValueError, "keep"):
+      simulator.redraw_events(state, np.random.default_rng(0), keep="some")
+
+  def test_subset_state_keeps_the_chosen_sessions(self):
+    _, state = simulator.simulate_with_state(num_users=200, seed=3)
+    keep = np.arange(len(state.session_ids)) % 3 == 0
+    sub = simulator.subset_state(state, keep)
+    np.testing.assert_array_equal(sub.session_ids, state.session_ids[keep])
+    in_kept = np.isin(state.click_session_id, sub.session_ids)
+    np.testing.assert_array_equal(sub.click_item_id,
+                                  state.click_item_id[in_kept])
+    np.testing.assert_array_equal(sub.probs.same, state.probs.same[in_kept])
+    draw = simulator.redraw_events(sub, np.random.default_rng(1))
+    self.assertTrue(np.isin(draw.session_id, sub.session_ids).all())
+    with self.assertRaisesRegex(ValueError, "mask"):
+      simulator.subset_state(state, keep[:-1])
+
   def test_other_taxonomies(self):
     flat = simulator.simulate(num_users=50, branching=(20,), seed=1)
     self.assertEqual(flat.catalog["leaf"].nunique(), 20)
