@@ -688,7 +688,7 @@ def oracle_for_builder(builder, split: str = "test",
 
 def _table(results: Sequence[Mapping[str, Any]], key: str) -> str:
   lines = [f"| {key} | CABA NE | CABB NE | last-click NE | overall NE | "
-           "MC error | draws | s |", "|---|---|---|---|---|---|---|---|"]
+           "MC error | draws | seconds |", "|---|---|---|---|---|---|---|---|"]
   for r in results:
     lines.append(
         f"| {r[key]} | {r['caba_ne']:.3f} | {r['cabb_ne']:.3f} | "

@@ -1,6 +1,7 @@
 """A seeded generative model of shopping sessions: the package's embedded data.
 
-The simulator (../SPEC §9) draws a world and then users who shop in it:
+The simulator (docs/simulator.md) draws a world and then users who shop in
+it:
 
 * **Taxonomy.** A tree with `branching` children per level (default
   8 departments × 6 aisles × 6 shelves = 288 leaves), named like
@@ -50,10 +51,40 @@ The simulator (../SPEC §9) draws a world and then users who shop in it:
 Every purchase carries its ground truth in `SimulatedLog.purchases`: the
 relation to its source click and the source item.
 
+**Signal strength** (`simulate(signal_scale=s)`, gin
+`simulate.signal_scale`, default 1). Every term of the purchase and cart
+logits except the intercepts (the coefficients `_SAME_COEF` ... `_CART_COEF`,
+the per-leaf biases, the hour / weekday context) is multiplied by s, and the
+five intercepts are re-solved on the drawn population (Newton steps on the
+log of the expected count) so that the expected numbers of same (a (session,
+item) counted once), substitute, complement and noise purchases and of
+abandoned carts stay those of s = 1: the relation mix and the leaf relations
+do not move, only how predictable each decision is. For s > 1 the latent
+part of a click's `same` logit (propensity, wish list, quality, leaf bias)
+is also logged before the click, as an add-to-cart of A with odds
+(s − 1) · exp(intent − 5) (`_intent_carts`): point-in-time features
+(`u_item_carts`, `u_leaf_carts`, `u_events`) see it; purchase probabilities
+do not depend on it. The intent carts use a random stream of their own, so
+clicks and impressions are the same at every s. s = 1 is the calibrated
+world, draw for draw. The oracle NE floor (`cabb_tf.data.oracle`) of the
+test split (last 20 % of the time range) of `simulate_events(500_000,
+seed=0)`, from `python -m cabb_tf.data.oracle --signal_scale=0.5
+--signal_scale=1 ...` (3,200 redraws; Monte-Carlo error at most 0.0022;
+docs/simulator.md has the full table):
+
+| signal_scale | CABA NE | CABB NE | last-click NE | overall NE | MC error |
+| --- | --- | --- | --- | --- | --- |
+| 0.5 | 0.907 | 0.871 | 0.837 | 0.879 | 0.0016 |
+| 1.0 | 0.746 | 0.783 | 0.768 | 0.775 | 0.0019 |
+| 1.5 | 0.567 | 0.691 | 0.682 | 0.666 | 0.0014 |
+| 2.0 | 0.448 | 0.593 | 0.611 | 0.564 | 0.0017 |
+| 3.0 | 0.317 | 0.446 | 0.499 | 0.420 | 0.0022 |
+| 4.0 | 0.243 | 0.363 | 0.407 | 0.339 | 0.0013 |
+
 Calibration: `python -m cabb_tf.data.simulator` prints these figures for the
 default configuration (seed 0; in brackets mean ± sd over seeds 0-5), beside
-the Taobao UserBehavior sample (../shared/data/raw/SOURCES.md §2) with the
-definitions of click_a_buy_b_stats.py (`calibration_stats`):
+the Taobao UserBehavior sample (see docs/simulator.md, Calibration) with
+the definitions of click_a_buy_b_stats.py (`calibration_stats`):
 
 | statistic                                  | simulator             | Taobao |
 |--------------------------------------------|-----------------------|--------|
