@@ -532,7 +532,8 @@ def _recorded_world(bindings: Mapping[str, str]):
     raise ValueError("the dataset was built with use_source_sessions = False; "
                      "the oracle needs the simulator's own sessions.")
   kwargs = {}
-  for name, parameter in inspect.signature(simulator.simulate).parameters.items():
+  parameters = inspect.signature(simulator.simulate).parameters
+  for name, parameter in parameters.items():
     if name in _RESERVED:
       continue
     key = _SIMULATE + name
