@@ -51,7 +51,10 @@ file is re-read with every field as a string and checked value by value; only
 a data error re-reads it row by row, to find the line of the first bad row.
 """
 
+import codecs
+import collections
 import csv
+import datetime
 import json
 import os
 import re
@@ -126,7 +129,8 @@ def load_csv(path: PathLike,
              name: Optional[str] = None,
              category_fallback_column: Optional[ColumnRef] = None,
              time_range: Optional[Tuple[int, int]] = None,
-             na_values: Sequence[str] = ("",)) -> Loaded:
+             na_values: Sequence[str] = ("",),
+             max_malformed_fraction: float = 0.1) -> Loaded:
   """Reads a delimited event log into the canonical schema.
 
   Args:
@@ -170,6 +174,9 @@ def load_csv(path: PathLike,
     time_range: optional `(start, end)` in ms; events outside `[start, end)`
       are dropped as `out_of_range`.
     na_values: field values that mean "missing".
+    max_malformed_fraction: the largest share of data rows that may be
+      dropped as `malformed` or `unclosed_quote` before the load fails as a
+      systematic fault (a wrong delimiter or header); see docs/loading.md.
 
   Returns:
     `(events, catalog, report)` as described in the module docstring.
@@ -201,7 +208,13 @@ def load_csv(path: PathLike,
     raise ValueError(f"{path}: delimiter must be one character, not "
                      f"{delimiter!r}.")
 
-  names, first_row = _read_header(path, delimiter, header, encoding)
+  if not 0 <= max_malformed_fraction <= 1:
+    raise ValueError(f"{path}: max_malformed_fraction must be in [0, 1], not "
+                     f"{max_malformed_fraction!r}.")
+  data, compression = _read_source(path)
+  has_quote = _check_text(path, data, encoding, compression)
+  layout = _read_layout(path, data, delimiter, header, encoding)
+  names = layout.names
   optional = dict(session_id=session_column, category=category_column,
                   category_fallback=category_fallback_column,
                   brand=brand_column, price=price_column)
@@ -209,25 +222,28 @@ def load_csv(path: PathLike,
   if "category" in cols and catalog_path is not None:
     raise ValueError(f"{path}: give a category column or catalog_path, not "
                      "both.")
-  ctx = _CsvContext(path, names, header, delimiter, encoding, set(na_values))
+  ctx = _CsvContext(path, layout, delimiter, encoding, set(na_values), data,
+                    has_quote, max_malformed_fraction)
 
   try:  # Fast path: columns typed by the reader.
-    types, parsers = _guess_column_types(cols, names, first_row, timestamp_unit,
-                                         timestamp_format)
-    table, invalid = _read_table(ctx, types, parsers)
+    types = _guess_column_types(cols, names, layout.first_row, timestamp_unit,
+                                timestamp_format)
+    table, invalid = _read_table(ctx, types)
     parsed = _parse_columns(ctx, table, cols, type_codes, timestamp_unit,
                             timestamp_format)
   except (pa.ArrowInvalid, _RetryAsStrings) as e:
     logging.info("%s: re-reading every field as text (%s).", path, e)
-    table, invalid = _read_table(ctx, {n: pa.string() for n in names}, [])
+    table, invalid = _read_table(ctx, {n: pa.string() for n in names})
     parsed = _parse_columns(ctx, table, cols, type_codes, timestamp_unit,
                             timestamp_format)
   missing, codes, ms, price = parsed
 
   report = report_lib.new_report(name or path)
   report["path"] = path
+  if compression:
+    report["compression"] = compression
   report["rows_in"] = table.num_rows + len(invalid)
-  _count_invalid_rows(ctx, invalid, report)
+  _count_invalid_rows(ctx, invalid, table.num_rows, report)
   keep = _apply_drops(report, missing, codes, ms, time_range)
   if not keep.all():
     table = table.filter(pa.array(keep))
@@ -420,72 +436,255 @@ class _RetryAsStrings(Exception):
   """A typed column holds a bad value: re-read as text to locate it."""
 
 
-class _CsvContext:
-  """The file and its dialect, for the slow paths that re-read it row by row."""
+# ----------------------------------------------------------------------------
+# Raw input: compression, encoding, lines (see docs/loading.md).
 
-  def __init__(self, path: str, names: List[str], header: bool,
-               delimiter: str, encoding: str, na_values: Set[str]):
-    self.path = path
+_COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"))
+_UNSUPPORTED_MAGIC = ((b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+                      (b"PK\x03\x04", "zip"), (b"PAR1", "Parquet"))
+_UTF8_BOM = b"\xef\xbb\xbf"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_SCAN_CHUNK = 16 << 20
+# Lines sampled at the top of a headerless file to find its number of fields.
+_WIDTH_SAMPLE_LINES = 100
+
+
+def _read_source(path: str) -> Tuple[pa.Buffer, Optional[str]]:
+  """Returns the file's bytes (decompressed) and its compression, if any.
+
+  Compression is detected from the first bytes, not from the file name.
+  """
+  with open(path, "rb") as f:
+    magic = f.read(8)
+  for prefix, codec in _COMPRESSION_MAGIC:
+    if magic.startswith(prefix):
+      try:
+        with pa.input_stream(path, compression=codec) as stream:
+          return stream.read_buffer(), codec
+      except (OSError, pa.ArrowException) as e:
+        raise ValueError(f"{path}: the file starts like {codec}-compressed "
+                         f"data but cannot be decompressed ({e}); is it cut "
+                         "off or damaged?") from None
+  for prefix, kind in _UNSUPPORTED_MAGIC:
+    if magic.startswith(prefix):
+      raise ValueError(f"{path}: the file is {kind} data, not a text log; "
+                       f"decompress or convert it first (gzip and zstd are "
+                       "read directly).")
+  if not os.path.getsize(path):
+    return pa.py_buffer(b""), None
+  return pa.memory_map(path).read_buffer(), None
+
+
+def _is_utf8(encoding: str) -> bool:
+  return encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig")
+
+
+def _line_at(data: pa.Buffer, offset: int) -> int:
+  """The 1-based line holding byte `offset` (line breaks: LF, CRLF or CR)."""
+  prefix = data[:offset].to_pybytes()
+  return (prefix.count(b"\n") + prefix.count(b"\r") - prefix.count(b"\r\n")
+          + 1)
+
+
+def _check_text(path: str, data: pa.Buffer, encoding: str,
+                compression: Optional[str]) -> bool:
+  """Raises on binary data or bytes not valid in `encoding`.
+
+  Returns:
+    Whether the text holds a double quote (then a record could span lines).
+  """
+  try:
+    decoder = codecs.getincrementaldecoder(encoding)()
+  except LookupError:
+    raise ValueError(f"{path}: unknown encoding {encoding!r}.") from None
+  ascii_based = not re.search(r"utf.?(16|32)", encoding.lower())
+  where = " (of the decompressed text)" if compression else ""
+  has_quote = False
+  view = memoryview(data)
+  for start in range(0, len(view), _SCAN_CHUNK):
+    chunk = view[start:start + _SCAN_CHUNK].tobytes()
+    if ascii_based:
+      nul = chunk.find(b"\x00")
+      if nul >= 0:
+        offset = start + nul
+        raise ValueError(
+            f"{path}: line {_line_at(data, offset)}, byte offset {offset}"
+            f"{where}: a NUL byte; the file looks like binary data, not a "
+            "text log.")
+      has_quote = has_quote or b'"' in chunk
+    try:
+      decoder.decode(chunk, final=start + _SCAN_CHUNK >= len(view))
+    except UnicodeDecodeError as e:
+      offset = start + e.start
+      raise ValueError(
+          f"{path}: line {_line_at(data, offset)}, byte offset {offset}"
+          f"{where}: byte 0x{data[offset]:02x} is not valid {encoding} "
+          f"({e.reason}). If the file is in another encoding, pass it as "
+          "encoding (e.g. encoding='latin-1').") from None
+  return has_quote
+
+
+def _count_nonblank_lines(data: pa.Buffer) -> int:
+  """Counts lines with at least one byte besides line breaks (vectorized)."""
+  values = np.frombuffer(data, dtype=np.uint8)
+  total, after_break = 0, True
+  for start in range(0, len(values), _SCAN_CHUNK):
+    chunk = values[start:start + _SCAN_CHUNK]
+    is_break = (chunk == 10) | (chunk == 13)
+    starts = ~is_break
+    starts[1:] &= is_break[:-1]
+    starts[0] &= after_break
+    total += int(np.count_nonzero(starts))
+    after_break = bool(is_break[-1])
+  return total
+
+
+def _split_fields(line: str, delimiter: str) -> Optional[List[str]]:
+  """A line's fields, or None when a quote opened on it is never closed."""
+  if '"' not in line:
+    return line.split(delimiter)
+  try:
+    return next(csv.reader([line], delimiter=delimiter, strict=True))
+  except csv.Error as e:
+    if "unexpected end of data" in str(e):
+      return None
+  return next(csv.reader([line], delimiter=delimiter))
+
+
+class _Layout:
+  """Where the header and the data are in a delimited file."""
+
+  def __init__(self, names: List[str], first_row: List[str], body_start: int,
+               first_line: int, header_text: Optional[str]):
     self.names = names
-    self.header = header
+    self.first_row = first_row
+    self.body_start = body_start  # byte offset of the line after the header
+    self.first_line = first_line  # 1-based line number at body_start
+    self.header_text = header_text
+
+
+def _read_layout(path: str, data: pa.Buffer, delimiter: str, header: bool,
+                 encoding: str) -> _Layout:
+  """Finds the header (the first non-blank line) and the column names.
+
+  Without a header the number of columns is the most common number of fields
+  among the first non-blank lines (ties: the first line's).
+  """
+  start = len(_UTF8_BOM) if (_is_utf8(encoding) and
+                             data[:3].to_pybytes() == _UTF8_BOM) else 0
+  head = data[start:start + (1 << 20)].to_pybytes().decode(
+      encoding, errors="replace")
+  pieces = _LINE_BREAK.split(head)
+  if len(data) - start > (1 << 20):
+    pieces = pieces[:-1]  # The last piece may be cut by the 1 MiB window.
+  lines = []  # (number, text, byte offset after its line break)
+  offset = start
+  breaks = _LINE_BREAK.findall(head)
+  for number, (text, brk) in enumerate(zip(pieces, breaks + [""]), start=1):
+    offset += len(text.encode(encoding, errors="replace")) + len(brk)
+    if text:
+      lines.append((number, text, offset))
+    if len(lines) > _WIDTH_SAMPLE_LINES:
+      break
+  if not lines:
+    raise ValueError(f"{path}: the file is empty (no non-blank line).")
+  parsed = [(n, _split_fields(t, delimiter), t, o) for n, t, o in lines]
+  if header:
+    number, names, text, end = parsed[0]
+    if names is None:
+      raise ValueError(f"{path}: line {number}: the header opens a quote "
+                       f"that is never closed: {text[:200]!r}.")
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+      raise ValueError(f"{path}: line {number}: the header repeats column "
+                       f"name(s) {duplicated}.")
+    first_row = next((f for _, f, _, _ in parsed[1:]
+                      if f is not None and len(f) == len(names)), [])
+    return _Layout(names, first_row, end, number + 1, text)
+  widths = [len(f) for _, f, _, _ in parsed if f is not None]
+  if not widths:
+    raise ValueError(f"{path}: line {lines[0][0]}: a quote opened on the "
+                     "first lines is never closed.")
+  counts = collections.Counter(widths)
+  width = max(counts, key=lambda w: (counts[w], w == widths[0]))
+  first_row = next(f for _, f, _, _ in parsed
+                   if f is not None and len(f) == width)
+  return _Layout([str(i) for i in range(width)], first_row, start, 1, None)
+
+
+class _CsvContext:
+  """The file, its dialect and its data lines, for reading and for errors."""
+
+  def __init__(self, path: str, layout: _Layout, delimiter: str,
+               encoding: str, na_values: Set[str], data: pa.Buffer,
+               has_quote: bool, max_malformed_fraction: float):
+    self.path = path
+    self.names = layout.names
+    self.layout = layout
     self.delimiter = delimiter
     self.encoding = encoding
     self.na_values = na_values
+    self.max_malformed_fraction = max_malformed_fraction
+    self.has_quote = has_quote
+    self.body = data[layout.body_start:]
+    self.body_encoding = encoding
+    # Set by `scan()`: the line of each well-formed row, and the others.
+    self.row_lines: Optional[np.ndarray] = None
+    self.invalid: Optional[List[Tuple[Optional[int], str, int]]] = None
+    self.careful = False
 
-  def first_line_with(self, column: str, values: Set[Any]) -> Tuple[Any, Any]:
-    """Returns (1-based line, value) of the first row with `column` in `values`.
+  def scan(self) -> bytes:
+    """Reads the data line by line; returns the well-formed lines as UTF-8.
 
-    Only rows with the header's number of fields count, as in the fast path.
-    Returns (None, None) if no row matches.
+    Sets `row_lines` (the 1-based line of each well-formed row) and `invalid`
+    ((fields or None for an unclosed quote, text, line) per other line).
     """
-    index = self.names.index(column)
-    values = {str(v) for v in values}
-    with open(self.path, encoding=_text_encoding(self.encoding), newline="",
-              errors="replace") as f:
-      reader = csv.reader(f, delimiter=self.delimiter)
-      if self.header:
-        next(reader, None)
-      for row in reader:
-        if len(row) == len(self.names) and row[index] in values:
-          return reader.line_num, row[index]
-    return None, None
+    text = self.body.to_pybytes().decode(self.encoding, errors="replace")
+    if text.startswith("\ufeff"):
+      text = text[1:]
+    width, delimiter = len(self.names), self.delimiter
+    good, row_lines, invalid = [], [], []
+    for k, line in enumerate(_LINE_BREAK.split(text)):
+      if not line:
+        continue
+      fields = _split_fields(line, delimiter)
+      number = self.layout.first_line + k
+      if fields is not None and len(fields) == width:
+        good.append(line)
+        row_lines.append(number)
+      else:
+        invalid.append((None if fields is None else len(fields), line,
+                        number))
+    self.row_lines = np.array(row_lines, dtype=np.int64)
+    self.invalid = invalid
+    return "\n".join(good).encode("utf-8")
+
+  def read_carefully(self) -> None:
+    """Switches to the well-formed lines of a line-by-line scan."""
+    logging.info("%s: a quote spans lines; reading the file line by line.",
+                 self.path)
+    self.body = pa.py_buffer(self.scan())
+    self.body_encoding = "utf-8"
+    self.careful = True
+
+  def line_of_row(self, row: int) -> int:
+    """The 1-based line of well-formed row `row` of the table."""
+    if self.row_lines is None:
+      self.scan()
+    return int(self.row_lines[row])
 
   def error(self, column: pa.ChunkedArray, name: str, bad: np.ndarray,
             problem: str, hint: str) -> ValueError:
     """Builds the error for the first row of text `column` flagged in `bad`."""
-    values = set(pc.unique(pc.filter(column, pa.array(bad))).to_pylist())
-    line, value = self.first_line_with(name, values)
-    if value is None:
-      value = column[int(np.argmax(bad))].as_py()
-    where = f"line {line}" if line is not None else "line unknown"
+    row = int(np.argmax(bad))
+    value = column[row].as_py()
+    line = self.line_of_row(row)
+    if self.layout.header_text is not None and value in self.names:
+      hint += (f" Line {line} looks like a repeat of the header (files "
+               "joined with their headers?).")
     return ValueError(
-        f"{self.path}: {where}, column {name!r}: {problem} {value!r} "
+        f"{self.path}: line {line}, column {name!r}: {problem} {value!r} "
         f"({int(bad.sum())} such row(s)). {hint}")
-
-
-def _text_encoding(encoding: str) -> str:
-  if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
-    return "utf-8-sig"  # Tolerates a byte-order mark, as pyarrow does.
-  return encoding
-
-
-def _read_header(path: str, delimiter: str, header: bool, encoding: str
-                 ) -> Tuple[List[str], List[str]]:
-  """Returns the column names ('0', '1', ... without a header) and row one."""
-  with open(path, encoding=_text_encoding(encoding), newline="",
-            errors="replace") as f:
-    reader = csv.reader(f, delimiter=delimiter)
-    first = next((row for row in reader if row), None)
-    second = next((row for row in reader if row), [])
-  if first is None:
-    raise ValueError(f"{path}: the file is empty.")
-  if not header:
-    return [str(i) for i in range(len(first))], first
-  duplicated = sorted({n for n in first if first.count(n) > 1})
-  if duplicated:
-    raise ValueError(f"{path}: line 1: the header repeats column name(s) "
-                     f"{duplicated}.")
-  return first, second
 
 
 def _resolve_columns(path: str, names: List[str], header: bool,
@@ -531,9 +730,11 @@ def _resolve_columns(path: str, names: List[str], header: bool,
 
 def _guess_column_types(cols: Mapping[str, str], names: List[str],
                         first_row: List[str], unit: Optional[str],
-                        fmt: Optional[str]
-                        ) -> Tuple[Dict[str, pa.DataType], List[str]]:
-  """Column types for the fast read, guessed from the first data row."""
+                        fmt: Optional[str]) -> Dict[str, pa.DataType]:
+  """Column types for the fast read, guessed from the first data row.
+
+  Text timestamps stay text: `_parse_timestamps` parses and checks them.
+  """
   types = {n: pa.string() for n in names}
   sample = dict(zip(names, first_row)) if len(first_row) == len(names) else {}
 
@@ -546,105 +747,157 @@ def _guess_column_types(cols: Mapping[str, str], names: List[str],
   types[cols["event_type"]] = pa.dictionary(pa.int32(), pa.string())
   if "price" in cols:
     types[cols["price"]] = pa.float64()
-  ts, parsers = cols["timestamp"], []
-  if unit is not None:
-    if integer(ts):  # Else text: float64 would round ns timestamps (> 2**53).
-      types[ts] = pa.int64()
-  elif sample.get(ts):
-    parsed = pc.strptime(pa.array([sample[ts]]), format=fmt, unit="ms",
-                         error_is_null=True)
-    if parsed.null_count == 0 and parsed.type.tz is None:
-      types[ts], parsers = pa.timestamp("ms"), [fmt]
-  return types, parsers
+  del fmt  # Text timestamps are read as text.
+  ts = cols["timestamp"]
+  if unit is not None and integer(ts):
+    # Else text: float64 would round ns timestamps (> 2**53).
+    types[ts] = pa.int64()
+  return types
 
 
-def _read_table(ctx: _CsvContext, types: Mapping[str, pa.DataType],
-                parsers: List[str]) -> Tuple[pa.Table, List[Tuple[int, str]]]:
-  """Parses the file; collects the rows with a wrong number of fields.
+def _read_table(ctx: _CsvContext, types: Mapping[str, pa.DataType]
+                ) -> Tuple[pa.Table, List[Tuple[Optional[int], str,
+                                                Optional[int]]]]:
+  """Parses the data lines; collects the rows that are not well-formed.
+
+  A file with a double quote is checked to have one row per non-blank line (a
+  quote left open swallows the lines after it); if not, it is read line by
+  line (`_CsvContext.read_carefully`).
+
+  Returns:
+    (table, invalid): invalid rows as (number of fields, or None for an
+    unclosed quote; text; 1-based line, or None when not known).
 
   Raises:
     pa.ArrowInvalid: if a value does not convert to a non-string type.
-    ValueError: if the text itself cannot be parsed.
   """
   invalid = []
 
   def on_invalid(row) -> str:
-    invalid.append((row.actual_columns, row.text))
+    invalid.append((row.actual_columns, row.text, None))
     return "skip"
 
-  all_text = all(t == pa.string() for t in types.values())
-  try:
-    table = pa_csv.read_csv(
-        ctx.path,
-        read_options=pa_csv.ReadOptions(
-            column_names=ctx.names, skip_rows=1 if ctx.header else 0,
-            encoding=ctx.encoding, block_size=_BLOCK_SIZE),
-        parse_options=pa_csv.ParseOptions(
-            delimiter=ctx.delimiter, invalid_row_handler=on_invalid),
-        convert_options=pa_csv.ConvertOptions(
-            column_types=dict(types), timestamp_parsers=parsers,
-            null_values=sorted(ctx.na_values), strings_can_be_null=True,
-            quoted_strings_can_be_null=True))
-  except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-    if not all_text and "conversion error" in str(e):
-      raise
-    line = _first_undecodable_line(ctx.path, ctx.encoding)
-    where = f"line {line}: not valid {ctx.encoding}; " if line else ""
-    raise ValueError(f"{ctx.path}: {where}cannot parse the file as delimited "
-                     f"text (delimiter {ctx.delimiter!r}, encoding "
-                     f"{ctx.encoding!r}): {e}") from None
+  if ctx.careful:
+    types = {n: pa.string() for n in ctx.names}
+  if not _count_nonblank_lines(ctx.body[:1 << 16]) and len(ctx.body) <= (
+      1 << 16):  # No data rows (Arrow rejects an empty input).
+    return pa.table({n: pa.array([], type=types.get(n, pa.string()))
+                     for n in ctx.names}), list(ctx.invalid or [])
+  table = pa_csv.read_csv(
+      pa.BufferReader(ctx.body),
+      read_options=pa_csv.ReadOptions(
+          column_names=ctx.names, encoding=ctx.body_encoding,
+          block_size=_BLOCK_SIZE),
+      parse_options=pa_csv.ParseOptions(
+          delimiter=ctx.delimiter, invalid_row_handler=on_invalid),
+      convert_options=pa_csv.ConvertOptions(
+          column_types=dict(types), null_values=sorted(ctx.na_values),
+          strings_can_be_null=True, quoted_strings_can_be_null=True))
+  if ctx.careful:
+    return table, list(ctx.invalid)
+  if ctx.has_quote and (table.num_rows + len(invalid) !=
+                        _count_nonblank_lines(ctx.body)):
+    ctx.read_carefully()
+    return _read_table(ctx, types)
   return table, invalid
 
 
-def _first_undecodable_line(path: str, encoding: str) -> Optional[int]:
-  """The 1-based number of the first line not valid in `encoding`, if any."""
-  with open(path, "rb") as f:
-    for number, line in enumerate(f, start=1):
-      try:
-        line.decode(encoding)
-      except UnicodeDecodeError:
-        return number
-      except LookupError:
-        return None
-  return None
+def _last_line(data: pa.Buffer, encoding: str) -> str:
+  """Returns the last non-blank line of the data, without its line break."""
+  position = len(data)
+  block = b""
+  while position > 0:
+    step = min(1 << 16, position)
+    position -= step
+    block = data[position:position + step].to_pybytes() + block
+    if len(_LINE_BREAK.findall(block.rstrip(b"\r\n").decode(
+        "latin-1"))) >= 1:
+      break
+  text = block.decode(encoding, errors="replace")
+  lines = [l for l in _LINE_BREAK.split(text) if l.strip()]
+  return lines[-1] if lines else ""
 
 
-def _last_line(path: str, encoding: str) -> str:
-  """Returns the last non-blank line of the file, without its line break."""
-  with open(path, "rb") as f:
-    f.seek(0, os.SEEK_END)
-    position = f.tell()
-    block = b""
-    while position > 0:
-      step = min(1 << 16, position)
-      position -= step
-      f.seek(position)
-      block = f.read(step) + block
-      if block.rstrip(b"\r\n").rfind(b"\n") >= 0:
-        break
-  text = block.decode(_text_encoding(encoding), errors="replace")
-  lines = [l for l in text.replace("\r\n", "\n").split("\n") if l.strip()]
-  return lines[-1].rstrip("\r") if lines else ""
+def _count_invalid_rows(ctx: _CsvContext, invalid: Sequence[Tuple[Optional[
+    int], str, Optional[int]]], n_rows: int, report: report_lib.Report
+                        ) -> None:
+  """Counts rows that are not well-formed, by reason; raises if too many.
 
-
-def _count_invalid_rows(ctx: _CsvContext, invalid: List[Tuple[int, str]],
-                        report: report_lib.Report) -> None:
-  """Counts wrong-width rows as `truncated_last_line` or `malformed`."""
+  A last line with fewer fields than the header (or an unclosed quote) is
+  `truncated_last_line`; other lines with an unclosed quote are
+  `unclosed_quote`, lines with another number of fields `malformed`.
+  """
   if not invalid:
     return
-  last = _last_line(ctx.path, ctx.encoding)
-  truncated = next((i for i, (width, text) in enumerate(invalid)
-                    if width < len(ctx.names) and text.rstrip("\r") == last),
-                   None)
-  malformed = [text for i, (_, text) in enumerate(invalid) if i != truncated]
+  last = _last_line(ctx.body, ctx.body_encoding)
+  width = len(ctx.names)
+  truncated = None
+  for i in range(len(invalid) - 1, -1, -1):
+    fields, text, _ = invalid[i]
+    if (fields is None or fields < width) and text.rstrip("\r") == last:
+      truncated = i
+      break
+  others = [row for i, row in enumerate(invalid) if i != truncated]
   report_lib.add_dropped(report, "truncated_last_line",
                          int(truncated is not None))
-  report_lib.add_dropped(report, "malformed", len(malformed))
-  if malformed:
-    report["malformed_examples"] = [t[:200] for t in malformed[:_MAX_EXAMPLES]]
-    logging.warning(
-        "%s: dropped %d malformed rows (a number of fields other than %d), "
-        "e.g. %r.", ctx.path, len(malformed), len(ctx.names), malformed[0])
+  if not others:
+    return
+  unclosed = sum(fields is None for fields, _, _ in others)
+  report_lib.add_dropped(report, "unclosed_quote", unclosed)
+  report_lib.add_dropped(report, "malformed", len(others) - unclosed)
+  data_rows = n_rows + len(others)
+  if len(others) > ctx.max_malformed_fraction * data_rows:
+    raise _systematic_error(ctx, others, data_rows)
+  report["malformed_examples"] = [
+      (f"line {line}: " if line else "") + text[:200]
+      for _, text, line in others[:_MAX_EXAMPLES]]
+  logging.warning(
+      "%s: dropped %d row(s) that are not well-formed (a number of fields "
+      "other than %d, or an unclosed quote), e.g. %r.", ctx.path, len(others),
+      width, report["malformed_examples"][0])
+
+
+def _systematic_error(ctx: _CsvContext, others, data_rows: int) -> ValueError:
+  """The error for a file where too many rows are not well-formed."""
+  if others[0][2] is None:  # Line numbers come from a line-by-line scan.
+    ctx.scan()
+    truncated = len(others) < len(ctx.invalid)
+    others = ctx.invalid[:len(ctx.invalid) - truncated] if truncated else (
+        ctx.invalid)
+  fields, text, line = others[0]
+  width = len(ctx.names)
+  what = (f"the header (line {ctx.layout.first_line - 1}) has {width} "
+          "columns" if ctx.layout.header_text is not None else
+          f"most of the first lines have {width} fields")
+  if fields is None:
+    fault = f"line {line} opens a quote that is never closed"
+    hint = "Close or remove the quote."
+  else:
+    fault = f"line {line} has {fields}"
+    widths = collections.Counter(f for f, _, _ in others)
+    common, _ = widths.most_common(1)[0]
+    ends = all(t.rstrip("\r").endswith(ctx.delimiter) for _, t, _ in others)
+    if common == width + 1 and ends:
+      hint = (f"Every such row ends with the delimiter {ctx.delimiter!r}: "
+              "remove the trailing delimiter, or name the extra column in "
+              "the header.")
+    elif common == width + 1:
+      hint = ("The rows have one field more than the header: is a column "
+              "name missing from the header?")
+    elif common == width - 1:
+      hint = ("The rows have one field fewer than the header: does the "
+              "header name a column the rows do not have?")
+    elif common == 1:
+      hint = f"Is the delimiter {ctx.delimiter!r} right?"
+    else:
+      hint = f"Check the delimiter ({ctx.delimiter!r}) and the header."
+  share = len(others) / max(data_rows, 1)
+  return ValueError(
+      f"{ctx.path}: {len(others)} of {data_rows} data rows ({share:.0%}) are "
+      f"not well-formed, more than max_malformed_fraction="
+      f"{ctx.max_malformed_fraction} allows; {what}, {fault}: "
+      f"{text[:200]!r}. {hint} (Pass a larger max_malformed_fraction to "
+      "drop such rows and load the rest.)")
 
 
 # ----------------------------------------------------------------------------
@@ -782,6 +1035,13 @@ def _parse_timestamps(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
     parsed = pc.strptime(column, format=fmt, unit="ms", error_is_null=True)
     ms = np.array(pc.fill_null(pc.cast(parsed, pa.int64()), 0).to_numpy())
     failed = _is_null(parsed) & ~null
+    impossible = _impossible_times(column, parsed, ~failed & ~null, fmt)
+    if impossible is not None:
+      row, reason = impossible
+      bad = np.zeros(len(column), dtype=bool)
+      bad[row] = True
+      raise ctx.error(column, name, bad, f"not a valid date and time "
+                      f"({reason}):", "Fix the value or clean the file first.")
     if failed.any():  # Arrow's strptime lacks e.g. %f: retry with pandas.
       rows = np.flatnonzero(failed)
       retry = pd.to_datetime(pd.Series(_to_numpy(_take(column, rows))),
@@ -802,6 +1062,87 @@ def _parse_timestamps(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
   return ms
 
 
+# strptime fields that Arrow's parser rolls over instead of rejecting (Feb 30
+# becomes Mar 2, second 60 the next minute), their width as text, and how
+# small the rolled-over value is.
+_CALENDAR_FIELDS = {"d": (pc.day, 3), "H": (pc.hour, 0), "M": (pc.minute, 0),
+                    "S": (pc.second, 0)}
+_FIXED_WIDTH = {"Y": 4, "m": 2, "d": 2, "H": 2, "M": 2, "S": 2, "y": 2}
+
+
+def _field_offsets(fmt: str) -> Dict[str, int]:
+  """Character offsets of the fields of `fmt` preceded only by fixed widths."""
+  offsets, position, i = {}, 0, 0
+  while i < len(fmt):
+    if fmt[i] != "%":
+      position, i = position + 1, i + 1
+      continue
+    code = fmt[i + 1:i + 2]
+    if code == "%":
+      position += 1
+    elif code in _FIXED_WIDTH:
+      offsets.setdefault(code, position)
+      position += _FIXED_WIDTH[code]
+    else:
+      break
+    i += 2
+  return offsets
+
+
+def _two_digits(column: pa.ChunkedArray, start: int) -> np.ndarray:
+  """The number in characters [start, start + 2) of each value, -1 if none."""
+  parts = []
+  for chunk in column.chunks:
+    piece = pc.binary_slice(chunk.cast(pa.binary()), start, start + 2)
+    offsets = np.frombuffer(piece.buffers()[1], dtype=np.int32)[
+        piece.offset:piece.offset + len(piece) + 1]
+    values = np.full(len(piece), -1, dtype=np.int64)
+    ok = np.diff(offsets) == 2
+    if ok.any() and piece.buffers()[2] is not None:
+      data = np.frombuffer(piece.buffers()[2], dtype=np.uint8)
+      first = offsets[:-1][ok]
+      tens, ones = data[first].astype(np.int64) - 48, data[first + 1] - 48
+      digits = (tens >= 0) & (tens <= 9) & (ones >= 0) & (ones <= 9)
+      values[np.flatnonzero(ok)[digits]] = (tens * 10 + ones)[digits]
+    parts.append(values)
+  return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+
+
+def _impossible_times(column: pa.ChunkedArray, parsed: pa.ChunkedArray,
+                      rows: np.ndarray, fmt: str
+                      ) -> Optional[Tuple[int, str]]:
+  """Finds a value that Arrow parsed by rolling over an impossible field.
+
+  Fields at fixed offsets are compared, vectorized, with the parsed time; the
+  rows that differ (and, for fields after a variable-width one, the rows whose
+  parsed field is small enough to be a roll-over) are checked by Python's
+  `datetime.strptime`, which rejects Feb 30 and second 60.
+
+  Returns:
+    (row, reason) of the first impossible value, or None.
+  """
+  if not rows.any():
+    return None
+  offsets = {} if "%z" in fmt or "%Z" in fmt else _field_offsets(fmt)
+  suspect = np.zeros(len(rows), dtype=bool)
+  for code, (component, small) in _CALENDAR_FIELDS.items():
+    if "%" + code not in fmt:
+      continue
+    value = pc.fill_null(component(parsed), -1).to_numpy()
+    if code in offsets:
+      suspect |= _two_digits(column, offsets[code]) != value
+    else:
+      suspect |= value <= small
+  suspect &= rows
+  for row in np.flatnonzero(suspect):
+    text = column[int(row)].as_py()
+    try:
+      datetime.datetime.strptime(text, fmt)
+    except ValueError as e:
+      return int(row), str(e)
+  return None
+
+
 def _value_error(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
                  bad: np.ndarray, problem: str, hint: str) -> Exception:
   """The error for bad rows; typed columns are re-read as text to name them."""
@@ -814,12 +1155,16 @@ def _parse_numbers(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
                    what: str, integer: bool = False) -> np.ndarray:
   """Parses decimal numbers: int64 when `integer` and possible, else float64.
 
-  Nulls become 0 (int64) or NaN (float64). Raises naming the first bad row.
+  Nulls become 0 (int64) or NaN (float64). NaN and infinities are not
+  numbers here, on every path. Raises naming the first bad row.
   """
   if pa.types.is_integer(column.type) and integer:
     return pc.fill_null(column, 0).to_numpy()
   if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-    return pc.cast(column, pa.float64()).to_numpy()
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    if not np.isfinite(values[~_is_null(column)]).all():
+      raise _RetryAsStrings(f"column {name!r}: {what} is not finite")
+    return values
   if integer:
     try:
       return pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy()
@@ -827,10 +1172,14 @@ def _parse_numbers(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
       pass
   number = pc.fill_null(pc.match_substring_regex(column, _NUMBER_REGEX), True)
   bad = ~number.to_numpy(zero_copy_only=False)
+  values = None
+  if not bad.any():
+    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    bad = ~np.isfinite(values) & ~_is_null(column)  # e.g. 1e999
   if bad.any():
-    raise ctx.error(column, name, bad, f"{what} is not a number:",
+    raise ctx.error(column, name, bad, f"{what} is not a finite number:",
                     "Fix the value or clean the file first.")
-  return pc.cast(column, pa.float64()).to_numpy()
+  return values
 
 
 def _convert_ids(column: pa.ChunkedArray):
@@ -1092,12 +1441,16 @@ def _read_catalog_file(path: PathLike, encoding: str,
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise ValueError(f"catalog_path {path}: no such file.")
-  names, _ = _read_header(path, ",", True, encoding)
+  data, compression = _read_source(path)
+  has_quote = _check_text(path, data, encoding, compression)
+  layout = _read_layout(path, data, ",", True, encoding)
+  names = layout.names
   if len(names) < 2:
     raise ValueError(f"catalog_path {path}: expected a header with at least "
                      "two columns (item id, category).")
-  ctx = _CsvContext(path, names, True, ",", encoding, set(na_values))
-  table, invalid = _read_table(ctx, {n: pa.string() for n in names}, [])
+  ctx = _CsvContext(path, layout, ",", encoding, set(na_values), data,
+                    has_quote, 0.0)
+  table, invalid = _read_table(ctx, {n: pa.string() for n in names})
   if invalid:
     raise ValueError(f"catalog_path {path}: {len(invalid)} row(s) do not have "
                      f"{len(names)} fields, e.g. {invalid[0][1]!r}.")
