@@ -22,7 +22,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import gin
@@ -34,11 +34,14 @@ from cabb_tf import input_pipeline
 from cabb_tf import train
 from cabb_tf.analysis import beyond
 from cabb_tf.analysis import claims as claims_lib
+from cabb_tf.analysis import floors
 from cabb_tf.analysis import importance as importance_lib
 from cabb_tf.analysis import plots
+from cabb_tf.analysis import regimes as regimes_lib
 from cabb_tf.analysis import results_md
 from cabb_tf.analysis import serving
 from cabb_tf.analysis import stats
+from cabb_tf.data import oracle as oracle_lib
 from cabb_tf.data import report as report_lib
 from cabb_tf.similarity import weighting
 
@@ -54,6 +57,10 @@ class Variant:
     balance: the task balance ('fixed' or a learned one).
     bottom: the shared bottom ('shared_mlp', 'dcn', 'mmoe', 'ple').
     window_s: the attribution window in seconds (None: the session).
+    signal_scale: the simulator's `signal_scale` (None: the dataset as
+      configured); each value is a dataset of its own.
+    alpha_scale: `make_alpha_fn.scale`, 'raw' (Eq. 3) or 'mean_one'.
+    optimizer: `train.run.optimizer`.
   """
   task: str
   cabb_weight: float = 0.0
@@ -61,6 +68,9 @@ class Variant:
   balance: str = "fixed"
   bottom: str = "shared_mlp"
   window_s: Optional[float] = None
+  signal_scale: Optional[float] = None
+  alpha_scale: str = "raw"
+  optimizer: str = "adam"
 
   @property
   def key(self) -> str:
@@ -72,7 +82,18 @@ class Variant:
       key += f"_{self.bottom}"
     if self.window_s is not None:
       key += f"_window{self.window_s:g}s"
+    if self.alpha_scale != "raw":
+      key += f"_alpha_{self.alpha_scale}"
+    if self.optimizer != "adam":
+      key += f"_{self.optimizer}"
+    if self.signal_scale is not None:
+      key = f"signal{self.signal_scale:g}/{key}"
     return key
+
+  @property
+  def dataset(self) -> str:
+    """The dataset's key: 'main', or e.g. 'window_86400s', 'signal_2'."""
+    return dataset_key(self.window_s, self.signal_scale)
 
 
 def lambda_key(value: float) -> str:
@@ -81,23 +102,45 @@ def lambda_key(value: float) -> str:
 
 
 def table_variants(lambdas: Sequence[float], selected_lambda: float,
-                   schemes: Sequence[str], selected_scheme: str
-                   ) -> Dict[str, Dict[str, Variant]]:
-  """The rows of Tables 1–3 and the variant behind each."""
-  last_click = Variant("last_click")
-  caba_only = Variant("caba_only")
-  selected = Variant("multitask", selected_lambda, selected_scheme)
+                   schemes: Sequence[str], selected_scheme: str,
+                   prefix: str = "", **common) -> Dict[str, Dict[str, Variant]]:
+  """The rows of Tables 1–3 and the variant behind each.
+
+  Args:
+    lambdas: Table 2's λ values (0 is Baseline 2).
+    selected_lambda: λ of Tables 1 and 3.
+    schemes: Table 3's schemes.
+    selected_scheme: the scheme of Tables 1 and 2.
+    prefix: put before each table's name ('table1' → prefix + 'table1').
+    **common: `Variant` fields every row shares (e.g. `optimizer`,
+      `signal_scale`).
+  """
+  last_click = Variant("last_click", **common)
+  caba_only = Variant("caba_only", **common)
+  selected = Variant("multitask", selected_lambda, selected_scheme, **common)
   table2 = {"single_task": last_click}
   for value in lambdas:
     table2[lambda_key(value)] = (caba_only if value == 0 else Variant(
-        "multitask", float(value), selected_scheme))
-  return {
+        "multitask", float(value), selected_scheme, **common))
+  tables = {
       "table1": {"last_click": last_click, "caba_only": caba_only,
                  "multitask": selected},
       "table2": table2,
-      "table3": {scheme: Variant("multitask", selected_lambda, scheme)
+      "table3": {scheme: Variant("multitask", selected_lambda, scheme,
+                                 **common)
                  for scheme in schemes},
   }
+  return {prefix + name: rows for name, rows in tables.items()}
+
+
+def signal_key(value: float) -> str:
+  """A signal scale's key: 'signal_2', 'signal_0.5'."""
+  return f"signal_{float(value):g}"
+
+
+def regime_prefix(regime: str) -> str:
+  """Tables of a simulator regime are named '<regime>/table1', ..."""
+  return f"{regime}/"
 
 
 def window_key(window_s: Optional[float]) -> str:
@@ -105,10 +148,25 @@ def window_key(window_s: Optional[float]) -> str:
   return "session" if window_s is None else f"{float(window_s):g}s"
 
 
+def dataset_key(window_s: Optional[float],
+                signal_scale: Optional[float]) -> str:
+  """'main' for the configured dataset, else the variant's own dataset."""
+  parts = []
+  if signal_scale is not None:
+    parts.append(signal_key(signal_scale))
+  if window_s is not None:
+    parts.append(f"window_{window_key(window_s)}")
+  return "_".join(parts) or "main"
+
+
 def extra_variants(selected: Variant, balances: Sequence[str],
                    bottoms: Sequence[str],
                    windows_s: Sequence[Optional[float]],
-                   ground_truth_schemes: Sequence[str]
+                   ground_truth_schemes: Sequence[str],
+                   alpha_scales: Sequence[str] = (),
+                   signal_scales: Sequence[float] = (),
+                   signal_schemes: Sequence[str] = (),
+                   main_signal_scale: float = 1.0
                    ) -> Dict[str, Dict[str, Variant]]:
   """The rows of the tables beyond the paper (issue 6) and their variants.
 
@@ -117,7 +175,11 @@ def extra_variants(selected: Variant, balances: Sequence[str],
   * `bottoms`: the selected model with each shared bottom;
   * `windows` / `windows_last_click`: the selected model and Baseline 1 on
     labels from each attribution window (each window is its own dataset);
-  * `ground_truth`: the selected model with each weighting scheme.
+  * `ground_truth`: the selected model with each weighting scheme;
+  * `alpha_scale`: the selected model with α raw (Eq. 3) and rescaled;
+  * `signal_<s>`: at each simulator signal scale s (a dataset each; the
+    main dataset's own scale `main_signal_scale` reuses its runs), the
+    Table 1 variants and the selected model with each of `signal_schemes`.
   """
   out: Dict[str, Dict[str, Variant]] = {}
   if balances:
@@ -135,6 +197,18 @@ def extra_variants(selected: Variant, balances: Sequence[str],
   if ground_truth_schemes:
     out["ground_truth"] = {s: dataclasses.replace(selected, scheme=s)
                            for s in ground_truth_schemes}
+  if alpha_scales:
+    out["alpha_scale"] = {a: dataclasses.replace(selected, alpha_scale=a)
+                          for a in alpha_scales}
+  for value in signal_scales:
+    scale = None if float(value) == main_signal_scale else float(value)
+    at = dataclasses.replace(selected, signal_scale=scale)
+    rows = {"last_click": Variant("last_click", signal_scale=scale),
+            "caba_only": Variant("caba_only", signal_scale=scale),
+            "multitask": at}
+    rows.update({scheme: dataclasses.replace(at, scheme=scheme)
+                 for scheme in signal_schemes if scheme != at.scheme})
+    out[signal_key(value)] = rows
   return out
 
 
@@ -142,20 +216,45 @@ def extra_variants(selected: Variant, balances: Sequence[str],
 BALANCE_PARAMETER = "task_balance.method"
 BOTTOM_PARAMETER = "build_model.bottom"
 WINDOW_PARAMETER = "label_clicks.attribution_window_s"
+SIGNAL_PARAMETER = "simulate.signal_scale"
+ALPHA_SCALE_PARAMETER = "make_alpha_fn.scale"
+OPTIMIZER_PARAMETER = "train.run.optimizer"
+LEARNING_RATE_PARAMETER = "train.run.learning_rate"
 DATA_DIR_PARAMETER = "load_data.data_dir"
 
 
-def _data_dir(base_dir: str, window_s: Optional[float],
+def _data_dir(base_dir: str, variant: Variant,
               default: Optional[str]) -> Optional[str]:
-  """The TFDS data dir of a window's dataset (the default one for None)."""
-  if window_s is None:
+  """The TFDS data dir of a variant's dataset (the default one for 'main')."""
+  if variant.dataset == "main":
     return default
-  return os.path.join(base_dir, "datasets", f"window_{window_key(window_s)}")
+  return os.path.join(base_dir, "datasets", variant.dataset)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Defaults:
+  """What the configuration binds before `run` binds per-run values."""
+  data_dir: Optional[str]
+  signal_scale: float
+  learning_rate: float
+  learning_rates: Mapping[str, float]
+  windows: bool
+  signals: bool
+
+  def learning_rate_of(self, optimizer: str) -> float:
+    if optimizer == "adam":
+      return self.learning_rate
+    if optimizer not in self.learning_rates:
+      raise ValueError(
+          f"reproduce.run.optimizer_learning_rates has no learning rate for "
+          f"{optimizer!r}; add one (a step size for Adam is not one for "
+          f"{optimizer}).")
+    return float(self.learning_rates[optimizer])
 
 
 def _bind(variant: Variant, seed: int, data_dir: Optional[str],
-          windows: bool) -> None:
-  """Binds the gin parameters of one run (`windows`: any window in use)."""
+          defaults: _Defaults) -> None:
+  """Binds the gin parameters of one run."""
   with gin.unlock_config():
     gin.bind_parameter("train.run.task", variant.task)
     gin.bind_parameter("train.run.weighting_scheme", variant.scheme)
@@ -164,8 +263,16 @@ def _bind(variant: Variant, seed: int, data_dir: Optional[str],
                        float(variant.cabb_weight))
     gin.bind_parameter(BALANCE_PARAMETER, variant.balance)
     gin.bind_parameter(BOTTOM_PARAMETER, variant.bottom)
-    if windows:
+    gin.bind_parameter(ALPHA_SCALE_PARAMETER, variant.alpha_scale)
+    gin.bind_parameter(OPTIMIZER_PARAMETER, variant.optimizer)
+    gin.bind_parameter(LEARNING_RATE_PARAMETER,
+                       defaults.learning_rate_of(variant.optimizer))
+    if defaults.windows:
       gin.bind_parameter(WINDOW_PARAMETER, variant.window_s)
+    if defaults.signals:
+      gin.bind_parameter(SIGNAL_PARAMETER, defaults.signal_scale
+                         if variant.signal_scale is None
+                         else float(variant.signal_scale))
     gin.bind_parameter(DATA_DIR_PARAMETER, data_dir)
 
 
@@ -217,7 +324,14 @@ def run(base_dir: str,
         bottoms: Sequence[str] = (),
         attribution_windows_s: Sequence[Optional[float]] = (),
         ground_truth_schemes: Sequence[str] = (),
-        serving_betas: Sequence[float] = ()) -> Dict[str, Any]:
+        serving_betas: Sequence[float] = (),
+        alpha_scales: Sequence[str] = (),
+        lambda_optimizers: Sequence[str] = (),
+        optimizer_learning_rates: Optional[Mapping[str, float]] = None,
+        regimes: Optional[Mapping[str, float]] = None,
+        signal_scales: Sequence[float] = (),
+        signal_schemes: Sequence[str] = (),
+        oracle_draws: int = oracle_lib.DEFAULT_DRAWS) -> Dict[str, Any]:
   """Runs the paper's experiments (and those beyond it) and writes the results.
 
   Args:
@@ -239,39 +353,84 @@ def run(base_dir: str,
       simulator's genuine vs noise CABB rows; () leaves it out.
     serving_betas: β grid of the serving score p_caba + β·p_cabb checked on
       the selected model's test sessions; () leaves it out.
+    alpha_scales: `make_alpha_fn.scale` values compared on the selected
+      model (the α-scale ablation of Table 3); () leaves it out.
+    lambda_optimizers: optimizers (besides Adam) under which Table 2's λ
+      sweep is repeated, e.g. ('sgd',): Adam cancels a constant loss scale;
+      () leaves it out.
+    optimizer_learning_rates: the learning rate of each optimizer in
+      `lambda_optimizers` (Adam keeps `train.run.learning_rate`).
+    regimes: {name: simulator signal scale}: Tables 1–3 again on a
+      simulated dataset of that signal scale, reported beside the main ones
+      (e.g. {'paper': ...} from gin/simulator/paper.gin).
+    signal_scales: the sweep of the simulator's signal scale: at each, a
+      dataset with the Table 1 variants and `signal_schemes`; () leaves it
+      out.
+    signal_schemes: the weighting schemes of the sweep at the selected λ.
+    oracle_draws: Monte-Carlo draws of the oracle NE floor of each simulated
+      dataset (`cabb_tf.data.oracle`); 0 leaves the floors out.
 
   Returns:
     The results dict written to `results.json`.
   """
   for scheme in (tuple(schemes) + (selected_scheme,) +
-                 tuple(ground_truth_schemes)):
+                 tuple(ground_truth_schemes) + tuple(signal_schemes)):
     weighting.check_scheme(scheme)
-  default_data_dir = gin_utils.bound(DATA_DIR_PARAMETER)
+  for scale in alpha_scales:
+    weighting.check_scale(scale)
+  for optimizer in lambda_optimizers:
+    train.check_optimizer(optimizer)
+  regimes = dict(regimes or {})
+  defaults = _Defaults(
+      data_dir=gin_utils.bound(DATA_DIR_PARAMETER),
+      signal_scale=float(gin_utils.bound(SIGNAL_PARAMETER, 1.0)),
+      learning_rate=float(gin_utils.bound(LEARNING_RATE_PARAMETER, 1e-3)),
+      learning_rates=dict(optimizer_learning_rates or {}),
+      windows=bool(attribution_windows_s),
+      signals=bool(signal_scales or regimes))
+  for optimizer in lambda_optimizers:
+    defaults.learning_rate_of(optimizer)
   tables = table_variants(lambdas, selected_lambda, schemes, selected_scheme)
   selected = tables["table1"]["multitask"]
   tables.update(extra_variants(selected, balances, bottoms,
-                               attribution_windows_s, ground_truth_schemes))
+                               attribution_windows_s, ground_truth_schemes,
+                               alpha_scales, signal_scales, signal_schemes,
+                               defaults.signal_scale))
+  for optimizer in lambda_optimizers:
+    prefix = regime_prefix(optimizer)
+    tables[prefix + "table2"] = table_variants(
+        lambdas, selected_lambda, schemes, selected_scheme, prefix=prefix,
+        optimizer=optimizer)[prefix + "table2"]
+  for regime, scale in regimes.items():
+    if float(scale) == defaults.signal_scale:
+      raise ValueError(f"regime {regime!r} has the main dataset's signal "
+                       f"scale {scale}: its tables would be the main ones.")
+    tables.update(table_variants(lambdas, selected_lambda, schemes,
+                                 selected_scheme, prefix=regime_prefix(regime),
+                                 signal_scale=float(scale)))
   unique = list(dict.fromkeys(v for rows in tables.values()
                               for v in rows.values()))
   progress = _Progress(len(unique) * len(seeds))
-  started_all = time.time()
+  tf.io.gfile.makedirs(base_dir)
+  clock = _WallClock(base_dir)
   metrics: Dict[Tuple[Variant, int], Dict[str, Any]] = {}
   for variant in unique:
-    data_dir = _data_dir(base_dir, variant.window_s, default_data_dir)
+    data_dir = _data_dir(base_dir, variant, defaults.data_dir)
     for seed in seeds:
       run_dir = _run_dir(base_dir, variant, seed)
       started = progress.start(f"{variant.key} seed {seed}")
       done = _read_metrics(run_dir)
       trained = done is None
       if trained:
-        _bind(variant, seed, data_dir, bool(attribution_windows_s))
+        _bind(variant, seed, data_dir, defaults)
         tf.keras.backend.clear_session()
         train.run(run_dir, export=False, save_predictions=True)
         done = _read_metrics(run_dir)
       metrics[(variant, seed)] = done
       progress.finish(started, trained)
+      clock.tick()
 
-  _bind(selected, seeds[0], default_data_dir, bool(attribution_windows_s))
+  _bind(selected, seeds[0], defaults.data_dir, defaults)
   data = input_pipeline.load_data()
   results: Dict[str, Any] = {}
   for table, rows in tables.items():
@@ -302,7 +461,7 @@ def run(base_dir: str,
   if "windows" in tables:
     results["window_data"] = {
         row: beyond.window_data(input_pipeline.load_data(
-            data_dir=_data_dir(base_dir, v.window_s, default_data_dir)))
+            data_dir=_data_dir(base_dir, v, defaults.data_dir)))
         for row, v in tables["windows"].items()}
   if "ground_truth" in tables and "relation" not in _predictions(
       base_dir, selected, seeds[0]):
@@ -313,6 +472,12 @@ def run(base_dir: str,
         row: beyond.over_seeds([beyond.ground_truth_row(
             _predictions(base_dir, v, s)) for s in seeds])
         for row, v in tables["ground_truth"].items()}
+  if "alpha_scale" in tables and "cause" in _predictions(
+      base_dir, selected, seeds[0]):
+    results["alpha_scale_ground_truth"] = {
+        row: beyond.over_seeds([beyond.ground_truth_row(
+            _predictions(base_dir, v, s)) for s in seeds])
+        for row, v in tables["alpha_scale"].items()}
   if serving_betas:
     results["serving"] = {
         name: beyond.serving_over_seeds(
@@ -325,35 +490,118 @@ def run(base_dir: str,
 
   if importance:
     results["rq4"], results["rq4_families"], raw = _importance(
-        base_dir, data, selected, seeds, default_data_dir,
-        bool(attribution_windows_s))
+        base_dir, data, selected, seeds, defaults)
   else:
     raw = None
+  if oracle_draws:
+    results["oracle"] = _oracles(base_dir, tables, defaults, oracle_draws)
+    results["floors"] = floors.table_floors(results, _dataset_of_tables(
+        tables), results["oracle"])
+    results["below_floor"] = floors.below_floor(
+        results, _dataset_of_tables(tables), results["oracle"])
+    _bind(selected, seeds[0], defaults.data_dir, defaults)
   results["paper_directions"] = claims_lib.check(results)
+  results["paper_directions_recalibrated"] = claims_lib.check(
+      results, suffix=claims_lib.RECALIBRATED)
+  for prefix in [regime_prefix(r) for r in regimes]:
+    view = regimes_lib.view(results, prefix)
+    results[prefix + "paper_directions"] = claims_lib.check(view)
+    results[prefix + "paper_directions_recalibrated"] = claims_lib.check(
+        view, suffix=claims_lib.RECALIBRATED)
+  results["regimes"] = {"main": defaults.signal_scale, **regimes}
+  if signal_scales:
+    results["signal_sweep"] = regimes_lib.sweep(
+        results, signal_scales, {
+            key: rows["multitask"].dataset for key, rows in tables.items()
+            if key.startswith("signal_")})
   results["beyond_paper"] = beyond.check(results)
   results["seeds"] = list(seeds)
   results["num_examples"] = data.num_examples
-  results["wall_time_s"] = time.time() - started_all
+  clock.tick()
+  results["wall_time_s"] = clock.seconds
+  results["wall_time_total_s"] = clock.total_seconds
 
   report_lib.write_json(results, os.path.join(base_dir, "results.json"))
   markdown = results_md.render(results)
   with open(os.path.join(base_dir, "results.md"), "w") as f:
     f.write(markdown)
   plots.write_all(base_dir, results, tables, seeds, data, raw)
+  if signal_scales:
+    plots.signal_sweep(results, os.path.join(base_dir, "signal_sweep.png"))
   _hparams_config(base_dir)
   print(markdown)
   return results
 
 
+def _dataset_of_tables(tables) -> Dict[str, Dict[str, str]]:
+  """{table: {row: the dataset key of the row's variant}}."""
+  return {table: {row: v.dataset for row, v in rows.items()}
+          for table, rows in tables.items()}
+
+
+def _oracles(base_dir: str, tables, defaults: _Defaults,
+             draws: int) -> Dict[str, Any]:
+  """The oracle NE floor of each simulated dataset the tables use."""
+  out: Dict[str, Any] = {}
+  for variant in dict.fromkeys(v for rows in tables.values()
+                               for v in rows.values()):
+    if variant.dataset in out:
+      continue
+    _bind(variant, 0, _data_dir(base_dir, variant, defaults.data_dir),
+          defaults)
+    builder = input_pipeline.load_data().builder
+    if builder.name != "cabb_synthetic":
+      logging.info("%s is not simulated: no oracle floor.", builder.name)
+      return {}
+    logging.info("Oracle NE floor of %s (%s, %d draws)", variant.dataset,
+                 builder.data_path, draws)
+    out[variant.dataset] = oracle_lib.oracle_for_builder(
+        builder, split="test", draws=draws,
+        cache_dir=os.path.join(base_dir, "oracle"))
+  return out
+
+
+class _WallClock:
+  """Records this invocation's wall time in `base_dir/invocations.json` as it
+  goes, so that an interrupted invocation still counts in the total."""
+
+  def __init__(self, base_dir: str):
+    self._path = os.path.join(base_dir, "invocations.json")
+    self._started = time.time()
+    self._runs = []
+    if os.path.exists(self._path):
+      with open(self._path) as f:
+        self._runs = json.load(f)
+    self._runs.append({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                time.gmtime()),
+                       "wall_time_s": 0.0})
+    self.tick()
+
+  def tick(self) -> None:
+    self._runs[-1]["wall_time_s"] = self.seconds
+    report_lib.write_json(self._runs, self._path)
+
+  @property
+  def seconds(self) -> float:
+    return time.time() - self._started
+
+  @property
+  def total_seconds(self) -> float:
+    return float(sum(r["wall_time_s"] for r in self._runs[:-1])) + self.seconds
+
+
 # Run outputs averaged over seeds besides `train.METRIC_KEYS`, where present.
-EXTRA_METRIC_KEYS = ("final_lambda",)
+EXTRA_METRIC_KEYS = ("final_lambda", "last_click_ne")
 
 
 def _seed_cells(metrics, variant: Variant, seeds) -> Dict[str, Any]:
-  """Mean and interval over seeds of each metric of a variant's runs."""
+  """Mean and interval over seeds of each metric of a variant's runs (the
+  recalibrated and extra metrics where every run has them: runs finished
+  before they existed lack them)."""
   runs = [metrics[(variant, s)] for s in seeds]
-  keys = list(train.METRIC_KEYS) + [
-      k for k in EXTRA_METRIC_KEYS if all(k in r for r in runs)]
+  keys = list(train.RAW_METRIC_KEYS) + [
+      k for k in train.RECALIBRATED_METRIC_KEYS + EXTRA_METRIC_KEYS
+      if all(k in r for r in runs)]
   return {key: stats.mean_ci([r[key] for r in runs]) for key in keys}
 
 
@@ -366,11 +614,11 @@ def _after_first(rows: Dict[str, Any], key: str, value: Any) -> Dict[str, Any]:
 def _comparisons(tables) -> Dict[str, Dict[str, Dict[str, Any]]]:
   """For each table row, the variants it is compared with (paired).
 
-  Rows are compared with both baselines on the same dataset; a window's rows
-  with that window's Baseline 1; shared bottoms also with the shared MLP.
+  Rows are compared with both baselines trained on the same dataset with the
+  same optimizer; a window's rows with that window's Baseline 1; shared
+  bottoms also with the shared MLP.
   """
-  baselines = {"last_click": tables["table1"]["last_click"],
-               "caba_only": tables["table1"]["caba_only"]}
+  trained = {v for rows in tables.values() for v in rows.values()}
   out: Dict[str, Dict[str, Dict[str, Any]]] = {}
   for table, rows in tables.items():
     out[table] = {}
@@ -380,13 +628,18 @@ def _comparisons(tables) -> Dict[str, Dict[str, Dict[str, Any]]]:
       elif table == "windows_last_click":
         references = {}
       else:
-        references = dict(baselines)
+        # The baselines trained like the row: same dataset, same optimizer.
+        references = {
+            name: dataclasses.replace(
+                Variant(name), signal_scale=variant.signal_scale,
+                optimizer=variant.optimizer)
+            for name in ("last_click", "caba_only")}
         if table == "bottoms":
           references["shared_mlp"] = tables["table1"]["multitask"]
       out[table][row] = {
           "variant": variant,
           "references": {name: ref for name, ref in references.items()
-                         if ref != variant}}
+                         if ref != variant and ref in trained}}
   return out
 
 
@@ -404,18 +657,26 @@ def _predictions(base_dir: str, variant: Variant,
 
 def _paired_differences(base_dir, comparisons, seeds,
                         resamples) -> Dict[str, Any]:
-  """Paired session-bootstrap differences of each row against its references."""
-  sums_cache: Dict[Tuple[Variant, int], Tuple[Dict[str, np.ndarray], int]] = {}
+  """Paired session-bootstrap differences of each row against its references,
+  of the raw NEs and, where both runs saved them, the recalibrated ones
+  (`<metric>_recalibrated`)."""
+  sums_cache: Dict[Tuple[Variant, int, bool],
+                   Optional[Tuple[Dict[str, np.ndarray], int]]] = {}
 
-  def sums(variant, seed):
-    if (variant, seed) not in sums_cache:
+  def sums(variant, seed, recalibrated=False):
+    key = (variant, seed, recalibrated)
+    if key not in sums_cache:
       arrays = _predictions(base_dir, variant, seed)
-      session = arrays["session_id"].astype(np.int64)
-      num_sessions = int(session.max()) + 1
-      sums_cache[(variant, seed)] = (stats.session_sums(
-          arrays, arrays["p_caba"], arrays["p_cabb"], session, num_sessions),
-                                     num_sessions)
-    return sums_cache[(variant, seed)]
+      suffix = "_recalibrated" if recalibrated else ""
+      if f"p_caba{suffix}" not in arrays:
+        sums_cache[key] = None
+      else:
+        session = arrays["session_id"].astype(np.int64)
+        num_sessions = int(session.max()) + 1
+        sums_cache[key] = (stats.session_sums(
+            arrays, arrays[f"p_caba{suffix}"], arrays[f"p_cabb{suffix}"],
+            session, num_sessions), num_sessions)
+    return sums_cache[key]
 
   out: Dict[str, Any] = {}
   for table, rows in comparisons.items():
@@ -423,20 +684,26 @@ def _paired_differences(base_dir, comparisons, seeds,
     for row, comparison in rows.items():
       out[table][row] = {}
       for name, reference in comparison["references"].items():
-        pairs = [{"variant": sums(comparison["variant"], s)[0],
-                  "reference": sums(reference, s)[0]} for s in seeds]
-        num_sessions = sums(reference, seeds[0])[1]
-        out[table][row][f"vs_{name}"] = stats.paired_bootstrap(
-            pairs, num_sessions, resamples)
+        cell = {}
+        for recalibrated in (False, True):
+          both = [(sums(comparison["variant"], s, recalibrated),
+                   sums(reference, s, recalibrated)) for s in seeds]
+          if any(v is None or r is None for v, r in both):
+            continue
+          pairs = [{"variant": v[0], "reference": r[0]} for v, r in both]
+          diff = stats.paired_bootstrap(pairs, both[0][1][1], resamples)
+          suffix = "_recalibrated" if recalibrated else ""
+          cell.update({f"{m}{suffix}": d for m, d in diff.items()})
+        out[table][row][f"vs_{name}"] = cell
   return out
 
 
-def _importance(base_dir, data, variant, seeds, data_dir, windows):
+def _importance(base_dir, data, variant, seeds, defaults: _Defaults):
   inputs, columns = importance_lib.load_split(
       input_pipeline.split_columns(data, "test"), data.feature_statistics)
   raw = []
   for seed in seeds:
-    _bind(variant, seed, data_dir, windows)
+    _bind(variant, seed, defaults.data_dir, defaults)
     tf.keras.backend.clear_session()
     model = train.load_best_model(_run_dir(base_dir, variant, seed),
                                   data.feature_statistics, variant.task)

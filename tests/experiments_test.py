@@ -148,12 +148,39 @@ class BinariesTest(absltest.TestCase):
     self.assertEqual([row["beta"] for row in
                       results["serving"]["all_clicks"]["by_beta"]], [0.0, 1.0])
     self.assertIn("Beyond the paper: attribution window", out)
+    # Calibration-fair NEs beside the raw ones, and the claims under both.
+    self.assertIn("overall_ne_recalibrated", results["table1"]["multitask"])
+    self.assertCountEqual(results["paper_directions_recalibrated"],
+                          [k for k in results["paper_directions"]
+                           if not k.startswith("rq4")])
+    # The oracle floor of every simulated dataset, the headroom per cell.
+    self.assertCountEqual(results["oracle"], ["main", "window_86400s"])
+    for oracle in results["oracle"].values():
+      for key in ("caba_ne", "cabb_ne", "last_click_ne", "overall_ne"):
+        self.assertTrue(0 < oracle[key] < 1.5, key)
+    floor = results["floors"]["table1"]["multitask"]["overall_ne"]
+    self.assertEqual(floor["floor"], results["oracle"]["main"]["overall_ne"])
+    runs = results["table1"]["multitask"]["overall_ne"]["runs"]
+    self.assertAlmostEqual(
+        floor["headroom_closed"]["runs"][0],
+        (1 - runs[0]) / (1 - results["oracle"]["main"]["overall_ne"]))
+    self.assertIn("below_floor", results)
+    # The α-scale ablation and the λ sweep under SGD.
+    self.assertCountEqual(results["alpha_scale"], ["raw", "mean_one"])
+    self.assertEqual(results["alpha_scale"]["raw"],
+                     results["table1"]["multitask"])
+    self.assertCountEqual(results["sgd/table2"],
+                          ["single_task", "0.0", "0.75"])
+    self.assertIn("vs_last_click",
+                  results["paired_differences"]["sgd/table2"]["0.75"])
+    self.assertGreaterEqual(results["wall_time_total_s"],
+                            results["wall_time_s"])
     # Started again, it reuses every finished run: no run directory changes.
     metrics_files = sorted(pathlib.Path(base_dir, "runs").rglob(
         "metrics.json"))
-    # 4 variants of Tables 1–3, DWA, MMoE, and the one-day window's
-    # multitask model and Baseline 1, × 2 seeds.
-    self.assertLen(metrics_files, 8 * 2)
+    # 4 variants of Tables 1–3, DWA, MMoE, the one-day window's multitask
+    # model and Baseline 1, α mean_one and 3 SGD variants, × 2 seeds.
+    self.assertLen(metrics_files, 12 * 2)
     stamps = [p.stat().st_mtime_ns for p in metrics_files]
     _run("reproduce.py", base_dir, *args)
     self.assertEqual([p.stat().st_mtime_ns for p in metrics_files], stamps)

@@ -140,3 +140,48 @@ def write_all(base_dir: str, results: Dict[str, Any], tables: Dict[str, Any],
   similarity = category_cf.fit_category_similarity(events, catalog)
   alpha_heatmap(similarity, events, catalog,
                 os.path.join(base_dir, "alpha_heatmap.png"))
+
+
+def signal_sweep(results: Dict[str, Any], path: str) -> None:
+  """NE against the simulator's signal scale, with 95 % bands and the
+  oracle floor: the Table 1 variants (overall NE, raw and recalibrated) and
+  the weighting schemes (CABA and CABB NE)."""
+  scales = results["signal_sweep"]["scales"]
+  keys = [f"signal_{s:g}" for s in scales]
+  present = [(s, k) for s, k in zip(scales, keys) if k in results]
+  if not present:
+    return
+  x = [s for s, _ in present]
+  oracles = results["signal_sweep"].get("oracle", {})
+  fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True)
+  panels = (
+      (axes[0, 0], "overall_ne", ("last_click", "caba_only", "multitask"),
+       "Table 1 variants: overall NE"),
+      (axes[0, 1], "overall_ne_recalibrated",
+       ("last_click", "caba_only", "multitask"),
+       "Table 1 variants: overall NE, recalibrated"),
+      (axes[1, 0], "caba_ne", None, "schemes at the selected λ: CABA NE"),
+      (axes[1, 1], "cabb_ne", None, "schemes at the selected λ: CABB NE"),
+  )
+  for ax, metric, rows, title in panels:
+    names = rows or [r for r in results[present[0][1]]
+                     if r not in ("last_click", "caba_only")]
+    for name in names:
+      cells = [results[k].get(name, {}).get(metric) for _, k in present]
+      if any(c is None for c in cells):
+        continue
+      label = {"multitask": "multitask (taxonomy + CF)"}.get(name, name)
+      ax.plot(x, [c["mean"] for c in cells], "o-", label=label)
+      ax.fill_between(x, [c["ci95"][0] for c in cells],
+                      [c["ci95"][1] for c in cells], alpha=0.2)
+    floor_key = metric.replace("_recalibrated", "")
+    floors = [oracles.get(k, {}).get(floor_key) for _, k in present]
+    if all(f is not None for f in floors):
+      ax.plot(x, floors, "k--", label="oracle floor")
+    ax.axhline(1.0, color="grey", linewidth=0.8)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel("normalized entropy")
+    ax.legend(fontsize=7)
+  for ax in axes[1]:
+    ax.set_xlabel("simulator signal_scale")
+  _save(fig, path)
