@@ -88,6 +88,103 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
+def _check_range(name: str, value, low=None, high=None, integer=False,
+                 allow_none=False) -> None:
+  """Raises a one-line ValueError unless low <= value <= high (finite)."""
+  if value is None and allow_none:
+    return
+  ok = isinstance(value, (int, float, np.integer, np.floating)) and not (
+      isinstance(value, bool))
+  ok = ok and math.isfinite(float(value))
+  ok = ok and (not integer or float(value) == int(value))
+  ok = ok and (low is None or value >= low) and (high is None or
+                                                 value <= high)
+  if not ok:
+    bounds = ("an integer" if integer else "a finite number") + (
+        f" >= {low}" if low is not None else "") + (
+            f" and <= {high}" if high is not None else "")
+    none = " or None" if allow_none else ""
+    raise ValueError(f"gin train.run.{name} must be {bounds}{none}; got "
+                     f"{value!r}.")
+
+
+def check_arguments(task: str, weighting_scheme: str, batch_size: int,
+                    max_epochs: int, patience: int, learning_rate: float,
+                    optimizer: str, negative_weight: float,
+                    shuffle_buffer: int, max_steps_per_epoch: Optional[int],
+                    eval_batch_size: int, seed: int) -> None:
+  """Checks `run`'s arguments before any work starts (one-line errors)."""
+  input_pipeline.heads_of(task)
+  if task == "multitask":
+    weighting.check_scheme(weighting_scheme)
+  check_optimizer(optimizer)
+  _check_range("batch_size", batch_size, 1, integer=True)
+  _check_range("max_epochs", max_epochs, 1, integer=True)
+  _check_range("patience", patience, 1, integer=True)
+  _check_range("learning_rate", learning_rate, 0.0)
+  if not learning_rate > 0:
+    raise ValueError(f"gin train.run.learning_rate must be > 0; got "
+                     f"{learning_rate!r}.")
+  _check_range("negative_weight", negative_weight, 0.0)
+  _check_range("shuffle_buffer", shuffle_buffer, 1, integer=True)
+  _check_range("max_steps_per_epoch", max_steps_per_epoch, 1, integer=True,
+               allow_none=True)
+  _check_range("eval_batch_size", eval_batch_size, 1, integer=True)
+  _check_range("seed", seed, 0, integer=True)
+  cabb_weight = gin_utils.bound("multitask_losses.cabb_weight", 0.75)
+  if task == "multitask" and not (
+      isinstance(cabb_weight, (int, float)) and math.isfinite(cabb_weight)
+      and cabb_weight >= 0):
+    raise ValueError(f"gin multitask_losses.cabb_weight (λ of Eq. 6) must be "
+                     f"a finite number >= 0; got {cabb_weight!r}.")
+
+
+def _check_writable(base_dir: str) -> None:
+  """Creates base_dir and checks that a file can be written there."""
+  try:
+    tf.io.gfile.makedirs(base_dir)
+    probe = os.path.join(base_dir, ".write_check")
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("")
+    tf.io.gfile.remove(probe)
+  except (OSError, tf.errors.OpError) as e:
+    raise ValueError(f"base_dir {base_dir!r} is not writable: "
+                     f"{getattr(e, 'message', None) or e}") from None
+
+
+# Below this many CABB-positive rows the CABB head and its NE mean little.
+MIN_CABB_ROWS = 100
+
+
+def check_dataset(report: Mapping[str, Any], task: str, name: str) -> None:
+  """Fails before training when the dataset cannot train `task`'s heads.
+
+  Args:
+    report: the dataset's data report (`builder.info.metadata`).
+    task: the task to train.
+    name: the dataset's name, for messages.
+
+  Raises:
+    ValueError: no CABA positives (multitask, caba_only), no last-click
+      positives (last_click) or no CABB-positive rows (multitask).
+  """
+  needs = {"multitask": ("caba_positives", "cabb_positive_rows"),
+           "caba_only": ("caba_positives",),
+           "last_click": ("last_click_positives",)}[task]
+  for key in needs:
+    if key in report and int(report[key]) == 0:
+      hint = (" Train task='caba_only' instead." if key ==
+              "cabb_positive_rows" else " Does the log have purchases after "
+              "clicks in the same session (event-type mapping, sessions)?")
+      raise ValueError(f"dataset {name} has no {key.replace('_', ' ')}: "
+                       f"task {task!r} cannot learn from it.{hint}")
+  rows = report.get("cabb_positive_rows")
+  if task == "multitask" and rows is not None and int(rows) < MIN_CABB_ROWS:
+    logging.warning(
+        "Dataset %s has only %d CABB-positive rows (< %d): the CABB head and "
+        "its NE will mean little.", name, int(rows), MIN_CABB_ROWS)
+
+
 def check_optimizer(optimizer: str) -> None:
   if optimizer not in OPTIMIZERS:
     raise ValueError(f"unknown optimizer {optimizer!r}; gin train.run.optimizer "
@@ -335,12 +432,22 @@ def run(base_dir: str,
 
   Returns:
     The test metrics (`METRIC_KEYS`).
+
+  Raises:
+    ValueError: before any work, on an argument out of its range (sizes,
+      epochs, patience and steps >= 1; learning rate > 0; negative weight and
+      λ finite and >= 0), an unknown task, scheme or optimizer, an unwritable
+      `base_dir`, or a dataset without the positives the task learns from.
   """
+  check_arguments(task, weighting_scheme, batch_size, max_epochs, patience,
+                  learning_rate, optimizer, negative_weight, shuffle_buffer,
+                  max_steps_per_epoch, eval_batch_size, seed)
+  _check_writable(base_dir)
   heads = input_pipeline.heads_of(task)
-  check_optimizer(optimizer)
   set_seed(seed, deterministic)
-  tf.io.gfile.makedirs(base_dir)
   data = input_pipeline.load_data()
+  check_dataset(data.builder.info.metadata.get("data_report", {}), task,
+                data.builder.info.full_name)
   statistics = data.feature_statistics
   alpha_fn = None
   if task == "multitask":

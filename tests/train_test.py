@@ -142,6 +142,50 @@ class TrainTest(absltest.TestCase):
                          ne(arrays["y_cabb"], arrays["p_cabb"]) + 1e-12)
     self.assertCountEqual(result.keys(), train.METRIC_KEYS)
 
+  def test_bad_arguments_fail_before_any_work(self):
+    base_dir = self.create_tempdir().full_path
+    for binding, message in (
+        ("train.run.max_epochs = 0", "max_epochs must be an integer >= 1"),
+        ("train.run.eval_batch_size = 0", "eval_batch_size"),
+        ("train.run.max_steps_per_epoch = 0", "max_steps_per_epoch"),
+        ("train.run.learning_rate = 0.0", "learning_rate must be > 0"),
+        ("train.run.negative_weight = -1.0", "negative_weight"),
+        ("train.run.optimizer = 'rmsprop'", "unknown optimizer"),
+        ("train.run.weighting_scheme = 'popularity'", "weighting scheme"),
+        ("multitask_losses.cabb_weight = 1e999", "cabb_weight"),  # inf
+    ):
+      gin.clear_config()
+      gin_utils.parse(["multitask.gin"], [
+          "load_data.data_dir = '/nonexistent/never_built'", binding])
+      with self.assertRaisesRegex(ValueError, message, msg=binding):
+        train.run(os.path.join(base_dir, "run"))
+    # Nothing was built or written.
+    self.assertFalse(os.path.exists("/nonexistent/never_built"))
+
+  def test_unwritable_base_dir_is_one_line(self):
+    parent = self.create_tempdir().full_path
+    blocker = os.path.join(parent, "file")
+    with open(blocker, "w") as f:
+      f.write("x")
+    gin.clear_config()
+    gin_utils.parse(["multitask.gin"], [])
+    with self.assertRaisesRegex(ValueError, "is not writable") as raised:
+      train.run(os.path.join(blocker, "run"))
+    self.assertIn("is not a directory", str(raised.exception).splitlines()[0])
+
+  def test_datasets_without_positives_fail_before_training(self):
+    report = {"caba_positives": 5, "cabb_positive_rows": 0,
+              "last_click_positives": 3}
+    with self.assertRaisesRegex(ValueError, "no cabb positive rows.*caba_only"):
+      train.check_dataset(report, "multitask", "log")
+    train.check_dataset(report, "caba_only", "log")
+    with self.assertRaisesRegex(ValueError, "no caba positives"):
+      train.check_dataset(dict(report, caba_positives=0), "caba_only", "log")
+    with self.assertLogs(level="WARNING") as logs:
+      train.check_dataset(dict(report, cabb_positive_rows=3), "multitask",
+                          "log")
+    self.assertIn("only 3 CABB-positive rows", logs.output[0])
+
   def test_baselines_score_both_tasks_with_one_head(self):
     for gin_file in ("last_click.gin", "caba_only.gin"):
       base_dir = self.create_tempdir().full_path
