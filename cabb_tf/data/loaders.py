@@ -218,7 +218,9 @@ def load_csv(path: PathLike,
   optional = dict(session_id=session_column, category=category_column,
                   category_fallback=category_fallback_column,
                   brand=brand_column, price=price_column)
-  cols = _resolve_columns(path, names, header, columns, optional)
+  where = (f"{path}: line {layout.first_line - 1} (the header)" if header
+           else path)
+  cols = _resolve_columns(where, names, header, columns, optional)
   if "category" in cols and catalog_path is not None:
     raise ValueError(f"{path}: give a category column or catalog_path, not "
                      "both.")
@@ -348,7 +350,8 @@ def load_taobao(path: PathLike, fav_as: str = "add_to_cart", *,
 
 
 @gin.configurable
-def load_otto(path: PathLike, *, name: Optional[str] = None) -> Loaded:
+def load_otto(path: PathLike, *, name: Optional[str] = None,
+              max_malformed_fraction: float = 0.1) -> Loaded:
   """Reads the OTTO JSONL event log (one session per line).
 
   Lines look like `{"session": 0, "events": [{"aid": 1, "ts": <ms>, "type":
@@ -363,14 +366,17 @@ def load_otto(path: PathLike, *, name: Optional[str] = None) -> Loaded:
   duplicate events (same session, aid, ts and type) as `duplicate`.
 
   Args:
-    path: the JSONL file.
+    path: the JSONL file (plain, gzip or zstd).
     name: the source name in the report (default: the path).
+    max_malformed_fraction: the largest share of non-blank lines that may be
+      dropped as not valid JSON before the load fails (see docs/loading.md).
 
   Returns:
     `(events, catalog, report)`; see `load_csv`.
 
   Raises:
-    ValueError: on an unknown event type or an impossible timestamp (naming
+    ValueError: on a JSON array, a line that is JSON but not a session
+      object, too many lines that are not JSON, an unknown event type or an impossible timestamp (naming
       the file, line and value), or JSON that does not follow the schema.
   """
   path = os.fspath(path)
@@ -378,7 +384,13 @@ def load_otto(path: PathLike, *, name: Optional[str] = None) -> Loaded:
     raise ValueError(f"{path}: no such file.")
   report = report_lib.new_report(name or path)
   report["path"] = path
-  table, n_truncated, malformed_lines, line_of_row = _read_jsonl(path)
+  if not 0 <= max_malformed_fraction <= 1:
+    raise ValueError(f"{path}: max_malformed_fraction must be in [0, 1], not "
+                     f"{max_malformed_fraction!r}.")
+  table, n_truncated, malformed_lines, line_of_row, compression = (
+      _read_jsonl(path, max_malformed_fraction))
+  if compression:
+    report["compression"] = compression
   report_lib.add_dropped(report, "truncated_last_line", n_truncated)
   report_lib.add_dropped(report, "malformed", len(malformed_lines))
   if malformed_lines:
@@ -1484,60 +1496,132 @@ _OTTO_SCHEMA = pa.schema([
 ])
 
 
-def _read_jsonl(path: str
-                ) -> Tuple[pa.Table, int, List[int], Callable[[int], int]]:
+def _read_jsonl(path: str, max_malformed_fraction: float
+                ) -> Tuple[pa.Table, int, List[int], Callable[[int], int],
+                           Optional[str]]:
   """Parses OTTO JSONL.
 
   A last line that is not valid JSON is cut off (counted as truncated); other
-  invalid lines are listed by 1-based line number and left out.
+  invalid lines are listed by 1-based line number and left out, unless they
+  are more than `max_malformed_fraction` of the non-blank lines. A line that
+  is JSON but not a session object is an error naming it.
 
   Returns:
     (table, 1 if the last line was truncated else 0, malformed line numbers,
-    a function from a table row to its 1-based line (slow; for errors)).
+    a function from a table row to its 1-based line (slow; for errors), the
+    compression).
   """
-  size = os.path.getsize(path)
-  with open(path, "rb") as f:
-    tail_start = max(0, size - (1 << 20))
-    f.seek(tail_start)
-    tail = f.read()
-  stripped = tail.rstrip(b"\r\n \t")
-  cut = stripped.rfind(b"\n") + 1
-  if cut == 0 and tail_start > 0:  # A last line over 1 MiB: read all of it.
-    with open(path, "rb") as f:
-      tail_start, tail = 0, f.read()
-    stripped = tail.rstrip(b"\r\n \t")
-    cut = stripped.rfind(b"\n") + 1
-  end, n_truncated = size, 0
-  if stripped[cut:] and not _is_json(stripped[cut:]):
-    end, n_truncated = tail_start + cut, 1
-  body = pa.memory_map(path).read_buffer()[:end] if end else pa.py_buffer(b"")
-  malformed: List[int] = []
-  try:
-    table = _parse_jsonl(body)
-  except pa.ArrowInvalid:
-    # Slow path: find the bad lines and parse the others.
-    lines = body.to_pybytes().split(b"\n")
-    malformed = [i + 1 for i, l in enumerate(lines)
-                 if l.strip() and not _is_json(l)]
-    for number in malformed:
-      lines[number - 1] = b""
-    body = pa.py_buffer(b"\n".join(lines))
+  data, compression = _read_source(path)
+  _check_text(path, data, "utf-8", compression)
+  head = data[:1 << 16].to_pybytes()
+  if head.startswith(_UTF8_BOM):
+    data, head = data[len(_UTF8_BOM):], head[len(_UTF8_BOM):]
+  if not head.strip():
+    raise ValueError(f"{path}: the file is empty (no non-blank line).")
+  if head.lstrip()[:1] == b"[":
+    raise ValueError(
+        f"{path}: line {_line_at(data, len(head) - len(head.lstrip()))}: the "
+        "file is a JSON array, not JSON lines (one session object per line); "
+        "convert it first, e.g. with `jq -c '.[]'`.")
+  if b"\n" not in head and b"\r" in head:  # CR-only line breaks.
+    data = pa.py_buffer(data.to_pybytes().replace(b"\r", b"\n"))
+  numbered_lines = []
+
+  def numbered() -> List[Tuple[int, bytes]]:
+    """The non-blank lines with their 1-based numbers (built on demand)."""
+    if not numbered_lines:
+      numbered_lines.extend(
+          (i + 1, l) for i, l in enumerate(data.to_pybytes().split(b"\n"))
+          if l.strip())
+    return numbered_lines
+
+  n_truncated, malformed = 0, []
+  table, rows = None, None
+  if not _last_line_cut(data):
     try:
-      table = _parse_jsonl(body)
-    except pa.ArrowInvalid as e:
-      raise ValueError(f"{path}: the lines are JSON but do not follow the OTTO "
-                       f"schema {{session, events: [{{aid, ts, type}}]}}: "
-                       f"{e}") from None
+      table = _parse_jsonl(data)
+    except pa.ArrowInvalid:
+      table = None
+  if table is None:
+    # Careful path: each line on its own.
+    good = []
+    lines = numbered()
+    for k, (number, line) in enumerate(lines):
+      try:
+        value = json.loads(line)
+      except ValueError:
+        if k == len(lines) - 1:
+          n_truncated = 1
+        else:
+          malformed.append(number)
+        continue
+      problem = _otto_schema_problem(value)
+      if problem:
+        raise ValueError(
+            f"{path}: line {number}: {problem}; each line must be "
+            '{"session": int, "events": [{"aid": int, "ts": int, "type": '
+            f"str}}, ...]}}: {line[:200].decode('utf-8', 'replace')!r}.")
+      good.append((number, line))
+    if len(malformed) > max_malformed_fraction * max(len(lines) -
+                                                     n_truncated, 1):
+      first = dict(lines)[malformed[0]]
+      raise ValueError(
+          f"{path}: {len(malformed)} of {len(lines) - n_truncated} lines "
+          f"are not valid JSON, more than max_malformed_fraction="
+          f"{max_malformed_fraction} allows; line {malformed[0]}: "
+          f"{first[:200].decode('utf-8', 'replace')!r}. Is the "
+          "file JSON lines (one session object per line)? (Pass a larger "
+          "max_malformed_fraction to drop such lines and load the rest.)")
+    rows = [n for n, _ in good]
+    table = _parse_jsonl(pa.py_buffer(b"\n".join(l for _, l in good)))
+  if rows is None:
+    rows = [n for n, _ in numbered()] if table.num_rows < 1 << 16 else None
 
   def line_of_row(row: int) -> int:
-    seen = -1
-    for i, line in enumerate(body.to_pybytes().split(b"\n")):
-      seen += bool(line.strip())
-      if seen == row:
-        return i + 1
-    return -1
+    return rows[row] if rows is not None else numbered()[row][0]
 
-  return table, n_truncated, malformed, line_of_row
+  missing_events = _is_null(table.column("events"))
+  if missing_events.any():
+    number = line_of_row(int(np.argmax(missing_events)))
+    raise ValueError(f"{path}: line {number}: the session has no \"events\" "
+                     "list; each line must be {\"session\": int, \"events\": "
+                     "[...]}.")
+  return table, n_truncated, malformed, line_of_row, compression
+
+
+def _last_line_cut(data: pa.Buffer) -> bool:
+  """Whether the last line is not JSON (then the careful path counts it)."""
+  tail = data[max(0, len(data) - (1 << 20)):].to_pybytes().rstrip(
+      b"\r\n \t")
+  last = tail[tail.rfind(b"\n") + 1:]
+  if len(last) == len(tail) and len(data) > (1 << 20):
+    last = data.to_pybytes().rstrip(b"\r\n \t")
+    last = last[last.rfind(b"\n") + 1:]
+  return bool(last) and not _is_json(last)
+
+
+def _otto_schema_problem(value: Any) -> Optional[str]:
+  """What keeps a parsed line from being an OTTO session, or None."""
+
+  def integer(x) -> bool:
+    return x is None or (isinstance(x, int) and not isinstance(x, bool))
+
+  if not isinstance(value, dict):
+    return f"a JSON {type(value).__name__}, not a session object"
+  if not integer(value.get("session")):
+    return f"\"session\" is {value.get('session')!r}, not an integer"
+  events = value.get("events")
+  if not isinstance(events, list):
+    return f"\"events\" is {events!r}, not a list"
+  for event in events:
+    if not isinstance(event, dict):
+      return f"an event is {event!r}, not an object"
+    for key in ("aid", "ts"):
+      if not integer(event.get(key)):
+        return f"an event's {key!r} is {event.get(key)!r}, not an integer"
+    if event.get("type") is not None and not isinstance(event["type"], str):
+      return f"an event's 'type' is {event['type']!r}, not a string"
+  return None
 
 
 def _parse_jsonl(body: pa.Buffer) -> pa.Table:
@@ -1545,6 +1629,8 @@ def _parse_jsonl(body: pa.Buffer) -> pa.Table:
     return _OTTO_SCHEMA.empty_table()
   return pa_json.read_json(
       pa.BufferReader(body),
+      read_options=pa_json.ReadOptions(block_size=max(1 << 20,
+                                                      body.size + 1)),
       parse_options=pa_json.ParseOptions(
           explicit_schema=_OTTO_SCHEMA, unexpected_field_behavior="ignore"))
 

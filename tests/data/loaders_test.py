@@ -517,7 +517,8 @@ class SourceLoadersTest(parameterized.TestCase):
         {"aid": 10, "ts": 2000, "type": "clicks"}]}), "not json",
              json.dumps({"session": 2, "events": [
                  {"aid": 11, "ts": 2500, "type": "clicks"}]})]
-    events, _, report = loaders.load_otto(self.write(lines, "o.jsonl"))
+    events, _, report = loaders.load_otto(self.write(lines, "o.jsonl"),
+                                          max_malformed_fraction=0.5)
     self.assertLen(events, 2)
     self.assertEqual(report["dropped"], {"malformed": 1})
     self.assertEqual(report["malformed_examples"], ["line 2"])
