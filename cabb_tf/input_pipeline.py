@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cabb_tf import datasets  # pylint: disable=unused-import  (registers builders)
+from cabb_tf.datasets import locking
 
 AlphaFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 # String tensor → integer row indices (e.g. a `StringLookup` layer).
@@ -73,10 +74,9 @@ def load_data(name: str = "cabb_synthetic/default",
     ValueError: if the dataset cannot be prepared (e.g. a missing manual
       download), with what to set.
   """
-  builder = tfds.builder(name, data_dir=data_dir)
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   try:
-    builder.download_and_prepare(download_config=config)
+    builder = locking.prepared_builder(name, data_dir, config)
   except (AssertionError, FileNotFoundError) as e:
     raise ValueError(
         f"cannot prepare dataset {name!r}: {e}. For datasets that need a "

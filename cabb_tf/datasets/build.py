@@ -17,6 +17,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 import cabb_tf.datasets  # pylint: disable=unused-import  (registers builders)
+from cabb_tf.datasets import locking
 
 _DATASET = flags.DEFINE_string(
     "dataset", None, "Dataset and config, e.g. cabb_synthetic/small, "
@@ -41,10 +42,8 @@ def build(dataset: str, data_dir: Optional[str] = None,
   Returns:
     The prepared builder.
   """
-  builder = tfds.builder(dataset, data_dir=data_dir)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir))
-  return builder
+  return locking.prepared_builder(
+      dataset, data_dir, tfds.download.DownloadConfig(manual_dir=manual_dir))
 
 
 def main(argv: Sequence[str]) -> None:
