@@ -154,7 +154,9 @@ class BinariesTest(absltest.TestCase):
                           [k for k in results["paper_directions"]
                            if not k.startswith("rq4")])
     # The oracle floor of every simulated dataset, the headroom per cell.
-    self.assertCountEqual(results["oracle"], ["main", "window_86400s"])
+    paper_scale = results["regimes"]["paper"]
+    self.assertCountEqual(results["oracle"], [
+        "main", "window_86400s", f"signal_{paper_scale:g}"])
     for oracle in results["oracle"].values():
       for key in ("caba_ne", "cabb_ne", "last_click_ne", "overall_ne"):
         self.assertTrue(0 < oracle[key] < 1.5, key)
@@ -173,14 +175,20 @@ class BinariesTest(absltest.TestCase):
                           ["single_task", "0.0", "0.75"])
     self.assertIn("vs_last_click",
                   results["paired_differences"]["sgd/table2"]["0.75"])
+    # The 'paper' regime: Tables 1–3 on its own simulated dataset.
+    self.assertGreater(paper_scale, 1.0)
+    self.assertCountEqual(results["paper/table1"],
+                          ["last_click", "caba_only", "multitask"])
+    self.assertIn("paper/paper_directions", results)
     self.assertGreaterEqual(results["wall_time_total_s"],
                             results["wall_time_s"])
     # Started again, it reuses every finished run: no run directory changes.
     metrics_files = sorted(pathlib.Path(base_dir, "runs").rglob(
         "metrics.json"))
     # 4 variants of Tables 1–3, DWA, MMoE, the one-day window's multitask
-    # model and Baseline 1, α mean_one and 3 SGD variants, × 2 seeds.
-    self.assertLen(metrics_files, 12 * 2)
+    # model and Baseline 1, α mean_one, 3 SGD variants and the paper
+    # regime's 4, × 2 seeds.
+    self.assertLen(metrics_files, 16 * 2)
     stamps = [p.stat().st_mtime_ns for p in metrics_files]
     _run("reproduce.py", base_dir, *args)
     self.assertEqual([p.stat().st_mtime_ns for p in metrics_files], stamps)
