@@ -228,11 +228,12 @@ def reference_otto(data: bytes
     if not isinstance(value, dict) or not isinstance(value.get("events"),
                                                      list):
       raise Expected(f"schema on line {number}")
-    for e in value["events"]:
+    for e in value["events"]:  # A missing or null field is a missing value.
       if not isinstance(e, dict) or not all(
-          isinstance(e.get(key), int) for key in ("aid", "ts")):
+          e.get(key) is None or isinstance(e[key], int)
+          for key in ("aid", "ts")):
         raise Expected(f"schema on line {number}")
-      if e.get("type") not in loaders.OTTO_EVENT_TYPE_MAP:
+      if e.get("type") not in (None, *loaders.OTTO_EVENT_TYPE_MAP):
         raise Expected(f"type on line {number}")
     sessions.append(value)
   if bad > 0.1 * (len(lines) - dropped["truncated_last_line"]):
@@ -240,6 +241,10 @@ def reference_otto(data: bytes
   kept, seen = [], set()
   for s in sessions:
     for e in s["events"]:
+      if any(v is None for v in (s.get("session"), e.get("aid"), e.get("ts"),
+                                 e.get("type"))):
+        dropped["missing_value"] += 1
+        continue
       key = (str(s["session"]), str(e["aid"]), e["ts"],
              loaders.OTTO_EVENT_TYPE_MAP[e["type"]])
       if key in seen:

@@ -3,7 +3,9 @@
 import collections
 import csv
 import datetime
+import gzip
 import json
+import re
 from unittest import mock
 
 from absl.testing import absltest
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import zstandard
 
 from cabb_tf.data import loaders
 from cabb_tf.data import report as report_lib
@@ -531,6 +534,198 @@ class SourceLoadersTest(parameterized.TestCase):
     path = self.write(lines, "o.jsonl")
     with self.assertRaisesRegex(ValueError, r"line 3: event type 'wishlist'"):
       loaders.load_otto(path)
+
+
+
+_SMALL = ["t,u,i,e"] + [f"{k},u{k % 3},i{k},view" for k in range(1, 21)]
+_SMALL_CONFIG = dict(columns={"timestamp": "t", "user_id": "u", "item_id": "i",
+                              "event_type": "e"},
+                     event_type_map={"view": "click"}, timestamp_unit="s")
+
+
+class FaultsTest(parameterized.TestCase):
+  """Faults that must be counted by reason or fail naming file and line."""
+
+  def write(self, content, name="f.csv"):
+    data = content if isinstance(content, bytes) else content.encode()
+    return self.create_tempfile(name, content=data, mode="wb").full_path
+
+  def test_unclosed_quote_drops_one_line_not_the_rest(self):
+    # 20 rows; line 5 opens a quote never closed. Arrow alone would swallow
+    # lines 5..21 into one field; here line 5 alone is dropped.
+    lines = list(_SMALL)
+    lines[4] = '"' + lines[4]
+    events, _, report = loaders.load_csv(self.write("\n".join(lines) + "\n"),
+                                         **_SMALL_CONFIG)
+    self.assertEqual(report["rows_in"], 20)
+    self.assertEqual(report["dropped"], {"unclosed_quote": 1})
+    self.assertEqual(events["timestamp"].tolist(),
+                     [k * 1000 for k in range(1, 21) if k != 4])
+    self.assertEqual(report["malformed_examples"], ['line 5: "4,u1,i4,view'])
+
+  def test_quoted_delimiter_is_one_field(self):
+    lines = ["t,u,i,e", '1,"u,1",i1,view', "2,u2,i2,view"]
+    events, _, report = loaders.load_csv(self.write("\n".join(lines)),
+                                         **_SMALL_CONFIG)
+    self.assertEqual(events["user_id"].tolist(), ["u,1", "u2"])
+    self.assertEqual(report["dropped"], {})
+
+  @parameterized.named_parameters(
+      # The last row, one field short, counts as a cut-off last line.
+      ("header_one_more", "t,u,i,e,x", "", "19 of 19 data rows .*the header \\(line 1\\) has 5 "
+       "columns, line 2 has 4.*one field fewer"),
+      ("rows_one_more", "t,u,i,e", ",x", "20 of 20 data rows .*has 4 columns, line 2 has 5.*one "
+       "field more"),
+      ("trailing_delimiter", "t,u,i,e", ",", "20 of 20 data rows .*line 2 has 5.*ends with the "
+       "delimiter ','"),
+  )
+  def test_systematic_column_mismatch_is_an_error(self, header, suffix,
+                                                  pattern):
+    lines = [header] + [l + suffix for l in _SMALL[1:]]
+    path = self.write("\n".join(lines))
+    with self.assertRaisesRegex(ValueError, pattern):
+      loaders.load_csv(path, **_SMALL_CONFIG)
+    # With the rule relaxed, every row is counted as malformed.
+    if header == "t,u,i,e":
+      _, _, report = loaders.load_csv(path, **_SMALL_CONFIG,
+                                      max_malformed_fraction=1.0)
+      self.assertEqual(report["dropped"], {"malformed": 20})
+
+  def test_share_rule_boundary(self):
+    # 2 malformed of 20 data rows is 10 %: allowed; 3 of 20 is not.
+    for n_bad, fails in ((2, False), (3, True)):
+      lines = list(_SMALL)
+      for k in range(1, n_bad + 1):
+        lines[k * 5] += ",extra"
+      path = self.write("\n".join(lines), name=f"b{n_bad}.csv")
+      if fails:
+        with self.assertRaisesRegex(ValueError, "line 6 has 5"):
+          loaders.load_csv(path, **_SMALL_CONFIG)
+      else:
+        _, _, report = loaders.load_csv(path, **_SMALL_CONFIG)
+        self.assertEqual(report["dropped"], {"malformed": n_bad})
+
+  @parameterized.named_parameters(
+      ("gzip", lambda b: gzip.compress(b), "gzip"),
+      ("zstd", lambda b: zstandard.ZstdCompressor().compress(b), "zstd"),
+  )
+  def test_compressed_input_by_magic_bytes(self, compress, codec):
+    text = "\n".join(_SMALL).encode()
+    plain = loaders.load_csv(self.write(text), **_SMALL_CONFIG)
+    packed = loaders.load_csv(self.write(compress(text), name="no_suffix"),
+                              **_SMALL_CONFIG)
+    pd.testing.assert_frame_equal(plain[0], packed[0])
+    self.assertEqual(packed[2]["compression"], codec)
+
+  @parameterized.named_parameters(
+      ("random_bytes", bytes(range(256)) * 4, "line 1, byte offset 0: a NUL"),
+      ("bzip2", b"BZh91AY&SY" + b"x" * 20, "bzip2 data"),
+  )
+  def test_binary_input_is_an_error(self, data, pattern):
+    for load in (lambda p: loaders.load_csv(p, **_SMALL_CONFIG),
+                 loaders.load_otto):
+      path = self.write(data)
+      with self.assertRaisesRegex(ValueError, re.escape(path) + ".*" + pattern):
+        load(path)
+
+  @parameterized.named_parameters(
+      ("feb_30", "2019-02-30 00:00:00", "day is out of range for month"),
+      ("second_60", "2019-10-01 23:59:60", "second must be in 0..59"),
+      ("apr_31", "2019-04-31 12:00:00", "day is out of range for month"),
+  )
+  def test_impossible_dates_are_errors(self, value, reason):
+    lines = ["t,u,i,e"] + [f"2019-10-01 00:00:{k:02d},u,i{k},view"
+                           for k in range(10)]
+    lines[7] = f"{value},u,i7,view"
+    with self.assertRaisesRegex(
+        ValueError, f"line 8, column 't': not a valid date and time "
+        f"\\({reason}\\): '{value}'"):
+      loaders.load_csv(self.write("\n".join(lines)),
+                       **dict(_SMALL_CONFIG, timestamp_unit=None,
+                              timestamp_format="%Y-%m-%d %H:%M:%S"))
+
+  @parameterized.named_parameters(
+      ("nan_row_one", 2, "nan"), ("nan_later", 5, "nan"),
+      ("inf_row_one", 2, "inf"), ("inf_later", 5, "-inf"),
+      ("overflow", 5, "1e999"))
+  def test_non_finite_prices_are_errors_on_every_path(self, line, value):
+    lines = ["t,u,i,e,p"] + [f"{k},u,i{k},view,1.5" for k in range(1, 8)]
+    lines[line - 1] = f"{line - 1},u,i,view,{value}"
+    with self.assertRaisesRegex(ValueError, f"line {line}, column 'p': price "
+                                f"is not a finite number: '{value}'"):
+      loaders.load_csv(self.write("\n".join(lines)), **_SMALL_CONFIG,
+                       price_column="p")
+
+  @parameterized.named_parameters(
+      ("blank_first_line", b"\n"), ("two_blank_crlf", b"\r\n\r\n"),
+      ("bom", b"\xef\xbb\xbf"))
+  def test_blank_lines_and_bom_before_the_header(self, prefix):
+    text = "\n".join(_SMALL).encode()
+    plain = loaders.load_csv(self.write(text), **_SMALL_CONFIG)
+    prefixed = loaders.load_csv(self.write(prefix + text, name="p.csv"),
+                                **_SMALL_CONFIG)
+    pd.testing.assert_frame_equal(plain[0], prefixed[0])
+    self.assertEqual(prefixed[2]["rows_in"], 20)
+
+  def test_error_lines_count_blank_lines_and_header_repeats(self):
+    lines = list(_SMALL)
+    lines.insert(3, "")
+    lines.insert(8, "t,u,i,e")  # Line 9: a repeated header.
+    with self.assertRaisesRegex(ValueError, "line 9, column 'e': unknown event "
+                                "type 'e'.*repeat of the header"):
+      loaders.load_csv(self.write("\n".join(lines)), **_SMALL_CONFIG)
+
+
+class OttoFaultsTest(absltest.TestCase):
+
+  def write(self, data: bytes, name="o.jsonl"):
+    return self.create_tempfile(name, content=data, mode="wb").full_path
+
+  def sessions(self, n=12):
+    return [json.dumps({"session": s, "events": [
+        {"aid": 10 + s, "ts": 1000 * s, "type": "clicks"}]}).encode()
+            for s in range(n)]
+
+  def test_json_array_is_an_error(self):
+    data = json.dumps([json.loads(l) for l in self.sessions()],
+                      indent=2).encode()
+    with self.assertRaisesRegex(ValueError, "line 1: the file is a JSON "
+                                "array, not JSON lines"):
+      loaders.load_otto(self.write(data))
+
+  def test_cr_only_and_gzip_load_like_lf(self):
+    lf = loaders.load_otto(self.write(b"\n".join(self.sessions())))
+    for data in (b"\r".join(self.sessions()),
+                 gzip.compress(b"\n".join(self.sessions()))):
+      other = loaders.load_otto(self.write(data, name="x"))
+      pd.testing.assert_frame_equal(lf[0], other[0])
+      self.assertEqual(other[2]["rows_in"], 12)
+
+  def test_long_line(self):
+    big = {"session": 99, "events": [
+        {"aid": k, "ts": k, "type": "clicks"} for k in range(60_000)]}
+    line = json.dumps(big).encode()
+    self.assertGreater(len(line), 2 << 20)
+    events, _, report = loaders.load_otto(
+        self.write(b"\n".join(self.sessions(3) + [line])))
+    self.assertEqual(report["rows_in"], 60_003)
+    self.assertLen(events, 60_003)
+
+  def test_schema_error_names_its_line(self):
+    lines = self.sessions()
+    for k in range(4, 12):
+      lines[k] = lines[k].replace(b'"aid": ', b'"aid": "x')
+      lines[k] = lines[k].replace(b', "ts"', b'", "ts"')
+    with self.assertRaisesRegex(ValueError, "o.jsonl: line 5: an event's "
+                                "'aid' is 'x14', not an integer"):
+      loaders.load_otto(self.write(b"\n".join(lines)))
+
+  def test_mostly_invalid_lines_are_an_error(self):
+    lines = self.sessions()
+    lines[2:6] = [b"garbage"] * 4
+    with self.assertRaisesRegex(ValueError, "4 of 12 lines are not valid JSON"
+                                ".*line 3: 'garbage'"):
+      loaders.load_otto(self.write(b"\n".join(lines)))
 
 
 class SharedSamplesTest(absltest.TestCase):
