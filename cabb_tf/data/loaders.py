@@ -17,38 +17,23 @@ Ids (`user_id`, `item_id`, `session_id`) become int64 when every kept value
 parses as an integer (so `"007"` and `"7"` are the same id); otherwise they
 stay strings.
 
-Rows are dropped, and counted by reason, in this order:
-
-1. `truncated_last_line`: the file's last line has fewer fields than the
-   header (a cut-off download). `malformed`: any other line whose number of
-   fields differs from the header's (counted, not an error: one bad line in
-   10^8 should not stop a load); up to five are quoted in
-   `report["malformed_examples"]` and a warning is logged.
-2. `missing_value`: a required field (user, item, event type, timestamp, and
-   the session when a session column is configured) is empty. An empty
-   optional field (category, brand, price) is kept as unknown / NaN.
-3. `dropped_event_type`: the source type is listed in `drop_event_types`.
-4. `out_of_range`: the timestamp is outside `time_range` (only when given).
-5. `duplicate`: all source fields equal those of an earlier kept row (the
-   first occurrence in the file is kept). Fields are compared as read: numbers
-   and timestamps typed by the fast path compare by value, so `1.5` and `1.50`
-   are equal there.
-
-Values that cannot be right are errors (ValueError naming the file, the 1-based
-line, the column and the value), never drops: a source event type that is
-neither mapped nor dropped, a timestamp that does not parse or lies outside
-[1970-01-01, 2100-01-01), a price that is not a number. Blank lines are not
-rows. Quoted values must not contain line breaks (such rows are malformed). A
-last line cut inside its last field still has all its fields and cannot be
-told from a complete one.
+Rows are dropped and counted by reason (`truncated_last_line`,
+`unclosed_quote`, `malformed`, `missing_value`, `dropped_event_type`,
+`out_of_range`, `duplicate`); values that cannot be right (an unmapped event
+type, an unparsable or impossible timestamp, a price that is not a finite
+number), binary or undecodable input and systematic faults (more than
+`max_malformed_fraction` of the rows malformed) are ValueErrors naming the
+file, line, column and value. gzip and zstd input is detected by its magic
+bytes. The rules are written out in docs/loading.md.
 
 Speed: pyarrow's multi-threaded CSV reader parses and types the columns (the
 types are guessed from the first data row: integer ids and timestamps, the
 event type dictionary-encoded, text timestamps by Arrow's strptime); event
 types are mapped on the dictionary, not per row; duplicates are found by
 sorting a 64-bit row hash. If any value does not fit the guessed types, the
-file is re-read with every field as a string and checked value by value; only
-a data error re-reads it row by row, to find the line of the first bad row.
+file is re-read with every field as a string and checked value by value. A
+file with a quote whose rows do not match its non-blank lines is read line by
+line; errors re-scan the file to name their line.
 """
 
 import codecs
