@@ -35,6 +35,7 @@ _EXTRAS = {
         "nbclient>=0.10",  # executes the notebooks in tests.
         "nbformat>=5.10",
         "ipykernel>=6.29",
+        "zstandard>=0.22",  # writes the .zst logs the loader tests read.
     ],
     # Depends on apache-beam directly: the TFDS beam extra pins an old Beam
     # that conflicts with TensorFlow 2.21.
