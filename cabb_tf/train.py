@@ -484,16 +484,15 @@ def run(base_dir: str,
   wait = tf.Variable(0, dtype=tf.int64, name="wait")
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                    epoch=epoch, best_loss=best_loss, wait=wait)
-  manager = tf.train.CheckpointManager(
-      checkpoint, os.path.join(base_dir, "checkpoints"), max_to_keep=2)
+  checkpoint_dir = os.path.join(base_dir, "checkpoints")
+  manager = _checkpoint_manager(checkpoint, checkpoint_dir)
   best = tf.train.Checkpoint(model=model)
   best_prefix = os.path.join(base_dir, "best", "ckpt")
-  if manager.latest_checkpoint:
+  if _checkpoint_prefixes(checkpoint_dir):
     # Build the optimizer's slots first so that they are restored too.
     model.optimizer.build(model.trainable_variables)
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    logging.info("Resumed from %s at epoch %d", manager.latest_checkpoint,
-                 int(epoch.numpy()))
+    resumed = restore_latest_good(checkpoint, checkpoint_dir)
+    logging.info("Resumed from %s at epoch %d", resumed, int(epoch.numpy()))
 
   train_writer = tf.summary.create_file_writer(os.path.join(base_dir, "train"))
   eval_writer = tf.summary.create_file_writer(os.path.join(base_dir, "eval"))
@@ -592,6 +591,74 @@ def run(base_dir: str,
     export_model(model, task, os.path.join(base_dir, "export"), statistics)
   logging.info("Test metrics: %s", json.dumps(result, indent=1))
   return result
+
+
+def _checkpoint_prefixes(directory: str) -> list:
+  """The `ckpt-<n>` prefixes with an index file in `directory`, newest first.
+
+  Data files without an index (an interrupted save) are named in a warning.
+  """
+  def number(path):
+    tail = os.path.basename(path).split(".")[0].rpartition("-")[2]
+    return int(tail) if tail.isdigit() else -1
+
+  indexed = tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index"))
+  prefixes = sorted((p[:-len(".index")] for p in indexed), key=number,
+                    reverse=True)
+  orphans = sorted({p.split(".data-")[0] for p in tf.io.gfile.glob(
+      os.path.join(directory, "ckpt-*.data-*"))} - set(prefixes))
+  for orphan in orphans:
+    logging.warning("Checkpoint %s has data but no .index file (an "
+                    "interrupted save): ignored.", orphan)
+  return prefixes
+
+
+def _checkpoint_manager(checkpoint: tf.train.Checkpoint,
+                        directory: str) -> tf.train.CheckpointManager:
+  """A CheckpointManager; a damaged state file is set aside, saying so."""
+  try:
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
+  except Exception as e:  # pylint: disable=broad-except
+    state = os.path.join(directory, "checkpoint")
+    logging.warning("The checkpoint state file %s cannot be read (%s); it is "
+                    "renamed to checkpoint.damaged and rebuilt from the "
+                    "ckpt-* files.", state, str(e).splitlines()[0])
+    tf.io.gfile.rename(state, state + ".damaged", overwrite=True)
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=2)
+
+
+def restore_latest_good(checkpoint: tf.train.Checkpoint,
+                        directory: str) -> str:
+  """Restores the newest checkpoint in `directory` that can be read.
+
+  A damaged one (truncated, a flipped byte, a missing index) is skipped with
+  a warning, and the one before it is tried.
+
+  Returns:
+    The prefix restored.
+
+  Raises:
+    ValueError: if none can be read, saying what to delete.
+  """
+  prefixes = _checkpoint_prefixes(directory)
+  for prefix in prefixes:
+    try:
+      checkpoint.restore(prefix).assert_existing_objects_matched()
+    except Exception as e:  # pylint: disable=broad-except
+      # A damaged file surfaces as DataLossError, IndexError, ValueError, ...
+      logging.warning("Checkpoint %s cannot be read (%s); trying the one "
+                      "before it.", prefix,
+                      (str(e).splitlines() or [type(e).__name__])[0])
+      continue
+    if prefix != prefixes[0]:
+      logging.warning("Resuming from %s: the newer checkpoint(s) %s are "
+                      "damaged; their epochs are trained again.", prefix,
+                      prefixes[:prefixes.index(prefix)])
+    return prefix
+  raise ValueError(
+      f"no checkpoint in {directory} can be read ({len(prefixes)} tried): "
+      f"delete {directory} (and best/ beside it) to train the run from the "
+      "start.")
 
 
 def save_arrays(path: str, arrays: Dict[str, np.ndarray]) -> None:

@@ -186,6 +186,48 @@ class TrainTest(absltest.TestCase):
                           "log")
     self.assertIn("only 3 CABB-positive rows", logs.output[0])
 
+  def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(self):
+    full = self._run(self.create_tempdir().full_path, "multitask.gin")
+    for damage in ("truncate", "flip", "empty_state"):
+      base_dir = self.create_tempdir().full_path
+      self._run(base_dir, "multitask.gin",
+                bindings=["train.run.stop_after_epochs = 2"])
+      checkpoints = os.path.join(base_dir, "checkpoints")
+      data = tf.io.gfile.glob(os.path.join(checkpoints, "ckpt-2.data-*"))[0]
+      with open(data, "rb") as f:
+        content = bytearray(f.read())
+      if damage == "truncate":
+        content = content[:len(content) // 2]
+      elif damage == "flip":
+        content[len(content) // 2] ^= 0xFF
+      if damage == "empty_state":
+        with open(os.path.join(checkpoints, "checkpoint"), "w") as f:
+          f.write("")
+      else:
+        with open(data, "wb") as f:
+          f.write(bytes(content))
+      with self.assertLogs(level="WARNING") as logs:
+        resumed = self._run(base_dir, "multitask.gin")
+      if damage != "empty_state":
+        self.assertTrue(any("ckpt-2 cannot be read" in line
+                            for line in logs.output), damage)
+      # Epochs are deterministic: training epoch 2 again gives the metrics of
+      # an uninterrupted run.
+      for key in ("caba_ne", "cabb_ne", "overall_ne"):
+        self.assertAlmostEqual(resumed[key], full[key], places=6,
+                               msg=f"{damage} {key}")
+
+  def test_no_readable_checkpoint_says_what_to_delete(self):
+    base_dir = self.create_tempdir().full_path
+    self._run(base_dir, "multitask.gin",
+              bindings=["train.run.stop_after_epochs = 1"])
+    for data in tf.io.gfile.glob(os.path.join(base_dir, "checkpoints",
+                                              "ckpt-*.data-*")):
+      with open(data, "wb") as f:
+        f.write(b"")
+    with self.assertRaisesRegex(ValueError, "delete .*checkpoints"):
+      self._run(base_dir, "multitask.gin")
+
   def test_baselines_score_both_tasks_with_one_head(self):
     for gin_file in ("last_click.gin", "caba_only.gin"):
       base_dir = self.create_tempdir().full_path
