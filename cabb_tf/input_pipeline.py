@@ -189,10 +189,22 @@ def split_columns(data: "Data", split: str) -> Dict[str, tf.Tensor]:
 
   Experiments train many models on one dataset; decoding its records once
   instead of once per run saves most of a short run's time.
+
+  Raises:
+    ValueError: if the split's files cannot be read (a damaged build),
+      naming the directory to delete so that the next run rebuilds it.
   """
   key = (str(data.builder.data_path), split)
   if key not in _COLUMNS:
-    _COLUMNS[key] = to_columns(getattr(data, split))
+    try:
+      _COLUMNS[key] = to_columns(getattr(data, split))
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+            tf.errors.NotFoundError) as e:
+      raise ValueError(
+          f"the {split} split of {data.builder.info.full_name} cannot be read "
+          f"({str(e.message).splitlines()[0]}): the build in "
+          f"{data.builder.data_path} is damaged; delete that directory and "
+          "the next run rebuilds it.") from None
   return _COLUMNS[key]
 
 

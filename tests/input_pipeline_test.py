@@ -1,5 +1,8 @@
 """Tests of the in-memory training batches against NumPy gathers."""
 
+import glob
+import os
+
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
@@ -362,3 +365,18 @@ class IdLookupTest(tf.test.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class DamagedDatasetTest(tf.test.TestCase):
+
+  def test_a_damaged_split_names_the_directory_to_delete(self):
+    data_dir = self.create_tempdir().full_path
+    data = input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
+    shard = sorted(glob.glob(os.path.join(str(data.builder.data_path),
+                                          "*-test.tfrecord*")))[0]
+    with open(shard, "r+b") as f:
+      f.seek(40)
+      f.write(b"\xff" * 16)
+    data = input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
+    with self.assertRaisesRegex(ValueError, "damaged; delete that directory"):
+      input_pipeline.split_columns(data, "test")
