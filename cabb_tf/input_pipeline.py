@@ -23,6 +23,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cabb_tf import datasets  # pylint: disable=unused-import  (registers builders)
+from cabb_tf.datasets import click_examples
 from cabb_tf.datasets import locking
 
 AlphaFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
@@ -82,6 +83,14 @@ def load_data(name: str = "cabb_synthetic/default",
         f"cannot prepare dataset {name!r}: {e}. For datasets that need a "
         "manual download, set load_data.manual_dir (gin) to the directory "
         "holding the raw file.") from e
+  mismatches = click_examples.binding_mismatches(builder)
+  if mismatches:
+    changes = "; ".join(f"{key}: built with {then!r}, now {now!r}"
+                        for key, (then, now) in mismatches.items())
+    raise ValueError(
+        f"the dataset in {builder.data_path} was built under other gin "
+        f"bindings than this run's ({changes}): give this configuration its "
+        "own load_data.data_dir, or delete that directory to rebuild it.")
   metadata = builder.info.metadata
   statistics = metadata["feature_statistics"]
   splits = {s: builder.as_dataset(split=s, shuffle_files=False)

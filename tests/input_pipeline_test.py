@@ -4,6 +4,7 @@ import glob
 import os
 
 from absl.testing import parameterized
+import gin
 import numpy as np
 import tensorflow as tf
 
@@ -380,3 +381,22 @@ class DamagedDatasetTest(tf.test.TestCase):
     data = input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
     with self.assertRaisesRegex(ValueError, "damaged; delete that directory"):
       input_pipeline.split_columns(data, "test")
+
+
+class BuildBindingsTest(tf.test.TestCase):
+
+  def tearDown(self):
+    gin.clear_config()
+    super().tearDown()
+
+  def test_a_build_is_not_reused_under_other_data_bindings(self):
+    data_dir = self.create_tempdir().full_path
+    input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
+    # The defaults bound explicitly change nothing: the same data.
+    gin.parse_config(["label_clicks.attribution_window_s = None",
+                      "simulate.signal_scale = 1.0"])
+    input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
+    gin.parse_config(["label_clicks.attribution_window_s = 86400"])
+    with self.assertRaisesRegex(
+        ValueError, "attribution_window_s: built with None, now 86400"):
+      input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)

@@ -60,6 +60,7 @@ builds in under 2 minutes with 1.2 GB of memory, `large` (2.8 million rows,
 """
 
 import abc
+import ast
 import dataclasses
 import inspect
 import json
@@ -441,6 +442,54 @@ def bound_gin_parameters(functions: Sequence[Callable[..., Any]],
         continue
       bound[key] = repr(value)
   return bound
+
+
+def _effective(functions: Sequence[Callable[..., Any]], key: str,
+               recorded: Mapping[str, str]) -> Any:
+  """A parameter's value: its recorded binding, else the function default."""
+  if key in recorded:
+    try:
+      return ast.literal_eval(recorded[key])
+    except (ValueError, SyntaxError):
+      return recorded[key]
+  for fn in functions:
+    selector = f"{fn.__module__}.{fn.__name__}"
+    if key.startswith(selector + "."):
+      parameter = inspect.signature(fn).parameters.get(key[len(selector) + 1:])
+      if parameter is not None:
+        return parameter.default
+  return None
+
+
+def binding_mismatches(builder) -> Dict[str, Tuple[Any, Any]]:
+  """Data-shaping gin parameters whose value now differs from the build's.
+
+  A prepared dataset records the bindings it was built under
+  (`metadata['gin_bindings']`); TFDS reuses a build by name, config and
+  version alone, so a run that binds, say, another attribution window or
+  signal scale against the same `data_dir` would silently read the old
+  data. Unbound parameters count at their defaults.
+
+  Returns:
+    {"module.function.parameter": (value at build, value now)}; empty for
+    builders that record nothing.
+  """
+  if not isinstance(builder, ClickExamplesBuilder):
+    return {}
+  metadata = builder.info.metadata or {}
+  if "gin_bindings" not in metadata:
+    return {}
+  functions = builder._gin_configurables()  # pylint: disable=protected-access
+  recorded = dict(metadata["gin_bindings"])
+  current = bound_gin_parameters(
+      functions, ignore=builder._gin_explicit())  # pylint: disable=protected-access
+  out = {}
+  for key in sorted(set(recorded) | set(current)):
+    then = _effective(functions, key, recorded)
+    now = _effective(functions, key, current)
+    if then != now:
+      out[key] = (then, now)
+  return out
 
 
 def _builtin(value):
