@@ -459,10 +459,12 @@ def run(base_dir: str,
       base_dir, comparisons, seeds, bootstrap_resamples)
 
   if "windows" in tables:
-    results["window_data"] = {
-        row: beyond.window_data(input_pipeline.load_data(
-            data_dir=_data_dir(base_dir, v, defaults.data_dir)))
-        for row, v in tables["windows"].items()}
+    results["window_data"] = {}
+    for row, v in tables["windows"].items():
+      _bind(v, seeds[0], _data_dir(base_dir, v, defaults.data_dir), defaults)
+      results["window_data"][row] = beyond.window_data(
+          input_pipeline.load_data())
+    _bind(selected, seeds[0], defaults.data_dir, defaults)
   if "ground_truth" in tables and "relation" not in _predictions(
       base_dir, selected, seeds[0]):
     logging.warning("The dataset has no ground-truth relations (only the "

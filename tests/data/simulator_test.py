@@ -449,11 +449,24 @@ class SimulatorTest(tf.test.TestCase, parameterized.TestCase):
     self.addCleanup(gin.clear_config)
     files = sorted(_GIN_DIR.glob("*.gin"))
     self.assertNotEmpty(files)
+    # Includes are relative to gin/, as the binaries parse them.
+    gin.add_config_file_search_path(str(_GIN_DIR.parent))
+    sizes = 0
     for path in files:
       gin.clear_config()
       gin.parse_config_files_and_bindings([str(path)], [],
                                           skip_unknown=False)
+      # Size files set the users; regime files (paper.gin) the signal scale.
+      if path.stem in ("paper", "paper_scale"):
+        if path.stem == "paper":
+          self.assertGreater(gin.query_parameter("%PAPER_SIGNAL_SCALE"), 1)
+          self.assertEqual(
+              gin.query_parameter("simulate.signal_scale").scoped_configurable_fn(),
+              gin.query_parameter("%PAPER_SIGNAL_SCALE"))
+        continue
+      sizes += 1
       self.assertGreater(gin.query_parameter("simulate.num_users"), 0)
+    self.assertGreaterEqual(sizes, 3)
 
   def test_main_prints_the_statistics(self):
     self.addCleanup(gin.clear_config)
