@@ -450,7 +450,11 @@ def purchase_stats(events: pd.DataFrame,
   was clicked earlier in the session, `click_a_buy_b` if it was not but another
   item was, `no_prior_click` otherwise; `cabb_share` is click_a_buy_b over all
   three. With a catalog, `cabb_leaf_match` counts CABB purchases whose leaf
-  equals the leaf of an item clicked earlier in the session;
+  equals the leaf of an item clicked earlier in the session; a purchase of an
+  item with the unknown leaf (no category) never matches, since unknown =
+  unknown says nothing: such purchases are counted in
+  `cabb_leaf_match_unknown_excluded` and left out of the denominator of
+  `cabb_leaf_match_share` (nan when no CABB purchase has a known leaf);
   `other_item_clicked_before` counts purchases (of any kind) with a click on
   some other item earlier in the session. `purchases_without_prior_click` is
   `no_prior_click` plus the purchases in sessions without a click.
@@ -530,9 +534,8 @@ def _purchase_stats(prep: _Prepared,
     q = c_session * (leaf_codes.max() + 1) + leaf_codes[c_item]
     earlier = first_leaf_click.reindex(q).to_numpy(dtype=np.float64,
                                                    na_value=np.inf)
-    result["cabb_leaf_match"] = int((earlier < c_pos).sum())
-    result["cabb_leaf_match_share"] = (result["cabb_leaf_match"] / len(c_pos)
-                                       if len(c_pos) else float("nan"))
+    known = _known_leaf(prep.item_uniques, catalog)[c_item]
+    result.update(_leaf_match_counts((earlier < c_pos) & known, known))
   result["purchases_without_prior_click"] = (
       result["no_prior_click"] + result["purchases_in_sessions_without_click"])
   result["attribution_window_s"] = attribution_window_s
@@ -631,11 +634,34 @@ def _window_purchase_stats(prep: _Prepared, catalog: Optional[pd.DataFrame],
     leaf_match = within(_last_in_group_before(
         c_user * num_leaves + leaf_codes[c_item], view.click_upos,
         q_user * num_leaves + leaf_codes[q_item], q_upos, n)) & cabb
-    result["cabb_leaf_match"] = int(leaf_match.sum())
-    result["cabb_leaf_match_share"] = (
-        result["cabb_leaf_match"] / result["click_a_buy_b"]
-        if result["click_a_buy_b"] else float("nan"))
+    known = _known_leaf(prep.item_uniques, catalog)[q_item]
+    result.update(_leaf_match_counts(leaf_match[cabb] & known[cabb],
+                                     known[cabb]))
   return result
+
+
+def _leaf_match_counts(match: np.ndarray, known: np.ndarray
+                       ) -> Dict[str, Any]:
+  """Leaf-match statistics of CABB purchases (one flag per purchase).
+
+  Args:
+    match: whether the purchase's leaf was clicked before (and is known).
+    known: whether the purchased item's leaf is known.
+  """
+  considered = int(known.sum())
+  return {
+      "cabb_leaf_match": int(match.sum()),
+      "cabb_leaf_match_unknown_excluded": int((~known).sum()),
+      "cabb_leaf_match_share": (int(match.sum()) / considered if considered
+                                else float("nan")),
+  }
+
+
+def _known_leaf(item_uniques: np.ndarray,
+                catalog: pd.DataFrame) -> np.ndarray:
+  """Per item code: whether its leaf is a real category (not unknown)."""
+  leaves = encoding.item_table(item_uniques, catalog)["leaf"].to_numpy()
+  return leaves != schema.UNKNOWN_LEAF
 
 
 def _item_leaf_codes(item_uniques: np.ndarray,

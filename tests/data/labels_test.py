@@ -135,7 +135,9 @@ def reference_window_stats(rows, window_ms, leaf_of=None):
     none += not clicked
     other += any(c != item for c in clicked)
     if leaf_of and clicked and not is_same:
-      leaf_match += leaf_of[item] in {leaf_of[c] for c in clicked}
+      # Unknown = unknown is no match (the item has no category).
+      leaf_match += (leaf_of[item] != schema.UNKNOWN_LEAF and
+                     leaf_of[item] in {leaf_of[c] for c in clicked})
   return {"same_item": same, "click_a_buy_b": cabb, "no_prior_click": none,
           "other_item_clicked_before": other, "cabb_leaf_match": leaf_match}
 
@@ -214,6 +216,34 @@ class LabelClicksTest(absltest.TestCase):
     self.assertEqual(stats["purchases_in_sessions_without_click"], 1)
     self.assertAlmostEqual(stats["cabb_share"], 2 / 4)
     self.assertEqual(stats["cabb_leaf_match"], 1)
+    self.assertEqual(stats["cabb_leaf_match_unknown_excluded"], 0)
+
+  def test_unknown_leaves_are_not_leaf_matches(self):
+    # Session 1: click A, buy B, buy C (both CABB). Session 2: click D, buy E
+    # (CABB). A, B, D, E have no category; C's leaf x was not clicked.
+    rows = [(1, 1, 1, "A", C), (1, 1, 2, "B", P), (1, 1, 3, "C", P),
+            (2, 2, 1, "D", C), (2, 2, 2, "E", P)]
+    unknown = schema.UNKNOWN_LEAF
+    catalog = schema.make_catalog(
+        ["A", "B", "C", "D", "E"],
+        [(unknown,), (unknown,), ("x",), (unknown,), (unknown,)])
+    for window_s in (None, 3600):
+      stats = labels.purchase_stats(make_events(rows), catalog,
+                                    attribution_window_s=window_s)
+      self.assertEqual(stats["click_a_buy_b"], 3)
+      # B and E have the unknown leaf, as the clicked A and D: excluded.
+      self.assertEqual(stats["cabb_leaf_match"], 0, window_s)
+      self.assertEqual(stats["cabb_leaf_match_unknown_excluded"], 2)
+      self.assertEqual(stats["cabb_leaf_match_share"], 0.0)
+
+  def test_all_unknown_leaves_give_no_share(self):
+    rows = [(1, 1, 1, "A", C), (1, 1, 2, "B", P)]
+    stats = labels.purchase_stats(make_events(rows),
+                                  schema.make_catalog(["A"], [("x",)]))
+    # B is missing from the catalog: unknown, excluded; nothing is left.
+    self.assertEqual(stats["cabb_leaf_match"], 0)
+    self.assertEqual(stats["cabb_leaf_match_unknown_excluded"], 1)
+    self.assertTrue(np.isnan(stats["cabb_leaf_match_share"]))
 
 
 class FirstOccurrencesTest(absltest.TestCase):
