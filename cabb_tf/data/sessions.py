@@ -1,7 +1,13 @@
-"""Sessions: the source's session ids, else a per-user inactivity split (SPEC §1)."""
+"""Sessions: the source's session ids, else a per-user inactivity split.
+
+A log of day stamps (every timestamp a whole day: all share one time of
+day) has no time within a day to split on, so its sessions are user-days;
+see `assign_sessions` and docs/loading.md.
+"""
 
 from typing import NamedTuple, Tuple
 
+from absl import logging
 import gin
 import numpy as np
 import pandas as pd
@@ -9,13 +15,42 @@ import pandas as pd
 from cabb_tf.data import schema
 
 _MS_PER_MINUTE = 60_000
+MS_PER_DAY = 86_400_000
+USER_DAY_RULE = (
+    "user-day: every timestamp is a whole day, so each user's events of one "
+    "day form one session (not the session_gap_minutes split), in the file's "
+    "order within the day: a purchase counts as after a click when it comes "
+    "later in the file (assign_sessions.day_sessions)")
+
+
+def is_day_resolution(timestamps: np.ndarray) -> bool:
+  """Whether every timestamp is a whole day (day stamps such as `'%m%d'`).
+
+  True when all timestamps share one time of day and either two of them
+  differ or that time is 00:00 UTC (a date in a fixed time zone is a whole
+  day at its offset).
+
+  Args:
+    timestamps: int64 ms since the epoch.
+
+  Returns:
+    The verdict (False for an empty log).
+  """
+  timestamps = np.asarray(timestamps, dtype=np.int64)
+  if not len(timestamps):
+    return False
+  first = int(timestamps[0])
+  if not np.all((timestamps - first) % MS_PER_DAY == 0):
+    return False
+  return bool(first % MS_PER_DAY == 0 or (timestamps != first).any())
 
 
 @gin.configurable(denylist=["events", "with_codes"])
 def assign_sessions(events: pd.DataFrame,
                     session_gap_minutes: float = 30.0,
                     use_source_sessions: bool = True,
-                    with_codes: bool = False):
+                    with_codes: bool = False,
+                    day_sessions: bool = True):
   """Returns `events` with a `session_id` column.
 
   When `events` already has `session_id` (a source session id) and
@@ -24,10 +59,17 @@ def assign_sessions(events: pd.DataFrame,
   between consecutive events is longer than `session_gap_minutes`; sessions
   are numbered 0, 1, ... in order of (user's first appearance, time).
 
+  A log of day stamps (`is_day_resolution`) has no gaps within a day: with
+  `day_sessions` its sessions are user-days (`USER_DAY_RULE`, whatever
+  `session_gap_minutes` says), with a logged warning, since every click of a
+  day then precedes every later-listed purchase of that day.
+
   Args:
     events: a canonical event log (see `schema`).
     session_gap_minutes: inactivity gap that starts a new session.
     use_source_sessions: keep a `session_id` the source provides.
+    day_sessions: split a log of day stamps into user-days; False applies
+      `session_gap_minutes` to it as to any log.
     with_codes: also return the `SessionCodes` the split computed (None when
       the source's sessions are kept), so that `encoding.encode_events` does
       not factorize and sort the log again.
@@ -49,6 +91,12 @@ def assign_sessions(events: pd.DataFrame,
   user_codes, user_ids = pd.factorize(events["user_id"], sort=False)
   user_codes = user_codes.astype(code_dtype(len(user_ids)), copy=False)
   timestamps = events["timestamp"].to_numpy()
+  gap_ms = session_gap_minutes * _MS_PER_MINUTE
+  if day_sessions and is_day_resolution(timestamps):
+    logging.warning(
+        "Every timestamp of this log is a whole day and it has no session "
+        "column: sessions are %s.", USER_DAY_RULE)
+    gap_ms = 0  # Distinct day stamps are distinct days.
   order, users_sorted = _grouped_time_order(user_codes, timestamps)
   n = len(order)
   new_session = np.ones(n, dtype=bool)
@@ -57,8 +105,7 @@ def assign_sessions(events: pd.DataFrame,
   del users_sorted
   if n > 1:
     times_sorted = timestamps[order]
-    new_session[1:] |= np.diff(times_sorted) > (session_gap_minutes *
-                                                  _MS_PER_MINUTE)
+    new_session[1:] |= np.diff(times_sorted) > gap_ms
     del times_sorted
   session_sorted = np.cumsum(new_session, dtype=np.int64)
   session_sorted -= 1

@@ -112,3 +112,33 @@ class SessionCodesTest(parameterized.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class DayResolutionTest(parameterized.TestCase):
+  """Logs of day stamps: detected, and split into user-days."""
+
+  _DAY = 86_400_000
+
+  @parameterized.named_parameters(
+      ("midnight_once", [0], True),
+      ("noon_once", [_DAY // 2], False),
+      ("same_hour_on_two_days", [16 * 3_600_000, _DAY + 16 * 3_600_000], True),
+      ("one_second_off", [0, _DAY + 1000], False),
+      ("empty", [], False),
+  )
+  def test_is_day_resolution(self, times, expected):
+    self.assertEqual(sessions.is_day_resolution(np.array(times, np.int64)),
+                     expected)
+
+  def test_day_stamps_are_user_days_whatever_the_gap(self):
+    day = self._DAY
+    # User 1 on days 0, 0, 1, 3; user 2 on day 1. A gap of 3 days would
+    # join all of user 1's events; user-days give 3 + 1 sessions.
+    events = make_events([1, 1, 2, 1, 1], [0, 0, day, day, 3 * day])
+    with self.assertLogs(level="WARNING") as logs:
+      out = sessions.assign_sessions(events, session_gap_minutes=3 * 24 * 60)
+    self.assertIn("user-day", "\n".join(logs.output))
+    self.assertEqual(out["session_id"].tolist(), [0, 0, 3, 1, 2])
+    joined = sessions.assign_sessions(events, session_gap_minutes=3 * 24 * 60,
+                                      day_sessions=False)
+    self.assertEqual(joined["session_id"].tolist(), [0, 0, 1, 0, 0])
