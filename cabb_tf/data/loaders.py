@@ -40,6 +40,7 @@ import codecs
 import collections
 import csv
 import datetime
+import glob
 import json
 import os
 import re
@@ -58,6 +59,7 @@ import pyarrow.json as pa_json
 from cabb_tf.data import category_tree as category_tree_lib
 from cabb_tf.data import report as report_lib
 from cabb_tf.data import schema
+from cabb_tf.data import sessions as sessions_lib
 
 PathLike = Union[str, os.PathLike]
 ColumnRef = Union[str, int]
@@ -115,11 +117,15 @@ def load_csv(path: PathLike,
              category_fallback_column: Optional[ColumnRef] = None,
              time_range: Optional[Tuple[int, int]] = None,
              na_values: Sequence[str] = ("",),
-             max_malformed_fraction: float = 0.1) -> Loaded:
+             max_malformed_fraction: float = 0.1,
+             default_year: Optional[int] = None,
+             drop_duplicates: bool = True) -> Loaded:
   """Reads a delimited event log into the canonical schema.
 
   Args:
-    path: the CSV file.
+    path: the CSV file, or a glob pattern (`'/data/log-*.csv'`) matching
+      several files of the same layout, read in sorted name order and joined
+      (see `source_files` and docs/loading.md).
     columns: maps canonical names to source columns: required `user_id`,
       `item_id`, `event_type`, `timestamp`; optional `session_id`, `category`,
       `category_fallback`, `brand`, `price` (alternatives to the keyword
@@ -162,6 +168,13 @@ def load_csv(path: PathLike,
     max_malformed_fraction: the largest share of data rows that may be
       dropped as `malformed` or `unclosed_quote` before the load fails as a
       systematic fault (a wrong delimiter or header); see docs/loading.md.
+    default_year: the year of text timestamps whose `timestamp_format` has
+      none (e.g. `'%m%d'` day stamps): values are read as that year's dates.
+    drop_duplicates: drop rows whose every source field equals that of an
+      earlier kept row (counted as `duplicate`); False keeps them and counts
+      them in `report["duplicate_rows_kept"]`. `report["duplicate_key"]` names
+      the fields compared. A log of day stamps repeats rows legitimately (two
+      views of one item on one day), so check that count before dropping.
 
   Returns:
     `(events, catalog, report)` as described in the module docstring.
@@ -171,6 +184,121 @@ def load_csv(path: PathLike,
       an unparsable or impossible timestamp or a non-numeric price; data errors
       name the file, the 1-based line, the column and the value.
   """
+  options = dict(
+      columns=columns, delimiter=delimiter, header=header,
+      event_type_map=event_type_map, timestamp_unit=timestamp_unit,
+      timestamp_format=timestamp_format, session_column=session_column,
+      category_column=category_column, category_separator=category_separator,
+      catalog_path=catalog_path, category_tree_path=category_tree_path,
+      brand_column=brand_column, price_column=price_column, encoding=encoding,
+      drop_event_types=drop_event_types,
+      category_fallback_column=category_fallback_column,
+      time_range=time_range, na_values=na_values,
+      max_malformed_fraction=max_malformed_fraction,
+      default_year=default_year, drop_duplicates=drop_duplicates)
+  files = source_files(path)
+  if len(files) == 1:
+    loaded = _load_csv_file(files[0], name=name, **options)
+  else:
+    loaded = _join_loaded(
+        os.fspath(path), name,
+        {f: _load_csv_file(f, name=None, **options) for f in files})
+  _note_day_resolution(loaded[0], loaded[2])
+  return loaded
+
+
+def source_files(path: PathLike) -> List[str]:
+  """The files `load_csv` reads for `path`: the file, or a glob's matches.
+
+  Args:
+    path: a file, or a pattern with `*`, `?` or `[...]`.
+
+  Returns:
+    The file names, sorted.
+
+  Raises:
+    ValueError: if nothing matches.
+  """
+  path = os.fspath(path)
+  if os.path.isfile(path):
+    return [path]
+  if glob.has_magic(path):
+    files = sorted(f for f in glob.glob(path) if os.path.isfile(f))
+    if files:
+      return files
+    raise ValueError(f"{path}: no file matches this pattern.")
+  raise ValueError(f"{path}: no such file.")
+
+
+def _note_day_resolution(events: pd.DataFrame,
+                         report: report_lib.Report) -> None:
+  """Records the timestamp resolution and, for day stamps, the session rule."""
+  day = sessions_lib.is_day_resolution(events["timestamp"].to_numpy())
+  report["timestamp_resolution"] = "day" if day else "sub-day"
+  if day and "session_id" not in events.columns:
+    report["session_rule"] = sessions_lib.USER_DAY_RULE
+
+
+def _join_loaded(pattern: str, name: Optional[str],
+                 loaded: Mapping[str, Loaded]) -> Loaded:
+  """Joins the loads of several files of one layout into one.
+
+  Events are concatenated in file order and sorted stably by time (ties keep
+  file, then line order). An id column that is integer in one file and text
+  in another becomes text in all. An item's catalog row is its first one with
+  a known leaf, else its first. Rows repeated across files are not detected
+  as duplicates (each file is deduplicated on its own).
+  """
+  frames = [events for events, _, _ in loaded.values()]
+  for key in ("user_id", "session_id", "item_id"):
+    kinds = {frame[key].dtype.kind for frame in frames if key in frame}
+    if len(kinds) > 1:
+      frames = [frame.assign(**{key: frame[key].astype(str).astype(object)})
+                for frame in frames]
+  columns = [set(frame.columns) for frame in frames]
+  if any(c != columns[0] for c in columns):
+    raise ValueError(f"{pattern}: the matching files give different columns "
+                     f"({[sorted(c) for c in columns]}); load them separately.")
+  events = pd.concat(frames, ignore_index=True)
+  events = events.iloc[np.argsort(events["timestamp"].to_numpy(),
+                                  kind="stable")].reset_index(drop=True)
+  catalogs = []
+  for _, catalog, _ in loaded.values():
+    catalog = catalog.copy()
+    if catalog["item_id"].dtype != events["item_id"].dtype:
+      catalog["item_id"] = catalog["item_id"].astype(str).astype(object)
+    catalogs.append(catalog)
+  catalog = pd.concat(catalogs, ignore_index=True)
+  unknown = (catalog["leaf"] == schema.UNKNOWN_LEAF).to_numpy()
+  catalog = catalog.iloc[np.argsort(unknown, kind="stable")]
+  catalog = catalog.drop_duplicates("item_id", keep="first")
+  order = pd.Index(pd.unique(events["item_id"]))
+  catalog = catalog.set_index("item_id").reindex(order).rename_axis(
+      "item_id").reset_index()
+  report = report_lib.merge_reports(
+      name or pattern, {f: rep for f, (_, _, rep) in loaded.items()})
+  report["path"] = pattern
+  first = next(iter(loaded.values()))[2]
+  for key in ("duplicate_key",):
+    if key in first:
+      report[key] = first[key]
+  kept = sum(rep.get("duplicate_rows_kept", 0) for _, _, rep in
+             loaded.values())
+  if kept:
+    report["duplicate_rows_kept"] = kept
+  _finish_report(report, events, catalog)
+  return events, catalog, report
+
+
+def _load_csv_file(path: PathLike, *, columns, delimiter, header,
+                   event_type_map, timestamp_unit, timestamp_format,
+                   session_column, category_column, category_separator,
+                   catalog_path, category_tree_path, brand_column,
+                   price_column, encoding, drop_event_types, name,
+                   category_fallback_column, time_range, na_values,
+                   max_malformed_fraction, default_year,
+                   drop_duplicates) -> Loaded:
+  """`load_csv` of one file."""
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise ValueError(f"{path}: no such file.")
@@ -186,6 +314,15 @@ def load_csv(path: PathLike,
   if category_tree_path is not None and category_separator is not None:
     raise ValueError(f"{path}: category_separator splits category paths, "
                      "category_tree_path resolves flat ids; give one of them.")
+  if default_year is not None:
+    if timestamp_format is None or re.search(r"%[Yy]", timestamp_format):
+      raise ValueError(
+          f"{path}: default_year={default_year!r} is for a timestamp_format "
+          f"without a year (such as '%m%d'), not timestamp_format="
+          f"{timestamp_format!r}.")
+    if not (isinstance(default_year, int) and 1970 <= default_year < 2100):
+      raise ValueError(f"{path}: default_year must be a year in [1970, 2100), "
+                       f"not {default_year!r}.")
   if time_range is not None and len(time_range) != 2:
     raise ValueError(f"{path}: time_range must be (start_ms, end_ms), not "
                      f"{time_range!r}.")
@@ -217,12 +354,12 @@ def load_csv(path: PathLike,
                                 timestamp_format)
     table, invalid = _read_table(ctx, types)
     parsed = _parse_columns(ctx, table, cols, type_codes, timestamp_unit,
-                            timestamp_format)
+                            timestamp_format, default_year)
   except (pa.ArrowInvalid, _RetryAsStrings) as e:
     logging.info("%s: re-reading every field as text (%s).", path, e)
     table, invalid = _read_table(ctx, {n: pa.string() for n in names})
     parsed = _parse_columns(ctx, table, cols, type_codes, timestamp_unit,
-                            timestamp_format)
+                            timestamp_format, default_year)
   missing, codes, ms, price = parsed
 
   report = report_lib.new_report(name or path)
@@ -242,7 +379,12 @@ def load_csv(path: PathLike,
   duplicate = _find_duplicates(
       ms, codes, [ids["user_id"], ids["item_id"]],
       lambda rows: table.take(pa.array(rows)).to_pandas())
-  report_lib.add_dropped(report, "duplicate", int(duplicate.sum()))
+  report["duplicate_key"] = list(names)  # Every source field.
+  if drop_duplicates:
+    report_lib.add_dropped(report, "duplicate", int(duplicate.sum()))
+  else:
+    report["duplicate_rows_kept"] = int(duplicate.sum())
+    duplicate[:] = False
 
   extra = {"price": price} if price is not None else {}
   events, rows = _assemble_events(ids, ms, codes, extra, ~duplicate)
@@ -416,6 +558,7 @@ def load_otto(path: PathLike, *, name: Optional[str] = None,
       ms, codes, [session, item],
       lambda rows: pd.DataFrame({"s": session[rows], "a": item[rows],
                                  "t": ms[rows], "k": codes[rows]}))
+  report["duplicate_key"] = ["session", "aid", "ts", "type"]
   report_lib.add_dropped(report, "duplicate", int(duplicate.sum()))
   ids = {"user_id": session, "session_id": session, "item_id": item}
   events, _ = _assemble_events(ids, ms, codes, {}, ~duplicate)
@@ -971,7 +1114,7 @@ def _type_codes(column, type_codes: Mapping[str, int]) -> np.ndarray:
 
 def _parse_columns(ctx: _CsvContext, table: pa.Table, cols: Mapping[str, str],
                    type_codes: Mapping[str, int], unit: Optional[str],
-                   fmt: Optional[str]):
+                   fmt: Optional[str], default_year: Optional[int] = None):
   """Returns (missing mask, type codes, ms, price or None) for every row."""
   required = ["user_id", "item_id", "event_type", "timestamp"]
   required += ["session_id"] if "session_id" in cols else []
@@ -991,8 +1134,14 @@ def _parse_columns(ctx: _CsvContext, table: pa.Table, cols: Mapping[str, str],
         f"Map it in event_type_map (now {mapped}) or list it in "
         f"drop_event_types (now {dropped}).")
 
-  ms = _parse_timestamps(ctx, table.column(cols["timestamp"]),
-                         cols["timestamp"], unit, fmt)
+  column = table.column(cols["timestamp"])
+  if default_year is not None:
+    # A format without a year: read each value as "<year>-<value>".
+    if not pa.types.is_string(column.type):
+      column = column.cast(pa.string())
+    column = pc.binary_join_element_wise(f"{default_year:04d}-", column, "")
+    fmt = "%Y-" + fmt
+  ms = _parse_timestamps(ctx, column, cols["timestamp"], unit, fmt)
   price = None
   if "price" in cols:
     price = _parse_numbers(ctx, table.column(cols["price"]), cols["price"],

@@ -878,3 +878,95 @@ class SharedSamplesTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class DatesDuplicatesAndGlobsTest(absltest.TestCase):
+  """default_year, day stamps, drop_duplicates and glob patterns."""
+
+  _CONFIG = dict(
+      columns={"user_id": "user", "item_id": "item", "event_type": "action",
+               "timestamp": "day"},
+      event_type_map={"view": "click", "buy": "purchase"},
+      timestamp_format="%m%d")
+
+  def write(self, lines, name="log.csv"):
+    return self.create_tempfile(name, content="\n".join(lines) + "\n"
+                                ).full_path
+
+  def test_default_year_reads_month_day_stamps(self):
+    path = self.write(["user,item,action,day", "1,10,view,1111",
+                       "1,11,buy,1111", "2,10,view,1112"])
+    events, _, report = loaders.load_csv(path, default_year=2015,
+                                         **self._CONFIG)
+    self.assertEqual(events["timestamp"].tolist(),
+                     [_ms("2015-11-11 00:00:00")] * 2 +
+                     [_ms("2015-11-12 00:00:00")])
+    self.assertEqual(report["timestamp_resolution"], "day")
+    self.assertIn("user-day", report["session_rule"])
+
+  def test_default_year_needs_a_format_without_year(self):
+    path = self.write(["user,item,action,day", "1,10,view,20151111"])
+    config = dict(self._CONFIG, timestamp_format="%Y%m%d")
+    with self.assertRaisesRegex(ValueError, "default_year=2015 is for a "
+                                "timestamp_format without a year"):
+      loaders.load_csv(path, default_year=2015, **config)
+
+  def test_february_29_of_a_common_year_is_an_error_naming_the_line(self):
+    path = self.write(["user,item,action,day", "1,10,view,0228",
+                       "1,10,view,0229"])
+    with self.assertRaisesRegex(ValueError, "line 3, column 'day'"):
+      loaders.load_csv(path, default_year=2015, **self._CONFIG)
+    events, _, _ = loaders.load_csv(path, default_year=2016, **self._CONFIG)
+    self.assertEqual(events["timestamp"].tolist()[-1],
+                     _ms("2016-02-29 00:00:00"))
+
+  def test_without_default_year_a_month_day_stamp_is_out_of_range(self):
+    path = self.write(["user,item,action,day", "1,10,view,1111"])
+    with self.assertRaisesRegex(ValueError, "line 2.*1970"):
+      loaders.load_csv(path, **self._CONFIG)
+
+  def test_drop_duplicates_can_be_turned_off(self):
+    # Two views of item 10 by user 1 on Nov 11: the same row twice.
+    lines = ["user,item,action,day", "1,10,view,1111", "1,10,view,1111",
+             "1,11,buy,1111"]
+    path = self.write(lines)
+    _, _, dropped = loaders.load_csv(path, default_year=2015, **self._CONFIG)
+    self.assertEqual(dropped["dropped"], {"duplicate": 1})
+    self.assertEqual(dropped["duplicate_key"],
+                     ["user", "item", "action", "day"])
+    events, _, kept = loaders.load_csv(path, default_year=2015,
+                                       drop_duplicates=False, **self._CONFIG)
+    self.assertLen(events, 3)
+    self.assertEqual(kept["dropped"], {})
+    self.assertEqual(kept["duplicate_rows_kept"], 1)
+    self.assertEqual(kept["rows_in"], kept["rows_kept"])
+
+  def test_glob_joins_files_in_name_order(self):
+    directory = self.create_tempdir()
+    header = "user,item,action,day,cat"
+    directory.create_file("b.csv", content="\n".join(
+        [header, "1,10,buy,1112,x", "2,12,view,1110,"]) + "\n")
+    directory.create_file("a.csv", content="\n".join(
+        [header, "1,10,view,1111,", "1,11,view,1111,y", "1,11,view,1111,y"])
+        + "\n")
+    config = dict(self._CONFIG, category_column="cat")
+    events, catalog, report = loaders.load_csv(
+        f"{directory.full_path}/*.csv", default_year=2015, **config)
+    # Time order; the tie at 11-11 keeps a.csv's line order.
+    self.assertEqual(list(zip(events["user_id"], events["item_id"])),
+                     [(2, 12), (1, 10), (1, 11), (1, 10)])
+    self.assertEqual(report["rows_in"], 5)
+    self.assertEqual(report["rows_kept"], 4)
+    self.assertEqual(report["dropped"], {"duplicate": 1})
+    self.assertEqual(sorted(report["files"]),
+                     [f"{directory.full_path}/a.csv",
+                      f"{directory.full_path}/b.csv"])
+    # Item 10 has no category in a.csv, x in b.csv: the known one wins.
+    leaves = dict(zip(catalog["item_id"], catalog["leaf"]))
+    self.assertEqual(leaves, {12: schema.UNKNOWN_LEAF, 10: "x", 11: "y"})
+    self.assertEqual(report["items_unknown_category"], 1)
+
+  def test_glob_without_match_is_an_error(self):
+    pattern = self.create_tempdir().full_path + "/*.csv"
+    with self.assertRaisesRegex(ValueError, "no file matches"):
+      loaders.load_csv(pattern, **self._CONFIG)
