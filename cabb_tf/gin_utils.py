@@ -1,13 +1,28 @@
-"""Gin helpers shared by the experiment binaries: parse, log and record."""
+"""Gin helpers shared by the experiment binaries: parse, log and record.
 
+`run_binary` also reports the bindings a run never read (`unused_bindings`):
+a binding of your own gin file or `--gin_bindings` that no function read is
+a warning naming it, its file and line. Read means: the function was called
+with the parameter taken from gin (gin's operative config), or the binding
+was checked against a prepared dataset that the run reused instead of
+calling the function (`mark_read`). The package's own gin files (under
+`gin/`) are written for several binaries (`gin/datasets/taobao.gin` binds
+both the TFDS dataset train.py reads and the loader prepare_data.py calls),
+so what they bind and a run does not read is logged at INFO only.
+"""
+
+import collections
 import os
 import pathlib
-from typing import Any, Callable, Optional, Sequence
+import threading
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple)
 
 from absl import app
 from absl import flags
 from absl import logging
 import gin
+from gin import config_parser
 
 
 # The repository's gin/ directory; gin files include each other relative to
@@ -40,6 +55,178 @@ def parse(gin_files: Optional[Sequence[str]],
     files.append(str(path))
   gin.parse_config_files_and_bindings(files, gin_bindings or (),
                                       skip_unknown=False)
+  _PARSED.clear()
+  _PARSED.extend([("file", f) for f in files] +
+                 [("binding", b) for b in gin_bindings or ()])
+
+
+# What the last `parse` read, for `unused_bindings`: ("file", path) or
+# ("binding", text), in order.
+_PARSED: List[Tuple[str, str]] = []
+# Bindings checked against a reused dataset build: {(selector, parameter):
+# why}, filled by `mark_read`.
+_MARKED_READ: Dict[Tuple[str, str], str] = {}
+_MARKED_READ_LOCK = threading.Lock()
+
+# A binding: (scope, complete selector, parameter).
+BindingKey = Tuple[str, str, str]
+
+
+def mark_read(keys: Iterable[str], why: str) -> None:
+  """Records bindings as read although no function read them in this run.
+
+  A dataset build that is reused does not call the loader and preparation
+  functions whose bindings shaped it; once those bindings are checked
+  against the build's record, they count as read.
+
+  Args:
+    keys: "module.function.parameter" of unscoped bindings.
+    why: what checked them (for the log), e.g. the dataset directory.
+  """
+  with _MARKED_READ_LOCK:
+    for key in keys:
+      selector, _, parameter = str(key).rpartition(".")
+      try:
+        selector = gin.config.ParsedBindingKey.parse(
+            ("", selector, parameter)).complete_selector
+      except ValueError:
+        pass
+      _MARKED_READ[(selector, parameter)] = why
+
+
+def clear_marks() -> None:
+  """Forgets `mark_read` records (for tests and repeated runs)."""
+  with _MARKED_READ_LOCK:
+    _MARKED_READ.clear()
+
+
+def _binding_locations(parsed: Sequence[Tuple[str, str]]
+                       ) -> Dict[BindingKey, str]:
+  """Where each binding was last set: "file:line" or "--gin_bindings".
+
+  Follows `include`s the way gin does (as given, then in `gin/`); macros
+  (`NAME = value`) are left out.
+  """
+  locations: Dict[BindingKey, str] = {}
+  delegate = gin.config.ParserDelegate(skip_unknown=True)
+
+  def statements(text, filename):
+    parser = config_parser.ConfigParser(text, delegate)
+    parser._filename = filename  # pylint: disable=protected-access
+    for statement in parser:
+      yield statement
+
+  def visit(text, filename, where):
+    for statement in statements(text, filename):
+      if isinstance(statement, config_parser.IncludeStatement):
+        visit_file(statement.filename)
+      elif isinstance(statement, config_parser.BindingStatement):
+        if statement.selector.endswith("macro") or not statement.arg_name:
+          continue
+        try:
+          key = gin.config.ParsedBindingKey.parse(
+              (statement.scope, statement.selector, statement.arg_name))
+        except ValueError:
+          continue
+        line = statement.location.line_num
+        locations[(key.scope, key.complete_selector, key.arg_name)] = (
+            f"{where}:{line}" if where != "--gin_bindings" else where)
+
+  def visit_file(name):
+    path = pathlib.Path(name)
+    if not path.exists() and (GIN_DIR / name).exists():
+      path = GIN_DIR / name
+    if not path.exists():
+      return
+    visit(path.read_text(), str(path), str(path.resolve()))
+
+  for kind, value in parsed:
+    if kind == "file":
+      visit_file(value)
+    else:
+      visit(value, "--gin_bindings", "--gin_bindings")
+  return locations
+
+
+def _read_in_run() -> Dict[str, List[Tuple[str, set]]]:
+  """{selector: [(call scope, parameters gin supplied)]}: gin's record."""
+  read = collections.defaultdict(list)
+  # pylint: disable=protected-access
+  with gin.config._OPERATIVE_CONFIG_LOCK:
+    for (scope, selector), values in gin.config._OPERATIVE_CONFIG.items():
+      read[selector].append((scope, set(values)))
+  # pylint: enable=protected-access
+  return read
+
+
+def _scope_applies(binding_scope: str, call_scope: str) -> bool:
+  """Whether a binding in `binding_scope` applies to a call in `call_scope`."""
+  if not binding_scope:
+    return True
+  outer, inner = binding_scope.split("/"), call_scope.split("/")
+  return inner[:len(outer)] == outer
+
+
+def unused_bindings(parsed: Optional[Sequence[Tuple[str, str]]] = None
+                    ) -> Dict[BindingKey, str]:
+  """The bindings of the parsed gin config that nothing read.
+
+  Args:
+    parsed: what was parsed, as `parse` records it (default: the last
+      `parse`).
+
+  Returns:
+    {(scope, selector, parameter): "file:line" or "--gin_bindings"} of each
+    binding that no call read (gin's operative config) and `mark_read` did
+    not record.
+  """
+  locations = _binding_locations(_PARSED if parsed is None else parsed)
+  read = _read_in_run()
+  with _MARKED_READ_LOCK:
+    marked = dict(_MARKED_READ)
+  out = {}
+  for key, where in locations.items():
+    scope, selector, parameter = key
+    if any(parameter in names and _scope_applies(scope, call_scope)
+           for call_scope, names in read.get(selector, ())):
+      continue
+    if not scope and (selector, parameter) in marked:
+      continue
+    out[key] = where
+  return out
+
+
+def _is_package_file(where: str) -> bool:
+  path = where.rpartition(":")[0]
+  try:
+    return pathlib.Path(path).resolve().is_relative_to(GIN_DIR)
+  except (OSError, ValueError):
+    return False
+
+
+def report_unused_bindings() -> List[str]:
+  """Logs the bindings nothing read; returns the warned ones as text.
+
+  Bindings from your own files and `--gin_bindings` are a warning; those of
+  the package's `gin/` files (written for several binaries) an INFO line.
+  """
+  unused = unused_bindings()
+  warned, quiet = [], []
+  for (scope, selector, parameter), where in sorted(unused.items()):
+    text = (f"{scope + '/' if scope else ''}{selector}.{parameter} "
+            f"({where})")
+    (quiet if _is_package_file(where) else warned).append(text)
+  if quiet:
+    logging.info("Bindings of the package's gin files that this binary does "
+                 "not read (they serve other binaries): %s", "; ".join(quiet))
+  if warned:
+    logging.warning(
+        "%d gin binding(s) were NEVER READ by this run, so they had no "
+        "effect: %s. Check that the functions they configure are part of "
+        "this binary (e.g. load_csv is read by the session_log dataset, "
+        "gin/datasets/session_log.gin, or by prepare_data.py, not by "
+        "train.py on another dataset).", len(warned), "; ".join(warned))
+  return warned
 
 
 def bound(name: str, default: Any = None) -> Any:
@@ -75,8 +262,9 @@ def run_binary(entry: Callable[[str], Any]) -> None:
 
   Defines the only three flags a binary has (`--base_dir`, `--gin_file`,
   `--gin_bindings`), parses gin with unknown names as errors, calls
-  `entry(base_dir)` — one gin-configurable library function — and writes
-  the operative config to `base_dir/config.gin`.
+  `entry(base_dir)` — one gin-configurable library function — writes
+  the operative config to `base_dir/config.gin` and warns about the bindings
+  the run never read (`report_unused_bindings`).
 
   Args:
     entry: the library function to call with the base directory.
@@ -94,5 +282,6 @@ def run_binary(entry: Callable[[str], Any]) -> None:
     parse(gin_files.value, gin_bindings.value)
     entry(base_dir.value)
     record(base_dir.value)
+    report_unused_bindings()
 
   app.run(main)

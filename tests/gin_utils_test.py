@@ -1,0 +1,89 @@
+"""Tests for `cabb_tf.gin_utils`: parsing and the report of unused bindings."""
+
+import gin
+import tensorflow as tf
+
+from cabb_tf import gin_utils
+import cabb_tf.data.loaders  # pylint: disable=unused-import  (gin names)
+import cabb_tf.data.pipeline  # pylint: disable=unused-import  (gin names)
+
+
+@gin.configurable
+def _entry(x: int = 1, y: int = 2) -> int:
+  return x + y
+
+
+@gin.configurable
+def _helper(z: int = 0) -> int:
+  return z
+
+
+class UnusedBindingsTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    gin.clear_config()
+    gin_utils.clear_marks()
+    self.addCleanup(gin.clear_config)
+    self.addCleanup(gin_utils.clear_marks)
+
+  def _user_file(self, text):
+    return self.create_tempfile("my.gin", content=text).full_path
+
+  def test_a_binding_nobody_reads_is_a_warning_with_its_line(self):
+    path = self._user_file(
+        "import cabb_tf.data.loaders\n"
+        "_entry.x = 5\n"
+        "loaders.load_csv.path = '/data/log.csv'\n"
+        "prepare_to_dir.source = @loaders.load_csv\n")
+    gin_utils.parse([path], ["_helper.z = 3"])
+    self.assertEqual(_entry(), 7)  # Reads _entry.x; nothing calls the rest.
+    with self.assertLogs(level="WARNING") as logs:
+      warned = gin_utils.report_unused_bindings()
+    self.assertEqual(warned, [
+        f"cabb_tf.data.loaders.load_csv.path ({path}:3)",
+        f"cabb_tf.data.pipeline.prepare_to_dir.source ({path}:4)",
+        "tests.gin_utils_test._helper.z (--gin_bindings)",
+    ])
+    self.assertIn("NEVER READ", logs.output[0])
+
+  def test_an_argument_passed_explicitly_leaves_its_binding_unread(self):
+    gin_utils.parse([], ["_entry.x = 5", "_entry.y = 6"])
+    self.assertEqual(_entry(x=1), 7)
+    self.assertEqual(set(gin_utils.unused_bindings()),
+                     {("", "tests.gin_utils_test._entry", "x")})
+
+  def test_scoped_binding_is_read_in_its_scope_only(self):
+    gin_utils.parse([], ["outer/_entry.x = 5", "other/_entry.y = 1"])
+    with gin.config_scope("outer"):
+      self.assertEqual(_entry(), 7)
+    self.assertEqual(set(gin_utils.unused_bindings()),
+                     {("other", "tests.gin_utils_test._entry", "y")})
+
+  def test_marked_read_bindings_are_not_reported(self):
+    gin_utils.parse([], ["loaders.load_csv.path = '/data/log.csv'"])
+    self.assertLen(gin_utils.unused_bindings(), 1)
+    gin_utils.mark_read(["cabb_tf.data.loaders.load_csv.path"],
+                        why="compared with a build")
+    self.assertEqual(gin_utils.unused_bindings(), {})
+
+  def test_package_files_serving_other_binaries_are_quiet(self):
+    # train.py on the simulator: base.gin includes datasets/synthetic.gin,
+    # whose prepare_to_dir bindings are for prepare_data.py.
+    gin_utils.parse(["gin/datasets/synthetic.gin"], [])
+    unused = gin_utils.unused_bindings()
+    self.assertIn(("", "cabb_tf.data.pipeline.prepare_to_dir", "source"),
+                  unused)
+    self.assertTrue(all(where.startswith(str(gin_utils.GIN_DIR))
+                        for where in unused.values()))
+    self.assertEqual(gin_utils.report_unused_bindings(), [])
+
+  def test_macros_are_not_bindings(self):
+    path = self._user_file("N = 4\n_entry.x = %N\n")
+    gin_utils.parse([path], [])
+    self.assertEqual(_entry(), 6)
+    self.assertEqual(gin_utils.unused_bindings(), {})
+
+
+if __name__ == "__main__":
+  tf.test.main()
