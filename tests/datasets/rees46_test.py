@@ -26,6 +26,7 @@ train 2 + 2 + 3 = 7 rows, validation 2, test 2.
 
 import os
 
+import gin
 import tensorflow as tf
 
 from cabb_tf.data import loaders
@@ -131,6 +132,32 @@ class Rees46ExamplesTest(tf.test.TestCase):
     self.assertLen(catalog, 8)
     path = dict(zip(catalog["item_id"], catalog["category_path"]))
     self.assertEqual(path[1002], ("electronics", "audio", "headphone"))
+
+
+class Rees46ManualFileTest(tf.test.TestCase):
+  """Any file name, through `rees46_manual_file.name` in gin."""
+
+  def setUp(self):
+    super().setUp()
+    gin.clear_config()
+    self.addCleanup(gin.clear_config)
+
+  def test_a_renamed_month_is_read(self):
+    manual_dir = self.create_tempdir()
+    manual_dir.create_file(
+        "october.csv", (_DUMMY_DATA / "2019-Oct.csv").read_bytes(),
+        mode="wb")
+    gin.bind_parameter("rees46_dataset_builder.rees46_manual_file.name",
+                       "october.csv")
+    builder = builder_testing.prepare(rees46.Builder, "oct_2019",
+                                      self.create_tempdir().full_path,
+                                      manual_dir.full_path)
+    # The dummy file's hand-derived counts (module docstring).
+    self.assertEqual({s: builder.info.splits[s].num_examples
+                      for s in click_examples.SPLITS},
+                     {"train": 7, "validation": 2, "test": 2})
+    self.assertEqual(builder.info.metadata["data_report"]["source"],
+                     "october.csv")
 
 
 class Rees46SharedSampleTest(tf.test.TestCase):

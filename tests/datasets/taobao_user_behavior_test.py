@@ -25,6 +25,7 @@ are split at gaps of more than 30 minutes:
 So train 2 + 2 + 3 = 7 rows, validation 2, test 3.
 """
 
+import gin
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -130,6 +131,57 @@ class TaobaoExamplesTest(tf.test.TestCase):
     manual_dir.create_file("2019-Oct.csv", "not the file\n")
     with self.assertRaisesRegex(ValueError, "UserBehavior.csv"):
       self._prepare(manual_dir.full_path)
+
+
+class TaobaoManualFileTest(tf.test.TestCase):
+  """Any file name, through `taobao_manual_file.name` in gin."""
+
+  def setUp(self):
+    super().setUp()
+    gin.clear_config()
+    self.addCleanup(gin.clear_config)
+
+  def _dummy_copy(self, name):
+    directory = self.create_tempdir()
+    directory.create_file(name, (_DUMMY_DATA / "UserBehavior.csv").read_text())
+    return directory
+
+  def test_a_bare_name_is_read_from_the_manual_dir(self):
+    manual_dir = self._dummy_copy("taobao-sample.csv")
+    gin.bind_parameter(
+        "taobao_user_behavior_dataset_builder.taobao_manual_file.name",
+        "taobao-sample.csv")
+    builder = builder_testing.prepare(
+        taobao_user_behavior.Builder, "default",
+        self.create_tempdir().full_path, manual_dir.full_path)
+    # The dummy file's hand-derived counts (module docstring).
+    self.assertEqual({s: builder.info.splits[s].num_examples
+                      for s in click_examples.SPLITS},
+                     {"train": 7, "validation": 2, "test": 3})
+    self.assertEqual(builder.info.metadata["data_report"]["source"],
+                     "taobao-sample.csv")
+    self.assertIn(
+        "cabb_tf.datasets.taobao_user_behavior."
+        "taobao_user_behavior_dataset_builder.taobao_manual_file.name",
+        builder.info.metadata["gin_bindings"])
+
+  def test_a_path_is_read_as_it_is(self):
+    path = self._dummy_copy("ub.csv").full_path + "/ub.csv"
+    gin.bind_parameter(
+        "taobao_user_behavior_dataset_builder.taobao_manual_file.name", path)
+    builder = builder_testing.prepare(
+        taobao_user_behavior.Builder, "default",
+        self.create_tempdir().full_path, self.create_tempdir().full_path)
+    self.assertEqual(builder.info.metadata["data_report"]["rows_in"], 26)
+
+  def test_a_missing_file_names_the_binding(self):
+    gin.bind_parameter(
+        "taobao_user_behavior_dataset_builder.taobao_manual_file.name",
+        "absent.csv")
+    with self.assertRaisesRegex(ValueError, "absent.csv.*taobao_manual_file"):
+      builder_testing.prepare(taobao_user_behavior.Builder, "default",
+                              self.create_tempdir().full_path,
+                              _DUMMY_DATA)
 
 
 class TaobaoSharedSampleTest(tf.test.TestCase):

@@ -1,15 +1,46 @@
 """TFDS builder `rees46`: click examples from the REES46 store log."""
 
 import dataclasses
+import os
 from typing import Any, Callable, Optional, Sequence
 
+from etils import epath
+import gin
 import tensorflow_datasets as tfds
 
 from cabb_tf.data import loaders
 from cabb_tf.datasets import click_examples
+from cabb_tf.datasets import session_log
 
 _HOMEPAGE = ("https://www.kaggle.com/datasets/mkechinov/"
              "ecommerce-behavior-data-from-multi-category-store")
+
+
+@gin.configurable
+def rees46_manual_file(name: Optional[str] = None) -> Optional[str]:
+  """The file to read instead of the builder config's `file_name`.
+
+  Bind `rees46_manual_file.name` in gin to read a file of any name: a bare
+  name is looked up in the manual directory, a path (with a '/') is read as
+  it is. The build records the binding, so a build made from one file is
+  not reused for another (`click_examples.binding_mismatches`).
+
+  Args:
+    name: the file name or path; None reads the config's `file_name`.
+
+  Returns:
+    `name`.
+  """
+  return name
+
+
+def _source(dl_manager: tfds.download.DownloadManager, file_name: str) -> str:
+  """The path to read: `rees46_manual_file`'s binding, else `file_name` in the
+  manual directory."""
+  chosen = rees46_manual_file() or file_name
+  if "/" in chosen:  # A path; the manual directory is not needed.
+    return chosen
+  return os.fspath(dl_manager.manual_dir / chosen)
 
 
 @dataclasses.dataclass(eq=False)
@@ -36,9 +67,10 @@ class Builder(click_examples.ClickExamplesBuilder):
   from Kaggle:
     https://www.kaggle.com/datasets/mkechinov/ecommerce-behavior-data-from-multi-category-store
   (for example with the Kaggle command-line client),
-  unzip it and put the monthly CSV of the config, uncompressed and unrenamed,
-  into the manual directory (`--manual_dir`, default
-  `<download_dir>/manual/`):
+  unzip it and put the monthly CSV of the config, uncompressed, into the
+  manual directory (`--manual_dir`, default `<download_dir>/manual/`), under
+  the config's name or any name you bind to `rees46_manual_file.name` in gin
+  (a bare name in the manual directory, or a path):
     config oct_2019: 2019-Oct.csv  (about 42 million events)
     config nov_2019: 2019-Nov.csv  (about 67 million events)
   The header must be
@@ -62,13 +94,21 @@ class Builder(click_examples.ClickExamplesBuilder):
     return _HOMEPAGE
 
   def _gin_configurables(self) -> Sequence[Callable[..., Any]]:
-    return tuple(super()._gin_configurables()) + (loaders.load_csv,)
+    return tuple(super()._gin_configurables()) + (loaders.load_csv,
+                                                   rees46_manual_file)
+
+  def download_and_prepare(self, *args, **kwargs):
+    """Checks a reused build first (`session_log.check_reuse`)."""
+    if self.is_prepared():
+      session_log.check_reuse(self)
+    return super().download_and_prepare(*args, **kwargs)
 
   def _load_log(self, dl_manager: tfds.download.DownloadManager):
-    name = self.builder_config.file_name
-    path = dl_manager.manual_dir / name
-    if not path.exists():
+    path = _source(dl_manager, self.builder_config.file_name)
+    name = epath.Path(path).name
+    if not epath.Path(path).exists():
       raise ValueError(
           f"{path} does not exist. {self.info.full_name} reads {name} from "
-          f"the manual directory:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    return loaders.load_rees46(str(path), name=name)
+          "the manual directory (or the file bound to rees46_manual_file.name "
+          f"in gin):\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    return loaders.load_rees46(path, name=name)

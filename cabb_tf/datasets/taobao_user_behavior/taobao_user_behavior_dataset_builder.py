@@ -1,12 +1,16 @@
 """TFDS builder `taobao_user_behavior`: click examples from Taobao."""
 
 import dataclasses
+import os
 from typing import Any, Callable, Optional, Sequence, Tuple
 
+from etils import epath
+import gin
 import tensorflow_datasets as tfds
 
 from cabb_tf.data import loaders
 from cabb_tf.datasets import click_examples
+from cabb_tf.datasets import session_log
 
 _HOMEPAGE = "https://tianchi.aliyun.com/dataset/649"
 
@@ -14,6 +18,33 @@ _HOMEPAGE = "https://tianchi.aliyun.com/dataset/649"
 # time (UTC+8), i.e. 2017-11-24 16:00 to 2017-12-03 16:00 UTC, in ms. The
 # end is exclusive.
 TIME_RANGE_MS: Tuple[int, int] = (1_511_539_200_000, 1_512_316_800_000)
+
+
+@gin.configurable
+def taobao_manual_file(name: Optional[str] = None) -> Optional[str]:
+  """The file to read instead of the builder config's `file_name`.
+
+  Bind `taobao_manual_file.name` in gin to read a file of any name: a bare
+  name is looked up in the manual directory, a path (with a '/') is read as
+  it is. The build records the binding, so a build made from one file is
+  not reused for another (`click_examples.binding_mismatches`).
+
+  Args:
+    name: the file name or path; None reads the config's `file_name`.
+
+  Returns:
+    `name`.
+  """
+  return name
+
+
+def _source(dl_manager: tfds.download.DownloadManager, file_name: str) -> str:
+  """The path to read: `taobao_manual_file`'s binding, else `file_name` in the
+  manual directory."""
+  chosen = taobao_manual_file() or file_name
+  if "/" in chosen:  # A path; the manual directory is not needed.
+    return chosen
+  return os.fspath(dl_manager.manual_dir / chosen)
 
 
 @dataclasses.dataclass(eq=False)
@@ -73,15 +104,22 @@ class Builder(click_examples.ClickExamplesBuilder):
     return TIME_RANGE_MS
 
   def _gin_configurables(self) -> Sequence[Callable[..., Any]]:
-    return tuple(super()._gin_configurables()) + (loaders.load_csv,)
+    return tuple(super()._gin_configurables()) + (loaders.load_csv,
+                                                   taobao_manual_file)
+
+  def download_and_prepare(self, *args, **kwargs):
+    """Checks a reused build first (`session_log.check_reuse`)."""
+    if self.is_prepared():
+      session_log.check_reuse(self)
+    return super().download_and_prepare(*args, **kwargs)
 
   def _load_log(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
-    path = dl_manager.manual_dir / config.file_name
-    if not path.exists():
+    path = _source(dl_manager, config.file_name)
+    name = epath.Path(path).name
+    if not epath.Path(path).exists():
       raise ValueError(
-          f"{path} does not exist. {self.info.full_name} reads "
-          f"{config.file_name} from the manual directory:\n"
-          f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    return loaders.load_taobao(str(path), fav_as=config.fav_as,
-                               name=config.file_name)
+          f"{path} does not exist. {self.info.full_name} reads {name} from "
+          "the manual directory (or the file bound to taobao_manual_file.name "
+          f"in gin):\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    return loaders.load_taobao(path, fav_as=config.fav_as, name=name)
