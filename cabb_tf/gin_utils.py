@@ -282,6 +282,10 @@ def run_binary(entry: Callable[[str], Any]) -> None:
     parse(gin_files.value, gin_bindings.value)
     entry(base_dir.value)
     record(base_dir.value)
-    report_unused_bindings()
+    try:
+      report_unused_bindings()
+    except Exception as e:  # pylint: disable=broad-except
+      # The run is done and recorded; a failed check must not undo that.
+      logging.warning("Could not check for unused gin bindings: %r", e)
 
   app.run(main)
