@@ -21,6 +21,7 @@ reading of the labeling rules (docs/loading.md and `cabb_tf.data.labels`).
 import collections
 import csv
 import datetime
+import hashlib
 import os
 
 import gin
@@ -105,10 +106,18 @@ class SessionLogExamplesTest(tf.test.TestCase):
         "cabb_tf.data.loaders.load_csv.path"], repr(str(_DUMMY)))
     record = metadata["source_files"][os.path.abspath(_DUMMY)]
     data = _DUMMY.read_bytes()
-    import hashlib  # pylint: disable=g-import-not-at-top
     self.assertEqual(record["size"], len(data))
     self.assertEqual(record["head_tail_sha256"],
                      hashlib.sha256(data).hexdigest())
+
+  def test_fingerprint_hashes_the_first_and_last_mib(self):
+    mib = session_log.session_log_dataset_builder.HASHED_BYTES
+    data = bytes(range(256)) * (3 * mib // 256)
+    path = self.create_tempfile("big.csv", content=data, mode="wb").full_path
+    record = session_log.source_fingerprints(path)[os.path.abspath(path)]
+    self.assertEqual(record["size"], 3 * mib)
+    self.assertEqual(record["head_tail_sha256"],
+                     hashlib.sha256(data[:mib] + data[-mib:]).hexdigest())
 
   def test_reuse_with_same_files_marks_the_bindings_read(self):
     data_dir = self.create_tempdir().full_path
