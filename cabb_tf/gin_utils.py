@@ -230,11 +230,19 @@ def report_unused_bindings() -> List[str]:
 
 
 def bound(name: str, default: Any = None) -> Any:
-  """The gin binding of parameter `name`, or `default` when it is unbound."""
+  """The gin binding of parameter `name`, or `default` when it is unbound.
+
+  A macro (`simulate.signal_scale = %PAPER_SIGNAL_SCALE`) is resolved to its
+  value; other references (`@fn`) are returned as they are.
+  """
   try:
-    return gin.query_parameter(name)
+    value = gin.query_parameter(name)
   except ValueError:
     return default
+  if (isinstance(value, gin.config.ConfigurableReference)
+      and getattr(value.configurable, "name", None) == "macro"):
+    return value.scoped_configurable_fn()
+  return value
 
 
 def record(base_dir: str) -> str:

@@ -381,6 +381,13 @@ def run(base_dir: str,
   for optimizer in lambda_optimizers:
     train.check_optimizer(optimizer)
   regimes = dict(regimes or {})
+  dataset_name = str(gin_utils.bound("load_data.name", ""))
+  if (regimes or signal_scales) and not dataset_name.startswith(
+      "cabb_synthetic"):
+    logging.warning("%s is not simulated: the simulator regimes %s and the "
+                    "signal sweep are left out.", dataset_name,
+                    sorted(regimes), )
+    regimes, signal_scales = {}, ()
   defaults = _Defaults(
       data_dir=gin_utils.bound(DATA_DIR_PARAMETER),
       signal_scale=float(gin_utils.bound(SIGNAL_PARAMETER, 1.0)),

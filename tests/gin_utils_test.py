@@ -87,3 +87,20 @@ class UnusedBindingsTest(tf.test.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class BoundTest(tf.test.TestCase):
+
+  def tearDown(self):
+    gin.clear_config()
+    super().tearDown()
+
+  def test_macros_resolve_and_references_stay(self):
+    gin.parse_config(["import cabb_tf.data.simulator",
+                      "import cabb_tf.data.sources",
+                      "SCALE = 4.0",
+                      "simulate.signal_scale = %SCALE",
+                      "simulate.seed = 3"])
+    self.assertEqual(gin_utils.bound("simulate.signal_scale"), 4.0)
+    self.assertEqual(gin_utils.bound("simulate.seed"), 3)
+    self.assertEqual(gin_utils.bound("simulate.num_days", "unset"), "unset")

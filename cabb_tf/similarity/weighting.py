@@ -280,4 +280,10 @@ def _fit_table(scheme: str, builder, fallback: float) -> PairTable:
                "pairs and %.4f over the training split's CABB-positive rows",
                scheme, len(table.alpha), float(np.mean(table.alpha)) if len(
                    table.alpha) else float("nan"), table.train_row_mean)
+  if table.train_row_mean == 0:
+    logging.warning(
+        "Weighting %s gives α = 0 to every CABB-positive training row: the "
+        "CABB head learns from negatives only. A log without categories has "
+        "one unknown leaf for every item; use the 'static' scheme "
+        "(gin/weighting/static.gin) there.", scheme)
   return table
