@@ -11,7 +11,7 @@ headroom it closes,
 It is computed per seed and averaged with a Student-t interval, like the NEs.
 """
 
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from cabb_tf.analysis import stats
 
@@ -29,6 +29,21 @@ def headroom_closed(ne: float, floor: float) -> float:
   if not floor < 1.0:
     return float("nan")
   return (1.0 - ne) / (1.0 - floor)
+
+
+def _floored(results, dataset_of, oracles) -> Iterator[Tuple]:
+  """(table, row, metric, per-seed NEs, floor, oracle) of every floored cell:
+  rows whose dataset has an oracle, metrics of `FLOOR_OF` they have."""
+  for table, rows in dataset_of.items():
+    for row, dataset in rows.items():
+      oracle = oracles.get(dataset)
+      cells = results.get(table, {}).get(row)
+      if not oracle or not cells:
+        continue
+      for metric, floor_key in FLOOR_OF.items():
+        if metric in cells and floor_key in oracle:
+          yield (table, row, metric, cells[metric]["runs"],
+                 float(oracle[floor_key]), oracle)
 
 
 def table_floors(results: Mapping[str, Any],
@@ -49,22 +64,14 @@ def table_floors(results: Mapping[str, Any],
     oracle and the metrics of `FLOOR_OF` they have.
   """
   out: Dict[str, Dict[str, Dict[str, Any]]] = {}
-  for table, rows in dataset_of.items():
-    for row, dataset in rows.items():
-      oracle = oracles.get(dataset)
-      cells = results.get(table, {}).get(row)
-      if not oracle or not cells:
-        continue
-      for metric, floor_key in FLOOR_OF.items():
-        if metric not in cells or floor_key not in oracle:
-          continue
-        floor = float(oracle[floor_key])
-        out.setdefault(table, {}).setdefault(row, {})[metric] = {
-            "floor": floor,
-            "mc_error": oracle.get("mc_error"),
-            "headroom_closed": stats.mean_ci(
-                [headroom_closed(ne, floor) for ne in cells[metric]["runs"]]),
-        }
+  for table, row, metric, runs, floor, oracle in _floored(results, dataset_of,
+                                                          oracles):
+    out.setdefault(table, {}).setdefault(row, {})[metric] = {
+        "floor": floor,
+        "mc_error": oracle.get("mc_error"),
+        "headroom_closed": stats.mean_ci(
+            [headroom_closed(ne, floor) for ne in runs]),
+    }
   return out
 
 
@@ -82,21 +89,13 @@ def below_floor(results: Mapping[str, Any],
     [{'table', 'row', 'metric', 'seed_index', 'ne', 'floor', 'margin'}].
   """
   found = []
-  for table, rows in dataset_of.items():
-    for row, dataset in rows.items():
-      oracle = oracles.get(dataset)
-      cells = results.get(table, {}).get(row)
-      if not oracle or not cells:
-        continue
-      allowed = float(oracle.get("mc_error", 0.0) if margin is None
-                      else margin)
-      for metric, floor_key in FLOOR_OF.items():
-        if metric not in cells or floor_key not in oracle:
-          continue
-        floor = float(oracle[floor_key])
-        for i, ne in enumerate(cells[metric]["runs"]):
-          if ne < floor - allowed:
-            found.append({"table": table, "row": row, "metric": metric,
-                          "seed_index": i, "ne": ne, "floor": floor,
-                          "margin": allowed})
+  for table, row, metric, runs, floor, oracle in _floored(results, dataset_of,
+                                                          oracles):
+    allowed = float(oracle.get("mc_error", 0.0) if margin is None
+                    else margin)
+    for i, ne in enumerate(runs):
+      if ne < floor - allowed:
+        found.append({"table": table, "row": row, "metric": metric,
+                      "seed_index": i, "ne": ne, "floor": floor,
+                      "margin": allowed})
   return found

@@ -53,7 +53,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
 
@@ -64,6 +63,7 @@ import pandas as pd
 from cabb_tf import metrics
 from cabb_tf.data import features as features_lib
 from cabb_tf.data import labels as labels_lib
+from cabb_tf.data import report as report_lib
 from cabb_tf.data import schema
 from cabb_tf.data import sessions as sessions_lib
 from cabb_tf.data import simulator
@@ -603,22 +603,6 @@ def check_same_world(stored: pd.DataFrame, recomputed: pd.DataFrame,
         "simulator?")
 
 
-def _write_json(path: str, obj: Any) -> None:
-  """Writes JSON atomically (a temporary file, then a rename)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".oracle_", suffix=".json")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=1, sort_keys=True)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def oracle_for_builder(builder, split: str = "test",
                        draws: int = DEFAULT_DRAWS, seed: int = 0,
                        cache_dir: Optional[str] = None) -> Dict[str, Any]:
@@ -683,7 +667,7 @@ def oracle_for_builder(builder, split: str = "test",
   result.update(dataset=builder.info.full_name, split=split, seed=seed,
                 fingerprint=fingerprint)
   if path is not None:
-    _write_json(path, result)
+    report_lib.write_json(result, path)
   return result
 
 

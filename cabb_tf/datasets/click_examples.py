@@ -64,6 +64,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import os
 from typing import (Any, Callable, Dict, Iterator, Mapping, Optional,
                     Sequence, Tuple, Union)
 
@@ -490,6 +491,17 @@ def binding_mismatches(builder) -> Dict[str, Tuple[Any, Any]]:
     if then != now:
       out[key] = (then, now)
   return out
+
+
+def manual_path(dl_manager: tfds.download.DownloadManager,
+                override: Optional[str], file_name: str) -> str:
+  """The raw file a builder reads: `override` (a gin binding) or its config's
+  `file_name`; a bare name is looked up in the manual directory, a path
+  (with a '/') is read as it is."""
+  chosen = override or file_name
+  if "/" in chosen:  # A path; the manual directory is not needed.
+    return chosen
+  return os.fspath(dl_manager.manual_dir / chosen)
 
 
 def _builtin(value):

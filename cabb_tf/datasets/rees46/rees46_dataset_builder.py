@@ -1,7 +1,6 @@
 """TFDS builder `rees46`: click examples from the REES46 store log."""
 
 import dataclasses
-import os
 from typing import Any, Callable, Optional, Sequence
 
 from etils import epath
@@ -37,10 +36,7 @@ def rees46_manual_file(name: Optional[str] = None) -> Optional[str]:
 def _source(dl_manager: tfds.download.DownloadManager, file_name: str) -> str:
   """The path to read: `rees46_manual_file`'s binding, else `file_name` in the
   manual directory."""
-  chosen = rees46_manual_file() or file_name
-  if "/" in chosen:  # A path; the manual directory is not needed.
-    return chosen
-  return os.fspath(dl_manager.manual_dir / chosen)
+  return click_examples.manual_path(dl_manager, rees46_manual_file(), file_name)
 
 
 @dataclasses.dataclass(eq=False)
