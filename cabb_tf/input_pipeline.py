@@ -4,7 +4,7 @@ The CABB weight is attached here, in the graph, by a weighting scheme's
 lookup (`similarity.weighting`), never frozen into the dataset files:
 
     w_cabb = α(A, B)            on CABB-positive rows (y_cabb = 1),
-    w_cabb = negative_weight    on the other rows (SPEC §2, default 1).
+    w_cabb = negative_weight    on the other rows (docs/method.md, "Labels", default 1).
 
 Tasks (`TASKS`):
 

@@ -1,4 +1,4 @@
-"""The α-weighted two-task loss (paper §3.4, Eq. 4–6; SPEC §5).
+"""The α-weighted two-task loss (paper §3.4, Eq. 4–6; docs/method.md, "Model and loss").
 
 Eq. (4)  L_CABA = −Σ [y₁ log ŷ₁ + (1 − y₁) log(1 − ŷ₁)]
 Eq. (5)  L_CABB = −Σ α_AB [y₂ log ŷ₂ + (1 − y₂) log(1 − ŷ₂)]

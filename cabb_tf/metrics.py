@@ -1,4 +1,4 @@
-"""Normalized entropy, AUC and calibration (SPEC §7; He et al. 2014).
+"""Normalized entropy, AUC and calibration (docs/metrics.md; He et al. 2014).
 
 Normalized entropy with optional sample weights w, natural log:
 
@@ -78,7 +78,7 @@ def normalized_entropy(labels, predictions, sample_weight=None,
 
 
 def overall_normalized_entropy(tasks, epsilon: float = EPSILON) -> float:
-  """(CE_1 + CE_2 + ...) / (H_1 + H_2 + ...) over several tasks (SPEC §7).
+  """(CE_1 + CE_2 + ...) / (H_1 + H_2 + ...) over several tasks (docs/metrics.md).
 
   Args:
     tasks: iterable of (labels, predictions, sample_weight) per task.

@@ -10,7 +10,7 @@ run (one with `metrics.json`) is not run again, and an interrupted one
 resumes from its checkpoints, so starting `run` again with the same
 `base_dir` continues where it stopped.
 
-Beyond the paper (issue 6; each table is off unless its gin argument is set,
+Beyond the paper (each table is off unless its gin argument is set,
 as `gin/beyond.gin` does): learned task balances against the fixed and the
 best swept λ, expert shared bottoms (MMoE, PLE), attribution windows that
 cross sessions (each window is a dataset of its own, built into
@@ -168,7 +168,7 @@ def extra_variants(selected: Variant, balances: Sequence[str],
                    signal_schemes: Sequence[str] = (),
                    main_signal_scale: float = 1.0
                    ) -> Dict[str, Dict[str, Variant]]:
-  """The rows of the tables beyond the paper (issue 6) and their variants.
+  """The rows of the tables beyond the paper and their variants.
 
   * `balance`: the selected model with a fixed λ and with each learned task
     balance (the best swept λ is added once Table 2 is known);

@@ -310,7 +310,7 @@ def score_recalibrated(arrays: Mapping[str, np.ndarray],
 
 
 def score(y_caba, y_cabb, w_caba, alpha, p_caba, p_cabb) -> Dict[str, float]:
-  """SPEC §7: CABA NE over clicks (w_caba), CABB NE over rows uniformly,
+  """docs/metrics.md: CABA NE over clicks (w_caba), CABB NE over rows uniformly,
   α-weighted CABB NE, pooled overall NE, mean NE, AUC and calibration."""
   w_cabb_alpha = np.where(y_cabb > 0, alpha, 1.0)
   caba = metrics_lib.task_metrics(y_caba, p_caba, w_caba)

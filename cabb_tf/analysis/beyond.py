@@ -1,4 +1,4 @@
-"""The experiments beyond the paper (issue 6): aggregation, checks, markdown.
+"""The experiments beyond the paper: aggregation, checks, markdown.
 
 `reproduce.run` trains the variants; this module turns their metrics into
 the extra tables of `results.json` / `results.md`:
@@ -159,7 +159,7 @@ def _not_worse(diff: Optional[Mapping[str, Any]]) -> Optional[bool]:
 
 
 def check(results: Mapping[str, Any]) -> Dict[str, Dict[str, Any]]:
-  """Answers the questions of issue 6 on a reproduction's results."""
+  """Answers the questions beyond the paper on a reproduction's results."""
   out: Dict[str, Dict[str, Any]] = {}
   for row in results.get("balance", {}):
     if row in ("fixed", "best_fixed"):

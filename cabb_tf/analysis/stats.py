@@ -77,7 +77,7 @@ TASK_METRICS = ("caba_ne", "cabb_ne", "overall_ne", "mean_ne")
 def session_sums(arrays: Mapping[str, np.ndarray], p_caba: np.ndarray,
                  p_cabb: np.ndarray, session: np.ndarray,
                  num_sessions: int) -> Dict[str, np.ndarray]:
-  """Per-session NE sums of both tasks (SPEC §7 weights)."""
+  """Per-session NE sums of both tasks (docs/metrics.md weights)."""
   return {
       "caba": _session_sums(session, num_sessions, arrays["y_caba"], p_caba,
                             arrays["w_caba"]),

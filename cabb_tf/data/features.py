@@ -1,4 +1,4 @@
-"""Point-in-time features of click examples (SPEC §3).
+"""Point-in-time features of click examples (docs/method.md, "Features").
 
 Every feature of a click example at time t is computed from events with
 timestamp strictly before t, so nothing from the future (including the rest of
@@ -562,7 +562,7 @@ def split_by_time(examples: pd.DataFrame,
   """Assigns each example to train / validation / test by its time.
 
   The last `test_fraction` of `time_range` is test, the `validation_fraction`
-  before it validation, the rest train (SPEC §3).
+  before it validation, the rest train (docs/method.md, "Features").
 
   Args:
     examples: examples with a `timestamp` column (ms).

@@ -1,4 +1,4 @@
-"""CABA / CABB / last-click labels for click examples (paper §3.2, SPEC §2).
+"""CABA / CABB / last-click labels for click examples (paper §3.2, docs/method.md "Labels").
 
 One click example per (session, distinct clicked item A), at the time of the
 first click on A in the session. Only purchases in the same session *after*
@@ -14,7 +14,7 @@ the same timestamp but later in the input counts and an earlier one does not.
   click before it, on any item) is weighted the same way.
 * `w_cabb` is attached later, when a weighting scheme gives α(A, B).
 
-**Attribution window** (issue 6; gin `label_clicks.attribution_window_s`,
+**Attribution window** (gin `label_clicks.attribution_window_s`,
 default None = the session rule above). With a window of W seconds, the
 purchases that count for a click are those by the *same user* after the
 click, in the user's (timestamp, input position) order, at most W seconds
@@ -163,7 +163,7 @@ def label_clicks(events: pd.DataFrame,
                  encoded: Optional[encoding.EncodedLog] = None,
                  attribution_window_s: Optional[float] = None
                  ) -> pd.DataFrame:
-  """Builds the labeled click examples of SPEC §2.
+  """Builds the labeled click examples of docs/method.md, "Labels".
 
   Args:
     events: a canonical event log. Without a `session_id` column, sessions are
@@ -423,7 +423,7 @@ def _window_last_click_labels(prep: _Prepared, window_ms: int) -> np.ndarray:
 
 
 def _last_click_labels(prep: _Prepared) -> np.ndarray:
-  """Last-click attribution: int8 label per click example (SPEC §2).
+  """Last-click attribution: int8 label per click example (docs/method.md, "Labels").
 
   Each purchase event is credited to the last click event before it in its
   session (on any item); a click example is positive iff some purchase is
@@ -443,7 +443,7 @@ def purchase_stats(events: pd.DataFrame,
                    catalog: Optional[pd.DataFrame] = None,
                    attribution_window_s: Optional[float] = None
                    ) -> Dict[str, Any]:
-  """Purchase-level Click A, Buy B statistics, as in ../shared's stats script.
+  """Purchase-level Click A, Buy B statistics (docs/method.md, "Labels").
 
   A purchase is counted once per (session, item) at its first purchase event.
   Among purchases in sessions with at least one click: `same_item` if the item

@@ -4,7 +4,7 @@
 the training input pipeline, the benchmark): it takes a canonical log and
 returns the labeled click examples with their point-in-time features, the
 train/validation/test split, the feature statistics fitted on the training
-split and the data report (SPEC §1–3, issue 2 item 8).
+split and the data report (docs/method.md).
 """
 
 import dataclasses
@@ -119,7 +119,7 @@ def example_report(events: pd.DataFrame, catalog: pd.DataFrame,
                    examples: pd.DataFrame,
                    encoded: encoding.EncodedLog,
                    stats: Dict[str, Any]) -> Dict[str, Any]:
-  """The preparation's part of the data report (issue 2 item 8)."""
+  """The preparation's part of the data report."""
   first = examples["w_caba"].to_numpy() > 0
   known = catalog.loc[catalog["leaf"] != schema.UNKNOWN_LEAF, "item_id"]
   unknown_items = int((~pd.Index(encoded.item_ids).isin(known)).sum())

@@ -1,6 +1,6 @@
 """The canonical event log and catalog that every data source is converted to.
 
-Events (one row per interaction, ../SPEC §1):
+Events (one row per interaction, docs/method.md, "Event log"):
 
 | column       | dtype                          | meaning                              |
 |--------------|--------------------------------|--------------------------------------|

@@ -254,7 +254,7 @@ def session_order(events: pd.DataFrame) -> SessionOrder:
 
   Sessions are coded in order of their first event (in input order). Within a
   session, events are ordered by timestamp with ties in input order, which is
-  the order every label rule of SPEC §2 refers to.
+  the order every label rule of docs/method.md, "Labels" refers to.
 
   Args:
     events: a canonical log with a `session_id` column.

@@ -1,7 +1,7 @@
 """What the click-example TFDS builders share: records, preparation, files.
 
 Every builder under `cabb_tf/datasets/` turns one event log into the labeled
-click examples of `cabb_tf.data.pipeline.prepare_examples` (../SPEC §2–3) and
+click examples of `cabb_tf.data.pipeline.prepare_examples` (docs/method.md) and
 writes them as a TFDS dataset with the splits `train`, `validation` and `test`
 (the example's `split` column: by click time, the last `test_fraction` of the
 log's time range is test and the `validation_fraction` before it validation).

@@ -12,7 +12,7 @@ add_to_cart 2, purchase 4, impression 0; gin: `default_event_weights`), and
 is their cosine; α(A, B) = S(leaf(A), leaf(B)) (Eq. 3).
 
 **Training period.** `category_similarity` uses every event it is given. The
-caller restricts `events` to the training period first (../SPEC §3: the
+caller restricts `events` to the training period first (docs/method.md, "Features": the
 similarity is fitted on training events only).
 
 **Sparse computation.** Cost is O(n log n) in the number of events n plus
@@ -405,7 +405,7 @@ def category_similarity(events: pd.DataFrame,
                         popularity_gamma: float = 0.0) -> CategorySimilarity:
   """Fits the leaf-category cosine similarity of Eq. (1)–(2).
 
-  The caller passes only training-period events (../SPEC §3). The damping
+  The caller passes only training-period events (docs/method.md, "Features"). The damping
   options (module docstring, "Popularity debiasing") are off by default.
 
   Args:

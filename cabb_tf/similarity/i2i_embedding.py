@@ -1,11 +1,11 @@
 """Item embeddings from session co-engagement via a TFRS retrieval model.
 
-The `i2i_embedding` weighting scheme (../SPEC §4, paper §4.3 and Table 3
+The `i2i_embedding` weighting scheme (docs/method.md, "Weights"; paper §4.3 and Table 3
 row 2): α(A, B) = max(0, cos(e_A, e_B)) for item embeddings e learned from
 item–item co-engagement.
 
 **Training period.** `fit_i2i_embeddings` uses every event it is given. The
-caller restricts `events` to the training period first (../SPEC §3).
+caller restricts `events` to the training period first (docs/method.md, "Features").
 
 **Pairs.** Within each session — `(user_id, session_id)`; when `events` has
 no `session_id`, sessions are derived by `sessions.assign_sessions` (gin) —
@@ -622,7 +622,7 @@ def fit_i2i_embeddings(events: pd.DataFrame,
                        fallback: float = 0.0) -> ItemEmbeddingSimilarity:
   """Learns item embeddings from session co-engagement (`i2i_embedding`).
 
-  The caller passes only training-period events (../SPEC §3). Pairs,
+  The caller passes only training-period events (docs/method.md, "Features"). Pairs,
   vocabulary and model are described in the module docstring.
 
   Args:

@@ -1,6 +1,6 @@
 """Item-level co-engagement similarity: Eq. (1)–(2) over items, not leaves.
 
-An alternative weighting scheme (../SPEC §4, "item-level CF"): each item i is
+An alternative weighting scheme (docs/method.md, "Weights"; "item-level CF"): each item i is
 a vector in user space, `(v_i)_u = Σ_e w_e · count(u, i, e)`, and
 α(A, B) = cos(v_A, v_B). It skips the taxonomy, so it sees only pairs that
 the same users engaged with — much sparser than the leaf-level S. The

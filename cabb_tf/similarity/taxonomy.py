@@ -2,7 +2,7 @@
 
 Every product is anchored at the *leaf* of a static taxonomy, and the leaf is
 the whole root→leaf path (`schema.leaf_of`), so `kitchen/coffee` and
-`garden/coffee` are different leaves (../SPEC §1). The sources describe
+`garden/coffee` are different leaves (docs/method.md, "Event log"). The sources describe
 categories in three ways, and this module turns each into paths:
 
 * dotted codes (REES46 `category_code`, e.g. `appliances.kitchen.washer`),

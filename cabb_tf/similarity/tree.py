@@ -1,6 +1,6 @@
 """Taxonomy tree-distance similarity: α from the shared prefix of two paths.
 
-An alternative weighting scheme (../SPEC §4, "taxonomy tree distance") that
+An alternative weighting scheme (docs/method.md, "Weights"; "taxonomy tree distance") that
 uses no engagement data. For leaves with root→leaf paths a and b,
 
     α(a, b) = |LCP(a, b)| / max(|a|, |b|),
