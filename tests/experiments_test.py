@@ -166,7 +166,8 @@ class BinariesTest(absltest.TestCase):
     self.assertAlmostEqual(
         floor["headroom_closed"]["runs"][0],
         (1 - runs[0]) / (1 - results["oracle"]["main"]["overall_ne"]))
-    self.assertIn("below_floor", results)
+    # No model beats the true probabilities beyond the Monte-Carlo error.
+    self.assertEqual(results["below_floor"], [])
     # The α-scale ablation and the λ sweep under SGD.
     self.assertCountEqual(results["alpha_scale"], ["raw", "mean_one"])
     self.assertEqual(results["alpha_scale"]["raw"],
