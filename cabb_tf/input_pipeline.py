@@ -25,7 +25,6 @@ import tensorflow_datasets as tfds
 from cabb_tf import datasets  # pylint: disable=unused-import  (registers builders)
 from cabb_tf.datasets import click_examples
 from cabb_tf.datasets import locking
-from cabb_tf.datasets import session_log
 
 AlphaFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 # String tensor → integer row indices (e.g. a `StringLookup` layer).
@@ -94,7 +93,7 @@ def load_data(name: str = "cabb_synthetic/default",
         "own load_data.data_dir, or delete that directory to rebuild it.")
   if isinstance(builder, click_examples.ClickExamplesBuilder):
     # The source files are unchanged; the bindings just compared count as read.
-    session_log.check_reuse(builder)
+    builder.check_reuse()
   metadata = builder.info.metadata
   statistics = metadata["feature_statistics"]
   splits = {s: builder.as_dataset(split=s, shuffle_files=False)

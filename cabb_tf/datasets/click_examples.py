@@ -78,12 +78,14 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from cabb_tf import gin_utils
 from cabb_tf.data import features as features_lib
 from cabb_tf.data import labels as labels_lib
 from cabb_tf.data import pipeline
 from cabb_tf.data import report as report_lib
 from cabb_tf.data import schema
 from cabb_tf.data import sessions as sessions_lib
+from cabb_tf.datasets import provenance
 
 SPLITS = ("train", "validation", "test")
 TRAIN_EVENTS_FILE = "train_events.parquet"
@@ -231,6 +233,68 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
   def _gin_explicit(self) -> Sequence[str]:
     """Parameters of `_gin_configurables` this builder always passes."""
     return ()
+
+  def source_path(self) -> Optional[str]:
+    """The file or glob this builder would read now; None: nothing to check.
+
+    Builders that read files record their fingerprints at build
+    (`record_sources`) and name the file they would read now here, so a
+    build is not reused for another file (`provenance.check_sources`).
+    """
+    return None
+
+  def record_sources(self, path: str) -> None:
+    """Records the fingerprints of the files read for `path` in the metadata.
+
+    Call it before reading: a file that changes while it is read is then seen
+    as changed by the next request.
+    """
+    fingerprints = provenance.source_fingerprints(path)
+    logging.info("%s: reading %d file(s) for %s.", self.info.full_name,
+                 len(fingerprints), path)
+    self.info.metadata[provenance.SOURCE_FILES_KEY] = fingerprints
+
+  def manual_source(self, override: Optional[str], file_name: str) -> str:
+    """The raw file of a manual-download builder, without a download manager.
+
+    `override` (a gin binding) or `file_name`; a bare name is in the manual
+    directory of the last `download_and_prepare` (TFDS's default
+    `<data_dir>/downloads/manual` when none was given), a path (with a '/')
+    is read as it is. `manual_path` resolves the same name while building.
+    """
+    chosen = override or file_name
+    if "/" in chosen:
+      return chosen
+    manual_dir = (getattr(self, "_requested_manual_dir", None) or
+                  os.path.join(self.data_dir_root, "downloads", "manual"))
+    return os.path.join(os.fspath(manual_dir), chosen)
+
+  def check_reuse(self) -> None:
+    """Checks a prepared build before it is reused; marks its bindings read.
+
+    Raises ValueError when its source files changed
+    (`provenance.check_sources`). Reusing the build calls none of the
+    functions whose gin bindings shaped it; `input_pipeline.load_data`
+    compares those bindings with the build's record (`binding_mismatches`),
+    so they are marked read for `gin_utils.report_unused_bindings`.
+
+    Raises:
+      ValueError: naming the changed files and the directory to delete.
+    """
+    provenance.check_sources(self)
+    bound = bound_gin_parameters(self._gin_configurables(),
+                                 ignore=self._gin_explicit())
+    gin_utils.mark_read(
+        bound, why=f"compared with the record of the build in {self.data_path}")
+
+  def download_and_prepare(self, *, download_config=None, **kwargs):
+    """Checks a reused build first (`check_reuse`), then TFDS' own."""
+    self._requested_manual_dir = (
+        download_config.manual_dir if download_config is not None else None)
+    if self.is_prepared():
+      self.check_reuse()
+    return super().download_and_prepare(download_config=download_config,
+                                        **kwargs)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config

@@ -160,6 +160,32 @@ class Rees46ManualFileTest(tf.test.TestCase):
                      "october.csv")
 
 
+  def test_a_replaced_source_file_is_refused_a_deleted_one_is_not(self):
+    manual_dir = self.create_tempdir()
+    source = manual_dir.create_file(
+        "2019-Oct.csv", (_DUMMY_DATA / "2019-Oct.csv").read_bytes(),
+        mode="wb")
+    data_dir = self.create_tempdir().full_path
+    builder = builder_testing.prepare(rees46.Builder, "oct_2019", data_dir,
+                                      manual_dir.full_path)
+    recorded = builder.info.metadata["source_files"]
+    self.assertEqual(list(recorded), [source.full_path])
+    self.assertEqual(recorded[source.full_path]["size"],
+                     os.path.getsize(source.full_path))
+    # Same size, another product id: the build is not reused.
+    text = source.read_bytes()
+    with open(source.full_path, "wb") as f:
+      f.write(text.replace(b"1008", b"1009"))
+    with self.assertRaisesRegex(ValueError, "other source files.*2019-Oct.csv"):
+      builder_testing.prepare(rees46.Builder, "oct_2019", data_dir,
+                              manual_dir.full_path)
+    # With the raw file gone there is nothing to compare: reused, warned.
+    os.remove(source.full_path)
+    reused = builder_testing.prepare(rees46.Builder, "oct_2019", data_dir,
+                                     manual_dir.full_path)
+    self.assertEqual(reused.info.splits["train"].num_examples, 7)
+
+
 class Rees46SharedSampleTest(tf.test.TestCase):
   """The builder on the real sample in ../shared (skipped when absent)."""
 

@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from cabb_tf import gin_utils
 from cabb_tf.datasets import click_examples
+from cabb_tf.datasets import provenance
 from cabb_tf.datasets import session_log
 from tests import shared_data
 from tests.datasets import builder_testing
@@ -111,10 +112,10 @@ class SessionLogExamplesTest(tf.test.TestCase):
                      hashlib.sha256(data).hexdigest())
 
   def test_fingerprint_hashes_the_first_and_last_mib(self):
-    mib = session_log.session_log_dataset_builder.HASHED_BYTES
+    mib = provenance.HASHED_BYTES
     data = bytes(range(256)) * (3 * mib // 256)
     path = self.create_tempfile("big.csv", content=data, mode="wb").full_path
-    record = session_log.source_fingerprints(path)[os.path.abspath(path)]
+    record = provenance.source_fingerprints(path)[os.path.abspath(path)]
     self.assertEqual(record["size"], 3 * mib)
     self.assertEqual(record["head_tail_sha256"],
                      hashlib.sha256(data[:mib] + data[-mib:]).hexdigest())
@@ -125,7 +126,7 @@ class SessionLogExamplesTest(tf.test.TestCase):
     gin_utils.clear_marks()
     builder = self._prepare(data_dir)  # Reused: load_csv is not called.
     self.assertEqual(click_examples.binding_mismatches(builder), {})
-    self.assertEqual(session_log.source_mismatches(builder), {})
+    self.assertEqual(provenance.source_mismatches(builder), {})
     # Every load_csv binding counts as read although load_csv never ran.
     parsed = [("binding", b) for b in _DUMMY_BINDINGS]
     self.assertEqual(gin_utils.unused_bindings(parsed), {})

@@ -2,7 +2,4 @@
 
 # pylint: disable=line-too-long
 from cabb_tf.datasets.session_log.session_log_dataset_builder import Builder
-from cabb_tf.datasets.session_log.session_log_dataset_builder import check_reuse
 from cabb_tf.datasets.session_log.session_log_dataset_builder import SessionLogConfig
-from cabb_tf.datasets.session_log.session_log_dataset_builder import source_fingerprints
-from cabb_tf.datasets.session_log.session_log_dataset_builder import source_mismatches

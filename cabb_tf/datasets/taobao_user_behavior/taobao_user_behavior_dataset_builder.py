@@ -9,7 +9,6 @@ import tensorflow_datasets as tfds
 
 from cabb_tf.data import loaders
 from cabb_tf.datasets import click_examples
-from cabb_tf.datasets import session_log
 
 _HOMEPAGE = "https://tianchi.aliyun.com/dataset/649"
 
@@ -103,11 +102,9 @@ class Builder(click_examples.ClickExamplesBuilder):
     return tuple(super()._gin_configurables()) + (loaders.load_csv,
                                                    taobao_manual_file)
 
-  def download_and_prepare(self, *args, **kwargs):
-    """Checks a reused build first (`session_log.check_reuse`)."""
-    if self.is_prepared():
-      session_log.check_reuse(self)
-    return super().download_and_prepare(*args, **kwargs)
+  def source_path(self) -> Optional[str]:
+    """The file a build would read now (`manual_source`)."""
+    return self.manual_source(taobao_manual_file(), self.builder_config.file_name)
 
   def _load_log(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
@@ -118,4 +115,5 @@ class Builder(click_examples.ClickExamplesBuilder):
           f"{path} does not exist. {self.info.full_name} reads {name} from "
           "the manual directory (or the file bound to taobao_manual_file.name "
           f"in gin):\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    self.record_sources(path)
     return loaders.load_taobao(path, fav_as=config.fav_as, name=name)
