@@ -1,6 +1,10 @@
 """Tests of the sharded Parquet log: the shards are the simulate_chunks logs."""
 
+import json
 import os
+import pathlib
+import subprocess
+import sys
 import tempfile
 
 from absl.testing import absltest
@@ -13,6 +17,7 @@ from cabb_tf.data import schema
 from cabb_tf.data import simulate_shards
 from cabb_tf.data import simulator
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 _ARGS = dict(num_events=24_000, chunk_events=8_000, seed=3)
 _SIMULATE = dict(num_days=7)
 
@@ -123,6 +128,27 @@ class ShardedLogTest(absltest.TestCase):
       simulate_shards.write_sharded_log(
           self.create_tempdir().full_path, num_events=1_000,
           simulate_kwargs=dict(num_users=5))
+
+
+class BinaryTest(absltest.TestCase):
+
+  def test_simulate_log_binary(self):
+    base_dir = self.create_tempdir().full_path
+    done = subprocess.run(
+        [sys.executable, str(REPO / "experiments" / "simulate_log.py"),
+         f"--base_dir={base_dir}",
+         "--gin_bindings=write_sharded_log.num_events = 4000",
+         "--gin_bindings=write_sharded_log.chunk_events = 2000",
+         "--gin_bindings=simulate.num_days = 5"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+    with open(os.path.join(base_dir, simulate_shards.RECORD_FILE)) as f:
+      record = json.load(f)
+    self.assertLen(record["shards"], 2)
+    self.assertEqual(record["simulate_arguments"]["num_days"], 5)
+    events, _ = simulate_shards.read_sharded_log(base_dir)
+    self.assertLen(events, record["events"])
+    self.assertTrue(os.path.exists(os.path.join(base_dir, "config.gin")))
 
 
 if __name__ == "__main__":
