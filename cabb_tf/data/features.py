@@ -29,7 +29,8 @@ example, whatever the session or user sizes.
 """
 
 import concurrent.futures
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import (Callable, Dict, List, Mapping, Optional, Sequence, Tuple,
+                    TypeVar)
 
 import gin
 import numpy as np
@@ -55,6 +56,10 @@ NUMERIC_FEATURES = tuple(
     f for family, names in FEATURE_FAMILIES.items() if family != "ids"
     for f in names)
 FEATURE_NAMES = tuple(f for names in FEATURE_FAMILIES.values() for f in names)
+# The keys whose histories span users: their features (the popularity
+# family) are the only ones that need the whole log before the click.
+POPULARITY_KEYS = ("item", "leaf")
+POPULARITY_FEATURES = FEATURE_FAMILIES["popularity"]
 
 _MS = 1000.0
 _T = TypeVar("_T")
@@ -250,8 +255,17 @@ class Histories:
   at a time itself when it is not given them.
   """
 
-  def __init__(self, enc: encoding.EncodedLog, catalog: pd.DataFrame):
-    """Prepares the history of `enc` (arrangements are made on demand)."""
+  def __init__(self, enc: encoding.EncodedLog, catalog: pd.DataFrame,
+               popularity: bool = True):
+    """Prepares the history of `enc` (arrangements are made on demand).
+
+    Args:
+      enc: the encoded log.
+      catalog: the canonical catalog.
+      popularity: also arrange by item and by leaf (the as-of popularity
+        families); False leaves them to `as_of_popularity` (the Beam
+        preparation computes them per time block, docs/beam.md).
+    """
     self.enc = enc
     timestamps, types = enc.timestamps, enc.types
     # History is kept in time order (ties in input order); impressions are
@@ -295,11 +309,14 @@ class Histories:
     # are runs of the user order, so one arrangement serves both), and one
     # packed sort for each of the other keys.
     if enc.session_starts_in_user_order is not None:
-      self.tasks = (("user", "session"), ("u_item",), ("u_leaf",), ("item",),
-                    ("leaf",))
+      tasks = (("user", "session"), ("u_item",), ("u_leaf",), ("item",),
+               ("leaf",))
     else:
-      self.tasks = (("u_item",), ("u_leaf",), ("user",), ("item",),
-                    ("leaf",), ("session",))
+      tasks = (("u_item",), ("u_leaf",), ("user",), ("item",), ("leaf",),
+               ("session",))
+    if not popularity:
+      tasks = tuple(t for t in tasks if t[0] not in POPULARITY_KEYS)
+    self.tasks = tasks
     self._arranged: Dict[Tuple[str, ...], _Arrangement] = {}
 
   def arrange_all(self) -> None:
@@ -347,8 +364,8 @@ class Histories:
 
 def beside_histories(work: Callable[[], _T], events: pd.DataFrame,
                      catalog: pd.DataFrame,
-                     encoded: Optional[encoding.EncodedLog] = None
-                     ) -> Tuple[_T, Histories]:
+                     encoded: Optional[encoding.EncodedLog] = None,
+                     popularity: bool = True) -> Tuple[_T, Histories]:
   """Runs `work()` (the labels) while a second thread arranges the histories.
 
   Labelling is single-threaded and the arrangements need only the log, so
@@ -359,21 +376,23 @@ def beside_histories(work: Callable[[], _T], events: pd.DataFrame,
     events: the sessionized canonical event log.
     catalog: the canonical catalog.
     encoded: `encoding.encode_events(events)`.
+    popularity: see `arrange_histories`.
 
   Returns:
-    (`work()`, `arrange_histories(events, catalog, encoded)`).
+    (`work()`, `arrange_histories(events, catalog, encoded, popularity)`).
   """
   # If `work` raises, leaving the block waits for the arrangements, then
   # the error propagates.
   with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-    arranged = pool.submit(arrange_histories, events, catalog, encoded)
+    arranged = pool.submit(arrange_histories, events, catalog, encoded,
+                           popularity)
     result = work()
     return result, arranged.result()
 
 
 def arrange_histories(events: pd.DataFrame, catalog: pd.DataFrame,
-                      encoded: Optional[encoding.EncodedLog] = None
-                      ) -> Histories:
+                      encoded: Optional[encoding.EncodedLog] = None,
+                      popularity: bool = True) -> Histories:
   """Makes the log's side of the history features, for `compute_features`.
 
   It reads nothing of the examples, so it may run while the labels are
@@ -385,16 +404,107 @@ def arrange_histories(events: pd.DataFrame, catalog: pd.DataFrame,
     events: the sessionized canonical event log.
     catalog: the canonical catalog.
     encoded: `encoding.encode_events(events)`, when the caller has it.
+    popularity: also arrange the item and leaf popularity families (see
+      `Histories`).
 
   Returns:
     The `Histories` with every arrangement made.
   """
-  histories = Histories(encoding.maybe_encode(events, encoded), catalog)
+  histories = Histories(encoding.maybe_encode(events, encoded), catalog,
+                        popularity)
   histories.arrange_all()
   return histories
 
 
-@gin.configurable(denylist=["histories"])
+def _prior(cvr_prior_mean: float, cvr_prior_strength: float) -> float:
+  """k·m, the prior's pseudo-purchases of the smoothed CVR."""
+  return cvr_prior_strength * cvr_prior_mean
+
+
+def _popularity_columns(name: str, clicks: np.ndarray, purchases: np.ndarray,
+                        prior: float, cvr_prior_strength: float,
+                        put: Callable[[str, np.ndarray], None]) -> None:
+  """Puts a key's clicks, purchases and smoothed CVR (docs/method.md,
+  "Features"): `(purchases + k·m) / (clicks + k)`."""
+  put(f"{name}_cvr", ((purchases + prior) /
+                      (clicks + cvr_prior_strength)).astype(np.float32))
+  put(f"{name}_clicks", clicks)
+  put(f"{name}_purchases", purchases)
+
+
+def as_of_popularity(keys: Mapping[str, np.ndarray],
+                     timestamps: np.ndarray,
+                     types: np.ndarray,
+                     query_keys: Mapping[str, np.ndarray],
+                     query_times: np.ndarray,
+                     prefix: Optional[Mapping[str, Tuple[np.ndarray,
+                                                         np.ndarray]]] = None,
+                     cvr_prior_mean: float = 0.02,
+                     cvr_prior_strength: float = 20.0
+                     ) -> Dict[str, np.ndarray]:
+  """The popularity family at (key, time) queries from a slice of the log.
+
+  What `compute_features` computes for the item and leaf keys, by the same
+  arrangement and cumulative sums, when the log is cut into time blocks
+  (docs/beam.md): the history is one block's interactions, each query's
+  count is that of the events of its key strictly before its time in the
+  block plus `prefix`, the key's count before the block. The queries join
+  the arrangement as impressions (never counted), so each is read at its
+  own tie group as a click example is in `compute_features`.
+
+  Args:
+    keys: {"item": codes, "leaf": codes} of the history events, non-negative
+      integers (any order; impressions may be left out or included).
+    timestamps: the history events' times (ms).
+    types: their int8 type codes.
+    query_keys: the same keys for each query.
+    query_times: each query's time; the history must hold every event of
+      the queries' keys from the slice's start up to the latest query.
+    prefix: {key: (clicks, purchases) per query} before the slice; None for
+      a slice that starts with the log.
+    cvr_prior_mean: m, as in `compute_features`.
+    cvr_prior_strength: k, as in `compute_features`.
+
+  Returns:
+    {feature name: values per query} for `POPULARITY_FEATURES`.
+  """
+  num_history, num_queries = len(timestamps), len(query_times)
+  all_ts = np.concatenate([np.asarray(timestamps, dtype=np.int64),
+                           np.asarray(query_times, dtype=np.int64)])
+  order = np.argsort(all_ts, kind="stable")
+  sorted_ts = all_ts[order]
+  del all_ts
+  sorted_types = np.concatenate([
+      np.asarray(types, dtype=np.int8),
+      np.full(num_queries, schema.IMPRESSION, dtype=np.int8)])[order]
+  position = np.empty(len(order), dtype=np.int64)
+  position[order] = np.arange(len(order), dtype=np.int64)
+  query_of_hist = np.full(len(order), -1, dtype=np.int64)
+  query_of_hist[position[num_history:]] = np.arange(num_queries,
+                                                    dtype=np.int64)
+  del position
+  prior = _prior(cvr_prior_mean, cvr_prior_strength)
+  out: Dict[str, np.ndarray] = {}
+  for name in POPULARITY_KEYS:
+    key = np.concatenate([np.asarray(keys[name], dtype=np.int64),
+                          np.asarray(query_keys[name], dtype=np.int64)])
+    arrangement = _Arrangement.from_keys(key[order], sorted_ts, sorted_types)
+    del key
+    arrangement.mark_queries(query_of_hist)
+    rows = _row_index(arrangement.query, None)
+    history = _History(arrangement, arrangement.key_starts[0])
+    clicks = np.take(history.count(schema.CLICK), rows)
+    purchases = np.take(history.count(schema.PURCHASE), rows)
+    if prefix is not None:
+      before_clicks, before_purchases = prefix[name]
+      clicks = (clicks + before_clicks).astype(np.int32)
+      purchases = (purchases + before_purchases).astype(np.int32)
+    _popularity_columns(name, clicks, purchases, prior, cvr_prior_strength,
+                        out.__setitem__)
+  return out
+
+
+@gin.configurable(denylist=["histories", "popularity"])
 def compute_features(events: pd.DataFrame,
                      catalog: pd.DataFrame,
                      examples: pd.DataFrame,
@@ -402,7 +512,8 @@ def compute_features(events: pd.DataFrame,
                      cvr_prior_mean: float = 0.02,
                      cvr_prior_strength: float = 20.0,
                      num_threads: int = 2,
-                     histories: Optional[Histories] = None) -> pd.DataFrame:
+                     histories: Optional[Histories] = None,
+                     popularity: bool = True) -> pd.DataFrame:
   """Computes the point-in-time features of labeled click examples.
 
   Args:
@@ -417,17 +528,25 @@ def compute_features(events: pd.DataFrame,
     num_threads: key families processed in parallel.
     histories: `arrange_histories(events, catalog, encoded)`, when made
       beforehand (it is used up); None makes each arrangement here.
+    popularity: compute the popularity family (`POPULARITY_FEATURES`: the
+      item's and the leaf's counts over the whole log). False leaves it out:
+      the per-user families then need only the events of the example's user,
+      and `as_of_popularity` computes the rest from a time block of the log
+      plus the counts before the block (docs/beam.md). `histories` must have
+      been made with the same setting.
 
   Returns:
     `examples` with the columns of `FEATURE_NAMES` (the id columns it already
-    has are kept) plus `leaf_b` (empty where there is no B), row for row.
+    has are kept; without `popularity`, less `POPULARITY_FEATURES`) plus
+    `leaf_b` (empty where there is no B), row for row.
     Leaf, category and brand columns are pandas Categoricals.
 
   Raises:
     ValueError: if two click examples point at the same event.
   """
   if histories is None:
-    histories = Histories(encoding.maybe_encode(events, encoded), catalog)
+    histories = Histories(encoding.maybe_encode(events, encoded), catalog,
+                          popularity)
   h = histories
   enc = h.enc
   item_codes = enc.item
@@ -451,7 +570,7 @@ def compute_features(events: pd.DataFrame,
     click_of_row = np.cumsum(first_row, dtype=np.int64)
     click_of_row -= 1
   del first_row
-  prior = cvr_prior_strength * cvr_prior_mean
+  prior = _prior(cvr_prior_mean, cvr_prior_strength)
 
   def lookup(names) -> Dict[str, np.ndarray]:
     """The features of one task's key families, per row."""
@@ -473,14 +592,10 @@ def compute_features(events: pd.DataFrame,
       elif name == "user":
         put("u_events", history.count())
         put("u_purchases", history.count(schema.PURCHASE))
-      elif name in ("item", "leaf"):
-        clicks = history.count(schema.CLICK)
-        purchases = history.count(schema.PURCHASE)
-        put(f"{name}_cvr", ((purchases + prior) /
-                            (clicks + cvr_prior_strength)).astype(np.float32))
-        put(f"{name}_clicks", clicks)
-        put(f"{name}_purchases", purchases)
-        del clicks, purchases
+      elif name in POPULARITY_KEYS:
+        _popularity_columns(name, history.count(schema.CLICK),
+                            history.count(schema.PURCHASE), prior,
+                            cvr_prior_strength, put)
       else:  # session
         put("session_position", history.count(schema.CLICK))
         put("session_events_before", history.count())

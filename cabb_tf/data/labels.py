@@ -544,6 +544,42 @@ def _purchase_stats(prep: _Prepared,
   return result
 
 
+def merge_purchase_stats(parts) -> Dict[str, Any]:
+  """`purchase_stats` of a log from those of its parts (disjoint users).
+
+  Counts add up; the shares are recomputed from the sums as
+  `_purchase_stats` computes them, so the result is that of the whole log
+  (the Beam preparation's user buckets, docs/beam.md).
+
+  Args:
+    parts: a non-empty sequence of `purchase_stats` results of one window.
+
+  Returns:
+    The merged dict.
+  """
+  parts = list(parts)
+  merged: Dict[str, Any] = {}
+  for key, value in parts[0].items():
+    if (key != "attribution_window_s" and isinstance(value, (int, np.integer))
+        and not isinstance(value, bool)):
+      merged[key] = int(sum(part[key] for part in parts))
+    else:
+      merged[key] = value
+  windowed = merged.get("attribution_window_s") is not None
+  total = (merged["purchases_in_sessions_with_click"] +
+           merged["purchases_in_sessions_without_click"] if windowed else
+           merged["purchases_in_sessions_with_click"])
+  merged["cabb_share"] = (merged["click_a_buy_b"] / total if total else
+                          float("nan"))
+  if "cabb_leaf_match" in merged:
+    considered = (merged["click_a_buy_b"] -
+                  merged["cabb_leaf_match_unknown_excluded"])
+    merged["cabb_leaf_match_share"] = (
+        merged["cabb_leaf_match"] / considered if considered else
+        float("nan"))
+  return merged
+
+
 def _last_in_group_before(group: np.ndarray, position: np.ndarray,
                           q_group: np.ndarray, q_position: np.ndarray,
                           num_positions: int) -> np.ndarray:

@@ -88,19 +88,8 @@ def prepare_examples(events: pd.DataFrame,
   if not len(events):
     raise ValueError(f"{report['source']}: no events left to prepare.")
 
-  events, codes = sessions_lib.assign_sessions(events, with_codes=True)
-  encoded = encoding.encode_events(events, codes)
-  del codes
-  window_s = labels_lib.configured_attribution_window()
-  # The log's side of the features is arranged on a second core meanwhile.
-  (examples, purchase_stats), histories = features_lib.beside_histories(
-      lambda: labels_lib.label_clicks_and_stats(
-          events, catalog, encoded=encoded, attribution_window_s=window_s),
-      events, catalog, encoded)
-  examples = features_lib.compute_features(events, catalog, examples,
-                                           encoded=encoded,
-                                           histories=histories)
-  del histories
+  events, encoded, examples, purchase_stats = label_and_featurize(
+      events, catalog, labels_lib.configured_attribution_window())
   log_range = (int(encoded.timestamps.min()), int(encoded.timestamps.max()))
   examples["split"] = features_lib.split_by_time(
       examples, log_range, validation_fraction=validation_fraction,
@@ -115,39 +104,132 @@ def prepare_examples(events: pd.DataFrame,
                       feature_statistics=statistics, time_range=log_range)
 
 
-def example_report(events: pd.DataFrame, catalog: pd.DataFrame,
-                   examples: pd.DataFrame,
-                   encoded: encoding.EncodedLog,
-                   stats: Dict[str, Any]) -> Dict[str, Any]:
-  """The preparation's part of the data report."""
-  first = examples["w_caba"].to_numpy() > 0
-  known = catalog.loc[catalog["leaf"] != schema.UNKNOWN_LEAF, "item_id"]
-  unknown_items = int((~pd.Index(encoded.item_ids).isin(known)).sum())
-  split_counts = examples.loc[first, "split"].value_counts()
+def label_and_featurize(
+    events: pd.DataFrame,
+    catalog: pd.DataFrame,
+    attribution_window_s: Optional[float] = None,
+    *,
+    popularity: bool = True,
+    day_resolution: Optional[bool] = None,
+    session_options: Optional[Dict[str, Any]] = None,
+    feature_options: Optional[Dict[str, Any]] = None,
+) -> Tuple[pd.DataFrame, encoding.EncodedLog, pd.DataFrame, Dict[str, Any]]:
+  """Sessions, labels and features of a log, or of a part of it.
+
+  `prepare_examples` calls it on the whole log; the Beam preparation
+  (`cabb_tf.pipelines.prepare_beam`, docs/beam.md) on each user bucket, with
+  `popularity=False` (the item and leaf families need the whole log before
+  each click: `features.as_of_popularity` computes them per time block) and
+  the whole log's `day_resolution`. Every rule of docs/method.md runs here
+  and only here.
+
+  Args:
+    events: canonical events (sessions derived when there is no
+      `session_id`).
+    catalog: canonical catalog.
+    attribution_window_s: see `labels.label_clicks`.
+    popularity: compute the popularity family (`features.compute_features`).
+    day_resolution: see `sessions.assign_sessions`.
+    session_options: keyword arguments of `sessions.assign_sessions` (gin's
+      bindings when None).
+    feature_options: keyword arguments of `features.compute_features` (gin's
+      bindings when None).
+
+  Returns:
+    (sessionized events, their `EncodedLog`, the featurized examples,
+    `labels.purchase_stats`).
+  """
+  events, codes = sessions_lib.assign_sessions(
+      events, with_codes=True, day_resolution=day_resolution,
+      **(session_options or {}))
+  encoded = encoding.encode_events(events, codes)
+  del codes
+  window_s = attribution_window_s
+  # The log's side of the features is arranged on a second core meanwhile.
+  (examples, purchase_stats), histories = features_lib.beside_histories(
+      lambda: labels_lib.label_clicks_and_stats(
+          events, catalog, encoded=encoded, attribution_window_s=window_s),
+      events, catalog, encoded, popularity)
+  examples = features_lib.compute_features(events, catalog, examples,
+                                           encoded=encoded,
+                                           histories=histories,
+                                           popularity=popularity,
+                                           **(feature_options or {}))
+  return events, encoded, examples, purchase_stats
+
+
+def log_counts(encoded: encoding.EncodedLog) -> Dict[str, Any]:
+  """The report's counts of a log that add up over disjoint user sets."""
   return {
-      "events": int(len(events)),
+      "events": int(encoded.num_events),
       "event_counts": dict(zip(schema.EVENT_TYPES, (
           int(n) for n in np.bincount(encoded.types,
                                       minlength=len(schema.EVENT_TYPES))))),
-      "users": int(encoded.user.max() + 1) if len(events) else 0,
-      "items": int(len(encoded.item_ids)),
+      "users": int(encoded.user.max() + 1) if encoded.num_events else 0,
       "sessions": int(len(encoded.session_ids)),
       "clicks": int((encoded.types == schema.CLICK).sum()),
+      "purchases": int((encoded.types == schema.PURCHASE).sum()),
+  }
+
+
+def example_counts(examples: pd.DataFrame) -> Dict[str, Any]:
+  """The report's counts of examples (with a `split` column); they add up
+  over disjoint user sets."""
+  first = examples["w_caba"].to_numpy() > 0
+  split_counts = examples.loc[first, "split"].value_counts()
+  return {
       "click_examples": int(first.sum()),
       "examples": int(len(examples)),
       "caba_positives": int(examples["y_caba"].to_numpy()[first].sum()),
       "cabb_positive_rows": int(examples["y_cabb"].sum()),
       "last_click_positives": int(
           examples["y_last_click"].to_numpy()[first].sum()),
-      "purchases": int((encoded.types == schema.PURCHASE).sum()),
+      "click_examples_by_split": {s: int(split_counts.get(s, 0))
+                                  for s in ("train", "validation", "test")},
+  }
+
+
+def unknown_items(item_ids: np.ndarray, catalog: pd.DataFrame) -> int:
+  """How many of `item_ids` have no known leaf in `catalog`."""
+  known = catalog.loc[catalog["leaf"] != schema.UNKNOWN_LEAF, "item_id"]
+  return int((~pd.Index(item_ids).isin(known)).sum())
+
+
+def assemble_report(log: Dict[str, Any], examples: Dict[str, Any],
+                    stats: Dict[str, Any], items: int,
+                    items_unknown_category: int) -> Dict[str, Any]:
+  """The preparation's part of the data report from its counts."""
+  return {
+      "events": log["events"],
+      "event_counts": log["event_counts"],
+      "users": log["users"],
+      "items": int(items),
+      "sessions": log["sessions"],
+      "clicks": log["clicks"],
+      "click_examples": examples["click_examples"],
+      "examples": examples["examples"],
+      "caba_positives": examples["caba_positives"],
+      "cabb_positive_rows": examples["cabb_positive_rows"],
+      "last_click_positives": examples["last_click_positives"],
+      "purchases": log["purchases"],
       "cabb_share": stats["cabb_share"],
       "attribution_window_s": stats["attribution_window_s"],
       "purchase_attribution": stats,
       "purchases_without_prior_click": stats["purchases_without_prior_click"],
-      "items_unknown_category": unknown_items,
-      "click_examples_by_split": {s: int(split_counts.get(s, 0))
-                                  for s in ("train", "validation", "test")},
+      "items_unknown_category": int(items_unknown_category),
+      "click_examples_by_split": examples["click_examples_by_split"],
   }
+
+
+def example_report(events: pd.DataFrame, catalog: pd.DataFrame,
+                   examples: pd.DataFrame,
+                   encoded: encoding.EncodedLog,
+                   stats: Dict[str, Any]) -> Dict[str, Any]:
+  """The preparation's part of the data report."""
+  del events  # Its counts are the encoded log's.
+  return assemble_report(log_counts(encoded), example_counts(examples), stats,
+                         len(encoded.item_ids),
+                         unknown_items(encoded.item_ids, catalog))
 
 
 @gin.configurable(denylist=["base_dir"])

@@ -5,7 +5,7 @@ day) has no time within a day to split on, so its sessions are user-days;
 see `assign_sessions` and docs/loading.md.
 """
 
-from typing import NamedTuple, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 from absl import logging
 import gin
@@ -45,12 +45,13 @@ def is_day_resolution(timestamps: np.ndarray) -> bool:
   return bool(first % MS_PER_DAY == 0 or (timestamps != first).any())
 
 
-@gin.configurable(denylist=["events", "with_codes"])
+@gin.configurable(denylist=["events", "with_codes", "day_resolution"])
 def assign_sessions(events: pd.DataFrame,
                     session_gap_minutes: float = 30.0,
                     use_source_sessions: bool = True,
                     with_codes: bool = False,
-                    day_sessions: bool = True):
+                    day_sessions: bool = True,
+                    day_resolution: Optional[bool] = None):
   """Returns `events` with a `session_id` column.
 
   When `events` already has `session_id` (a source session id) and
@@ -73,6 +74,10 @@ def assign_sessions(events: pd.DataFrame,
     with_codes: also return the `SessionCodes` the split computed (None when
       the source's sessions are kept), so that `encoding.encode_events` does
       not factorize and sort the log again.
+    day_resolution: whether the whole log is one of day stamps, when
+      `events` is only part of it (the Beam preparation's user buckets,
+      docs/beam.md: the verdict is the whole log's); None decides from
+      `events` (`is_day_resolution`).
 
   Returns:
     A new DataFrame, rows in the input order, with an int64 (derived) or the
@@ -92,7 +97,9 @@ def assign_sessions(events: pd.DataFrame,
   user_codes = user_codes.astype(code_dtype(len(user_ids)), copy=False)
   timestamps = events["timestamp"].to_numpy()
   gap_ms = session_gap_minutes * _MS_PER_MINUTE
-  if day_sessions and is_day_resolution(timestamps):
+  if day_resolution is None:
+    day_resolution = is_day_resolution(timestamps)
+  if day_sessions and day_resolution:
     logging.warning(
         "Every timestamp of this log is a whole day and it has no session "
         "column: sessions are %s.", USER_DAY_RULE)
