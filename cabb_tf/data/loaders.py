@@ -44,8 +44,8 @@ import glob
 import json
 import os
 import re
-from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
-                    Set, Tuple, Union)
+from typing import (Any, Callable, Dict, List, Mapping, NamedTuple, Optional,
+                    Sequence, Set, Tuple, Union)
 
 from absl import logging
 import gin
@@ -290,15 +290,67 @@ def _join_loaded(pattern: str, name: Optional[str],
   return events, catalog, report
 
 
-def _load_csv_file(path: PathLike, *, columns, delimiter, header,
-                   event_type_map, timestamp_unit, timestamp_format,
-                   session_column, category_column, category_separator,
-                   catalog_path, category_tree_path, brand_column,
-                   price_column, encoding, drop_event_types, name,
-                   category_fallback_column, time_range, na_values,
-                   max_malformed_fraction, default_year,
-                   drop_duplicates) -> Loaded:
+def _load_csv_file(path: PathLike, *, name, category_separator, catalog_path,
+                   category_tree_path, encoding, na_values,
+                   **options) -> Loaded:
   """`load_csv` of one file."""
+  shard = read_csv_shard(
+      path, name=name, category_separator=category_separator,
+      catalog_path=catalog_path, category_tree_path=category_tree_path,
+      encoding=encoding, na_values=na_values, **options)
+  events, report = shard.events, shard.report
+  catalog = _build_catalog(
+      events, shard.aux, report=report, category_separator=category_separator,
+      catalog_path=catalog_path, category_tree_path=category_tree_path,
+      encoding=encoding, na_values=na_values)
+  _finish_report(report, events, catalog)
+  del shard
+  _release_arrow_memory()
+  return events, catalog, report
+
+
+class CsvShard(NamedTuple):
+  """One CSV file parsed by `load_csv`'s rules, before its catalog is built.
+
+  `load_csv` builds the catalog and the report's totals from it; the Beam
+  preparation (docs/beam.md) reads each shard of a log with it and merges
+  the shards' first values per item and deduplicates across shards itself.
+
+  Attributes:
+    events: the canonical events of the file, in time order (ties in file
+      order), without the file's duplicates when they are dropped.
+    rows: for each event, its row in `table` (rows in file order).
+    table: the source rows kept after the drops, every source field as
+      parsed (what the duplicate check compares).
+    aux: the catalog columns per event (`category`, `category_fallback`,
+      `brand`, where configured), row for row with `events`.
+    report: the file's report: rows in, dropped by reason, path,
+      `duplicate_key` (not yet `rows_kept` or the catalog counts).
+  """
+  events: pd.DataFrame
+  rows: np.ndarray
+  table: pa.Table
+  aux: Dict[str, Any]
+  report: report_lib.Report
+
+
+def read_csv_shard(path: PathLike, *, columns, delimiter=",", header=True,
+                   event_type_map, timestamp_unit=None, timestamp_format=None,
+                   session_column=None, category_column=None,
+                   category_separator=None, catalog_path=None,
+                   category_tree_path=None, brand_column=None,
+                   price_column=None, encoding="utf-8", drop_event_types=(),
+                   name=None, category_fallback_column=None, time_range=None,
+                   na_values=("",), max_malformed_fraction=0.1,
+                   default_year=None, drop_duplicates=True) -> CsvShard:
+  """Parses one CSV file by `load_csv`'s rules (same arguments), no catalog.
+
+  Returns:
+    The `CsvShard`.
+
+  Raises:
+    ValueError: as `load_csv`.
+  """
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise ValueError(f"{path}: no such file.")
@@ -390,14 +442,9 @@ def _load_csv_file(path: PathLike, *, columns, delimiter, header,
   events, rows = _assemble_events(ids, ms, codes, extra, ~duplicate)
   aux = {key: _take(table.column(cols[key]), rows)
          for key in ("category", "category_fallback", "brand") if key in cols}
-  catalog = _build_catalog(
-      events, aux, report=report, category_separator=category_separator,
-      catalog_path=catalog_path, category_tree_path=category_tree_path,
-      encoding=encoding, na_values=na_values)
-  _finish_report(report, events, catalog)
-  del table, ids, aux, parsed, codes, ms, price, extra
-  _release_arrow_memory()
-  return events, catalog, report
+  del ids, parsed, codes, ms, price, extra
+  return CsvShard(events=events, rows=rows, table=table, aux=aux,
+                  report=report)
 
 
 @gin.configurable
@@ -419,8 +466,13 @@ def load_rees46(path: PathLike, *, name: Optional[str] = None) -> Loaded:
   Returns:
     `(events, catalog, report)`; see `load_csv`.
   """
-  return load_csv(
-      path,
+  return load_csv(path, name=name, **rees46_options())
+
+
+def rees46_options() -> Dict[str, Any]:
+  """The `load_csv` arguments of `load_rees46` (also the Beam preparation's
+  `csv_preset='rees46'`, docs/beam.md)."""
+  return dict(
       columns={"user_id": "user_id", "item_id": "product_id",
                "event_type": "event_type", "timestamp": "event_time"},
       event_type_map=REES46_EVENT_TYPE_MAP,
@@ -431,8 +483,7 @@ def load_rees46(path: PathLike, *, name: Optional[str] = None) -> Loaded:
       category_separator=".",
       category_fallback_column="category_id",
       brand_column="brand",
-      price_column="price",
-      name=name)
+      price_column="price")
 
 
 @gin.configurable
@@ -456,6 +507,16 @@ def load_taobao(path: PathLike, fav_as: str = "add_to_cart", *,
   Raises:
     ValueError: if `fav_as` is neither a canonical type nor 'drop'.
   """
+  return load_csv(path, name=name, **taobao_options(fav_as))
+
+
+def taobao_options(fav_as: str = "add_to_cart") -> Dict[str, Any]:
+  """The `load_csv` arguments of `load_taobao` (also the Beam preparation's
+  `csv_preset='taobao'`, docs/beam.md).
+
+  Raises:
+    ValueError: if `fav_as` is neither a canonical type nor 'drop'.
+  """
   type_map = dict(TAOBAO_EVENT_TYPE_MAP)
   drop = ()
   if fav_as == "drop":
@@ -465,15 +526,13 @@ def load_taobao(path: PathLike, fav_as: str = "add_to_cart", *,
   else:
     raise ValueError(f"fav_as must be one of {list(schema.EVENT_TYPES)} or "
                      f"'drop', not {fav_as!r}.")
-  return load_csv(
-      path,
+  return dict(
       columns={"user_id": 0, "item_id": 1, "event_type": 3, "timestamp": 4},
       header=False,
       event_type_map=type_map,
       drop_event_types=drop,
       timestamp_unit="s",
-      category_column=2,
-      name=name)
+      category_column=2)
 
 
 @gin.configurable
@@ -1537,16 +1596,60 @@ def _build_catalog(events: pd.DataFrame,
   item_codes, items = pd.factorize(events["item_id"])
   items = pd.Series(items)
   n_items = len(items)
+  first = {key: _first_per_item(item_codes, n_items, aux[key])
+           for key in ("category", "category_fallback", "brand")
+           if key in aux}
+  if "price" in events.columns:
+    first["price"] = _first_per_item(item_codes, n_items,
+                                     events["price"].to_numpy())
+  return catalog_from_first_values(
+      items, first, report=report, category_separator=category_separator,
+      catalog_path=catalog_path, category_tree_path=category_tree_path,
+      encoding=encoding, na_values=na_values)
+
+
+def catalog_from_first_values(
+    items: pd.Series,
+    first: Mapping[str, Tuple[np.ndarray, np.ndarray]], *,
+    report: report_lib.Report,
+    category_separator: Optional[str] = None,
+    catalog_path: Optional[PathLike] = None,
+    category_tree_path: Optional[PathLike] = None,
+    encoding: str = "utf-8",
+    na_values: Sequence[str] = ("",)) -> pd.DataFrame:
+  """The catalog from each item's first value of the catalog columns.
+
+  The category rules of `load_csv` (docs/loading.md): the path of the first
+  `category` value (split on `category_separator` or resolved in the
+  category tree), else of `catalog_path`'s row, else `(fallback,)`, else
+  unknown; brand and price are the first values.
+
+  Args:
+    items: the item ids, in catalog order.
+    first: {column: (codes, distinct)} for `category`, `category_fallback`,
+      `brand` and `price` where the source has them: per item the code of
+      its first non-null value in `distinct` (an object array), -1 if none.
+    report: gets `categories_not_in_tree` with a category tree.
+    category_separator: see `load_csv`.
+    catalog_path: see `load_csv`.
+    category_tree_path: see `load_csv`.
+    encoding: see `load_csv`.
+    na_values: see `load_csv`.
+
+  Returns:
+    The canonical catalog (`schema.make_catalog`).
+  """
+  n_items = len(items)
   none = (np.full(n_items, -1), _object_array([]))
   primary = fallback = none
-  if "category" in aux:
-    primary = _first_per_item(item_codes, n_items, aux["category"])
+  if "category" in first:
+    primary = first["category"]
   elif catalog_path is not None:
     mapping = _read_catalog_file(catalog_path, encoding, na_values)
     codes, uniques = pd.factorize(items.astype(str).map(mapping))
     primary = codes, _object_array(list(uniques))
-  if "category_fallback" in aux:
-    fallback = _first_per_item(item_codes, n_items, aux["category_fallback"])
+  if "category_fallback" in first:
+    fallback = first["category_fallback"]
 
   tree = None
   if category_tree_path is not None:
@@ -1572,11 +1675,10 @@ def _build_catalog(events: pd.DataFrame,
     report["categories_not_in_tree"] = len(not_in_tree)
 
   brand = price = None
-  if "brand" in aux:
-    brand = _decode(*_first_per_item(item_codes, n_items, aux["brand"]))
-  if "price" in events.columns:
-    codes, distinct = _first_per_item(item_codes, n_items,
-                                      events["price"].to_numpy())
+  if "brand" in first:
+    brand = _decode(*first["brand"])
+  if "price" in first:
+    codes, distinct = first["price"]
     price = _decode(codes, distinct, missing=np.nan).astype(np.float64)
   return schema.make_catalog(items, paths, brand=brand, price=price)
 
