@@ -109,6 +109,21 @@ class ShardedLogTest(absltest.TestCase):
       seen_users |= users
       seen_sessions |= sessions
 
+  def test_beam_similarity_reads_the_shards(self):
+    from cabb_tf.pipelines import similarity_beam  # pylint: disable=g-import-not-at-top
+    from cabb_tf.similarity import category_cf  # pylint: disable=g-import-not-at-top
+    out = self.create_tempdir().full_path
+    events, catalog = simulate_shards.read_sharded_log(self.dir)
+    catalog[["item_id", "leaf"]].to_csv(os.path.join(out, "catalog.csv"),
+                                        index=False)
+    beam = similarity_beam.run(
+        os.path.join(self.dir, simulate_shards.EVENTS_DIR, "*.parquet"),
+        os.path.join(out, "catalog.csv"), os.path.join(out, "beam"))
+    memory = category_cf.category_similarity(events, catalog)
+    np.testing.assert_array_equal(beam.keys, memory.keys)
+    np.testing.assert_allclose(beam.matrix.toarray(), memory.matrix.toarray(),
+                               atol=1e-12)
+
   def test_rewrite_replaces_the_shards(self):
     directory = self.create_tempdir().full_path
     simulate_shards.write_sharded_log(directory, num_events=6_000,
