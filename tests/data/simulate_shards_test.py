@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,11 @@ class ShardedLogTest(absltest.TestCase):
         **_SIMULATE))
     cls.expected = pd.concat([c.events for c in cls.chunks],
                              ignore_index=True)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.dir, ignore_errors=True)
+    super().tearDownClass()
 
   def test_shards_are_the_chunks_concatenated(self):
     self.assertLen(self.record["shards"], len(self.chunks))
