@@ -739,7 +739,7 @@ def fit_feature_statistics(examples: pd.DataFrame,
       continue
     x = clicks[name].to_numpy(dtype=np.float64)
     missing = np.isnan(x)
-    z = np.log1p(np.maximum(x[~missing], 0.0))
+    z = _log1p_nonnegative(x[~missing])
     numeric[name] = {
         "mean": float(z.mean()) if len(z) else 0.0,
         "std": float(z.std()) if len(z) else 1.0,
@@ -749,12 +749,116 @@ def fit_feature_statistics(examples: pd.DataFrame,
   for name in ID_FEATURES:
     if name not in clicks.columns:
       continue
-    counts = clicks[name].value_counts(sort=False)
-    counts = counts[counts >= min_count]
-    frame = pd.DataFrame({"value": counts.index.astype(str).to_numpy(),
-                          "n": counts.to_numpy()})
-    frame = frame.sort_values(["n", "value"], ascending=[False, True],
-                              kind="stable")
-    vocabulary[name] = frame["value"].head(max_vocabulary).tolist()
+    vocabulary[name] = _vocabulary(clicks[name].value_counts(sort=False),
+                                   max_vocabulary, min_count)
   return {"numeric": numeric, "vocabulary": vocabulary,
           "num_examples": int(len(clicks))}
+
+
+def _log1p_nonnegative(x: np.ndarray) -> np.ndarray:
+  """log1p(max(x, 0)), what the numeric statistics describe."""
+  return np.log1p(np.maximum(x, 0.0))
+
+
+def _vocabulary(counts: pd.Series, max_vocabulary: int,
+                min_count: int) -> List[str]:
+  """The most frequent values (ties by value as text), at most
+  `max_vocabulary`, seen at least `min_count` times."""
+  counts = counts[counts >= min_count]
+  frame = pd.DataFrame({"value": counts.index.astype(str).to_numpy(),
+                        "n": counts.to_numpy()})
+  frame = frame.sort_values(["n", "value"], ascending=[False, True],
+                            kind="stable")
+  return frame["value"].head(max_vocabulary).tolist()
+
+
+def feature_statistics_part(examples: pd.DataFrame,
+                            max_vocabulary: Optional[int] = None,
+                            partitioned: Sequence[str] = ("user_id",)
+                            ) -> Dict[str, object]:
+  """What `fit_feature_statistics` needs of a part of the training examples.
+
+  The parts of disjoint example sets merge (`merge_feature_statistics`)
+  into `fit_feature_statistics` of their union: numeric moments by Chan's
+  parallel formulas (equal up to float rounding), value counts exactly.
+
+  Args:
+    examples: training examples of a part (e.g. a user bucket).
+    max_vocabulary: with it, the counts of the id features in `partitioned`
+      keep only the part's `max_vocabulary` most frequent values (ties by
+      value): exact when no value of those features is in two parts, as
+      users are not in the Beam preparation's buckets.
+    partitioned: see `max_vocabulary`.
+
+  Returns:
+    A picklable dict.
+  """
+  clicks = examples[examples["w_caba"].to_numpy() > 0]
+  numeric = {}
+  for name in NUMERIC_FEATURES:
+    if name not in clicks.columns:
+      continue
+    x = clicks[name].to_numpy(dtype=np.float64)
+    missing = np.isnan(x)
+    z = _log1p_nonnegative(x[~missing])
+    mean = float(z.mean()) if len(z) else 0.0
+    numeric[name] = (len(x), int(missing.sum()), len(z), mean,
+                     float(((z - mean) ** 2).sum()) if len(z) else 0.0)
+  counts = {}
+  for name in ID_FEATURES:
+    if name not in clicks.columns:
+      continue
+    c = clicks[name].value_counts(sort=False)
+    c = c[c > 0]
+    c.index = c.index.astype(str)
+    if max_vocabulary is not None and name in partitioned:
+      c = c[c.index.isin(_vocabulary(c, max_vocabulary, 1))]
+    counts[name] = c.groupby(level=0).sum()
+  return {"numeric": numeric, "counts": counts,
+          "num_examples": int(len(clicks))}
+
+
+def merge_feature_statistics(parts: Sequence[Dict[str, object]],
+                             max_vocabulary: int = 100_000,
+                             min_count: int = 1) -> Dict[str, dict]:
+  """`fit_feature_statistics` of the union of `feature_statistics_part`s.
+
+  Args:
+    parts: the parts (at least one).
+    max_vocabulary: as in `fit_feature_statistics`.
+    min_count: as in `fit_feature_statistics` (at least 1).
+
+  Returns:
+    The statistics, in `fit_feature_statistics`' format.
+  """
+  numeric = {}
+  for name in NUMERIC_FEATURES:
+    moments = [p["numeric"][name] for p in parts if name in p["numeric"]]
+    if not moments:
+      continue
+    total = missing = n = 0
+    mean = m2 = 0.0
+    for count, miss, n_b, mean_b, m2_b in moments:
+      total += count
+      missing += miss
+      if not n_b:
+        continue
+      delta = mean_b - mean
+      new_n = n + n_b
+      mean += delta * n_b / new_n
+      m2 += m2_b + delta * delta * n * n_b / new_n
+      n = new_n
+    numeric[name] = {
+        "mean": float(mean) if n else 0.0,
+        "std": float(np.sqrt(m2 / n)) if n else 1.0,
+        "missing": float(missing / total) if total else 0.0,
+    }
+  vocabulary = {}
+  for name in ID_FEATURES:
+    counts = [p["counts"][name] for p in parts if name in p["counts"]]
+    if not counts:
+      continue
+    merged = pd.concat(counts).groupby(level=0).sum()
+    vocabulary[name] = _vocabulary(merged, max_vocabulary, min_count)
+  return {"numeric": numeric, "vocabulary": vocabulary,
+          "num_examples": int(sum(p["num_examples"] for p in parts))}

@@ -55,6 +55,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from cabb_tf.data import report as report_lib
@@ -357,10 +358,7 @@ def build_pipeline(pipeline: beam.Pipeline,
     ValueError: on bad weights or options, no matching file, or a CSV header
       without the needed columns.
   """
-  weights = category_cf.event_weight_table(event_weights)
-  # Cosines ignore a common scale; a largest weight of 1 keeps the squared
-  # norms clear of overflow.
-  weights = weights / weights.max()
+  weights = normalized_weights(event_weights)
   if max_leaves_per_user is not None and (
       int(max_leaves_per_user) != max_leaves_per_user or
       max_leaves_per_user < 1):
@@ -380,22 +378,82 @@ def build_pipeline(pipeline: beam.Pipeline,
                  _WeighEvents(weights.tolist(), min_timestamp, max_timestamp),
                  leaves=beam.pvalue.AsDict(catalog))
              | "SumPerUserLeaf" >> beam.CombinePerKey(sum))
-  dots = (vectors
-          | "KeyByUser" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
-          | "GroupByUser" >> beam.GroupByKey()
-          | "PairProducts" >> beam.ParDo(_PairProducts(max_leaves_per_user))
-          | "SumPerPair" >> beam.CombinePerKey(sum))
-  norms = (dots
-           | "Diagonal" >> beam.Filter(lambda kv: kv[0][0] == kv[0][1])
-           | "Norms" >> beam.Map(lambda kv: (kv[0][0], math.sqrt(kv[1]))))
-  triples = dots | "Normalize" >> beam.Map(
-      _normalize, norms=beam.pvalue.AsDict(norms))
-  _ = (triples
-       | "ToJson" >> beam.Map(lambda t: json.dumps([t[0], t[1], t[2]]))
-       | "WriteTriples" >> beam.io.WriteToText(
-           os.path.join(output_dir, TRIPLES_PREFIX),
-           file_name_suffix=".jsonl"))
-  return triples
+  products = (vectors
+              | "KeyByUser" >> beam.Map(
+                  lambda kv: (kv[0][0], (kv[0][1], kv[1])))
+              | "GroupByUser" >> beam.GroupByKey()
+              | "PairProducts" >> beam.ParDo(
+                  _PairProducts(max_leaves_per_user)))
+  return products | TriplesFromProducts(output_dir)
+
+
+class TriplesFromProducts(beam.PTransform):
+  """Partial dot products ((a, b), x) → the triples (a, b, s) of Eq. (2).
+
+  Sums the partial products per leaf pair a ≤ b, divides by the norms (the
+  diagonal sums, a side input) and writes `similarity_triples-*.jsonl` to
+  `output_dir` (read back by `read_triples`). Shared by this pipeline and
+  `cabb_tf.pipelines.prepare_beam`, whose user buckets emit partial sums
+  over many users at once (`pair_products`).
+  """
+
+  def __init__(self, output_dir: str):
+    super().__init__()
+    self._output_dir = output_dir
+
+  def expand(self, products):
+    dots = products | "SumPerPair" >> beam.CombinePerKey(sum)
+    norms = (dots
+             | "Diagonal" >> beam.Filter(lambda kv: kv[0][0] == kv[0][1])
+             | "Norms" >> beam.Map(lambda kv: (kv[0][0], math.sqrt(kv[1]))))
+    triples = dots | "Normalize" >> beam.Map(
+        _normalize, norms=beam.pvalue.AsDict(norms))
+    _ = (triples
+         | "ToJson" >> beam.Map(lambda t: json.dumps([t[0], t[1], t[2]]))
+         | "WriteTriples" >> beam.io.WriteToText(
+             os.path.join(self._output_dir, TRIPLES_PREFIX),
+             file_name_suffix=".jsonl"))
+    return triples
+
+
+def normalized_weights(event_weights: Optional[Mapping[str, float]]
+                       ) -> np.ndarray:
+  """w_e per type code, scaled to a largest weight of 1 (cosines ignore a
+  common scale; it keeps the squared norms clear of overflow)."""
+  weights = category_cf.event_weight_table(event_weights)
+  return weights / weights.max()
+
+
+def pair_products(users: np.ndarray, leaves: np.ndarray,
+                  type_codes: np.ndarray, weights: np.ndarray
+                  ) -> List[Tuple[Tuple[str, str], float]]:
+  """`_WeighEvents`, the per-(user, leaf) sums and `_PairProducts` over a
+  batch of whole users' events, summed per leaf pair.
+
+  Args:
+    users: user per event (every event of each user is in the batch).
+    leaves: leaf name per event (`UNKNOWN_LEAF`, '' or None: unknown).
+    type_codes: event type codes.
+    weights: `normalized_weights(...)`.
+
+  Returns:
+    [((leaf_a, leaf_b), Σ_u (v_a)_u (v_b)_u)] for leaf_a ≤ leaf_b.
+  """
+  w = np.asarray(weights, dtype=np.float64)[np.asarray(type_codes)]
+  leaves = pd.Series(leaves, dtype=object)
+  keep = (w != 0) & leaves.notna().to_numpy() & ~leaves.isin(
+      ["", schema.UNKNOWN_LEAF]).to_numpy()
+  if not keep.any():
+    return []
+  frame = pd.DataFrame({"user": pd.factorize(np.asarray(users)[keep])[0],
+                        "leaf": leaves.to_numpy()[keep], "w": w[keep]})
+  vectors = frame.groupby(["user", "leaf"], sort=False)["w"].sum(
+      ).reset_index()
+  pairs = vectors.merge(vectors, on="user", suffixes=("_a", "_b"))
+  pairs = pairs[pairs["leaf_a"].to_numpy() <= pairs["leaf_b"].to_numpy()]
+  dots = (pairs["w_a"] * pairs["w_b"]).groupby(
+      [pairs["leaf_a"], pairs["leaf_b"]]).sum()
+  return [((str(a), str(b)), float(x)) for (a, b), x in dots.items()]
 
 
 def read_triples(output_dir: str,
