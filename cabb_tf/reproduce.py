@@ -276,6 +276,33 @@ def _bind(variant: Variant, seed: int, data_dir: Optional[str],
     gin.bind_parameter(DATA_DIR_PARAMETER, data_dir)
 
 
+def check_categories(data: input_pipeline.Data,
+                     schemes: Sequence[str]) -> None:
+  """Fails before any training when leaf schemes meet a log without categories.
+
+  In a log without categories every item's leaf is `<unknown>`, and the
+  schemes of `weighting.CATEGORY_SCHEMES` give α = 0 to every CABB row: their
+  CABB head would learn nothing.
+
+  Args:
+    data: the main dataset (`input_pipeline.load_data()`).
+    schemes: the weighting schemes the reproduction trains.
+
+  Raises:
+    ValueError: naming the schemes and the gin file to add.
+  """
+  report = data.builder.info.metadata.get("data_report", {})
+  items = report.get("items", 0)
+  needing = sorted({s for s in schemes if s in weighting.CATEGORY_SCHEMES})
+  if needing and items and report.get("items_unknown_category") == items:
+    raise ValueError(
+        f"{data.builder.info.full_name}: none of the log's {items} items has a "
+        "category (every leaf is '<unknown>'), so the schemes "
+        f"{needing} would give α = 0 to every CABB row. Add "
+        "--gin_file=gin/reproduce_uncategorized.gin after gin/reproduce.gin "
+        "(the static scheme selected, Table 3 with the item schemes only).")
+
+
 def _run_dir(base_dir: str, variant: Variant, seed: int) -> str:
   return os.path.join(base_dir, "runs", variant.key, f"seed_{seed}")
 
@@ -382,12 +409,13 @@ def run(base_dir: str,
     train.check_optimizer(optimizer)
   regimes = dict(regimes or {})
   dataset_name = str(gin_utils.bound("load_data.name", ""))
-  if (regimes or signal_scales) and not dataset_name.startswith(
-      "cabb_synthetic"):
-    logging.warning("%s is not simulated: the simulator regimes %s and the "
-                    "signal sweep are left out.", dataset_name,
-                    sorted(regimes), )
-    regimes, signal_scales = {}, ()
+  if (regimes or signal_scales or ground_truth_schemes) and (
+      not dataset_name.startswith("cabb_synthetic")):
+    logging.warning("%s is not simulated: the simulator regimes %s, the "
+                    "signal sweep and the ground-truth table (schemes %s) are "
+                    "left out.", dataset_name, sorted(regimes),
+                    list(ground_truth_schemes))
+    regimes, signal_scales, ground_truth_schemes = {}, (), ()
   defaults = _Defaults(
       data_dir=gin_utils.bound(DATA_DIR_PARAMETER),
       signal_scale=float(gin_utils.bound(SIGNAL_PARAMETER, 1.0)),
@@ -417,6 +445,10 @@ def run(base_dir: str,
                                  signal_scale=float(scale)))
   unique = list(dict.fromkeys(v for rows in tables.values()
                               for v in rows.values()))
+  _bind(selected, seeds[0], defaults.data_dir, defaults)
+  check_categories(input_pipeline.load_data(),
+                   [v.scheme for v in unique
+                    if v.task == "multitask" and v.cabb_weight > 0])
   progress = _Progress(len(unique) * len(seeds))
   tf.io.gfile.makedirs(base_dir)
   clock = _WallClock(base_dir)

@@ -73,6 +73,8 @@ KEYS: Dict[str, Tuple[str, str]] = {
     "taxonomy_cf": ("leaf_a", "leaf_b"),
     "taxonomy_cf_debiased": ("leaf_a", "leaf_b"),
 }
+# The schemes whose α depends on the items' leaf categories.
+CATEGORY_SCHEMES = ("taxonomy_tree", "taxonomy_cf", "taxonomy_cf_debiased")
 # The schemes α can be read for from a category similarity file, and the
 # fit function whose options the file should match.
 FILE_SCHEMES = {
