@@ -1,0 +1,563 @@
+"""The whole event log → click examples preparation as one Beam pipeline.
+
+Computes what `cabb_tf.data.pipeline.prepare_examples` computes (the same
+examples row for row, the same report counts, the same feature statistics
+up to float rounding, docs/method.md) and the category similarity of
+Eq. (1)–(2), for logs larger than one machine's memory, and writes them as
+the TFDS builders do (`cabb_tf.datasets.click_examples`):
+
+* `click_examples-{train,validation,test}.tfrecord-BBBBB-of-NNNNN`: one
+  `tf.train.Example` per example row, encoded by the builders' features dict;
+* `data_report.json` (dropped rows by reason included),
+  `feature_statistics.json`, `catalog.parquet`, `train_events.parquet`;
+* `category_similarity.npz` and `similarity_beam_stats.json` (written by
+  `run` after the pipeline, as `similarity_beam.run` does);
+* `prepare_beam_counters.json`: the pipeline's counters.
+
+Design (docs/beam.md has the why and the memory bounds):
+
+1. Each input shard (Parquet with the canonical columns of `schema`, or CSV
+   parsed by `loaders.read_csv_shard` with `load_csv`'s arguments) is split
+   into Parquet fragments by user bucket (hash of the user mod
+   `num_buckets`). The shuffle that groups them by bucket carries paths.
+2. Each bucket (whole users) is deduplicated across shards, sessionized,
+   labelled and featurized by `pipeline.label_and_featurize`, all but the
+   popularity family, and split by time (the log's range is a combine of
+   the shards' ranges, a side input). It writes its examples and, per time
+   block, its events and its click examples' (item, time) queries.
+3. Per time block, per-key counts; in time order, the counts of each key
+   before each block (`prepare_parts.prefix_counts`); per block, the
+   popularity of each query from the block's events plus those prefixes
+   (`features.as_of_popularity`).
+4. Each bucket joins its answers, gets dense click ids and writes its
+   TFRecords; the training examples' statistics parts are merged.
+
+Usage:
+
+    python -m cabb_tf.pipelines.prepare_beam \\
+      --input_pattern='events/part-*.parquet' --catalog_path=catalog.parquet \\
+      --output_dir=prepared --num_buckets=64 --num_blocks=16 \\
+      --runner=DirectRunner --direct_num_workers=2 \\
+      --direct_running_mode=multi_processing
+
+Unknown flags are passed to Beam as pipeline options.
+"""
+
+import json
+import os
+import shutil
+import sys
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from absl import app
+from absl import flags
+from absl import logging
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+import gin
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cabb_tf.data import features as features_lib
+from cabb_tf.data import labels as labels_lib
+from cabb_tf.data import loaders
+from cabb_tf.data import pipeline as pipeline_lib
+from cabb_tf.data import report as report_lib
+from cabb_tf.data import sessions as sessions_lib
+from cabb_tf.pipelines import prepare_parts
+from cabb_tf.pipelines import similarity_beam
+from cabb_tf.similarity import category_cf
+
+NAMESPACE = "cabb_prepare"
+DATA_REPORT_FILE = "data_report.json"
+FEATURE_STATISTICS_FILE = "feature_statistics.json"
+CATALOG_FILE = "catalog.parquet"
+TRAIN_EVENTS_FILE = "train_events.parquet"
+COUNTERS_FILE = "prepare_beam_counters.json"
+CSV_PRESETS = {"rees46": loaders.rees46_options,
+               "taobao": loaders.taobao_options}
+
+
+def _counter(name: str):
+  return beam.metrics.Metrics.counter(NAMESPACE, name)
+
+
+class _ReadShard(beam.DoFn):
+  """(shard, path) → (bucket, fragment path); the summary as "summary"."""
+
+  def __init__(self, options: prepare_parts.Options):
+    self._options = options
+
+  def process(self, shard_and_path):
+    shard, path = shard_and_path
+    fragments, summary = prepare_parts.read_shard(shard, path, self._options)
+    report = summary["report"]
+    _counter("rows_in").inc(report["rows_in"])
+    for reason, count in report["dropped"].items():
+      _counter(f"dropped_{reason}").inc(count)
+    _counter("shards").inc()
+    yield beam.pvalue.TaggedOutput("summary", summary)
+    for fragment in fragments:
+      yield fragment
+
+
+class _PrepareBucket(beam.DoFn):
+  """(bucket, fragment paths) → bucket summary; per-block fragments as
+  "blocks", pair products as "products"."""
+
+  def __init__(self, options: prepare_parts.Options):
+    self._options = options
+
+  def process(self, bucket_and_paths, log, catalog):
+    bucket, paths = bucket_and_paths
+    result = prepare_parts.prepare_bucket(bucket, list(paths), log, catalog,
+                                          self._options)
+    for reason, count in result["drops"].items():
+      if reason != "duplicate_rows_kept":
+        _counter(f"dropped_{reason}").inc(count)
+    _counter("buckets").inc()
+    if not result["empty"]:
+      _counter("events").inc(result["counts"]["log"]["events"])
+      _counter("click_examples").inc(result["clicks"])
+      for block, history, queries in result.pop("blocks"):
+        yield beam.pvalue.TaggedOutput("blocks",
+                                       (block, (bucket, history, queries)))
+      for product in result.pop("products"):
+        yield beam.pvalue.TaggedOutput("products", product)
+    yield result
+
+
+class _BlockAnswers(beam.DoFn):
+  """(block, [(bucket, history, queries)]) → (bucket, answers path)."""
+
+  def __init__(self, options: prepare_parts.Options):
+    self._options = options
+
+  def process(self, block_and_parts, prefixes):
+    block, parts = block_and_parts
+    parts = list(parts)
+    answers = prepare_parts.block_answers(
+        block, [h for _, h, _ in parts], [q for _, _, q in parts],
+        prefixes["prefix"][block], self._options)
+    _counter("blocks").inc()
+    for bucket_and_path in answers:
+      yield bucket_and_path
+
+
+class _WriteBucket(beam.DoFn):
+  """(bucket, {examples, answers}) → the bucket's statistics part."""
+
+  def __init__(self, options: prepare_parts.Options):
+    self._options = options
+
+  def process(self, bucket_and_joined, offsets):
+    bucket, joined = bucket_and_joined
+    examples_paths = list(joined["examples"])
+    if not examples_paths:
+      return
+    (examples_path,) = examples_paths
+    examples = prepare_parts.complete_examples(
+        examples_path, list(joined["answers"]), offsets[bucket])
+    written = prepare_parts.write_tfrecords(examples, bucket, self._options)
+    for split, rows in written.items():
+      _counter(f"rows_{split}").inc(rows)
+    train = examples[examples["split"].astype(str).to_numpy() == "train"]
+    statistics = self._options.statistics_options or {}
+    yield features_lib.feature_statistics_part(
+        train, max_vocabulary=statistics.get("max_vocabulary", 100_000))
+
+
+def _click_offsets(buckets: List[Dict[str, Any]]) -> Dict[int, int]:
+  """Dense click ids: each bucket's first id, buckets in order."""
+  offsets, total = {}, 0
+  for summary in sorted(buckets, key=lambda b: b["bucket"]):
+    offsets[summary["bucket"]] = total
+    total += 0 if summary["empty"] else summary["clicks"]
+  return offsets
+
+
+def _write_text(path: str, text: str) -> None:
+  if "://" in path:
+    with FileSystems.create(path) as f:
+      f.write(text.encode("utf-8"))
+  else:
+    report_lib.write_json(json.loads(text), path)
+
+
+def _write_side_files(_, log, summaries, catalog_and_extra, buckets, items,
+                      statistics_parts, options: prepare_parts.Options,
+                      source: str, has_session_column: bool):
+  """Writes the report, the statistics, the catalog and the train events."""
+  catalog, extra = catalog_and_extra
+  report = prepare_parts.assemble_report(source, log, buckets, items, extra,
+                                         options, has_session_column)
+  statistics = features_lib.merge_feature_statistics(
+      statistics_parts, **(options.statistics_options or {}))
+  out = options.output_dir
+  _write_text(os.path.join(out, DATA_REPORT_FILE),
+              json.dumps(report, default=_builtin))
+  _write_text(os.path.join(out, FEATURE_STATISTICS_FILE),
+              json.dumps(statistics, default=_builtin))
+  side = catalog.copy()
+  side["category_path"] = [list(p) for p in side["category_path"]]
+  prepare_parts.write_frame(side, os.path.join(out, CATALOG_FILE))
+  _concat_parquet([b["train"] for b in sorted(buckets,
+                                               key=lambda b: b["bucket"])
+                   if not b["empty"] and b["train"]],
+                  os.path.join(out, TRAIN_EVENTS_FILE))
+  del summaries
+  yield report
+
+
+def _concat_parquet(paths: Sequence[str], target: str) -> None:
+  """Streams fragments into one Parquet file (memory ∝ one fragment)."""
+  writer = None
+  with FileSystems.create(target) as f:
+    for path in paths:
+      with FileSystems.open(path) as g:
+        table = pq.read_table(g)
+      if writer is None:
+        writer = pq.ParquetWriter(f, table.schema)
+      writer.write_table(table.cast(writer.schema))
+    if writer is None:
+      pq.write_table(pa.table({}), f)
+    else:
+      writer.close()
+
+
+def _builtin(value):
+  if hasattr(value, "tolist"):
+    return value.tolist()
+  if hasattr(value, "item"):
+    return value.item()
+  if isinstance(value, (set, tuple)):
+    return list(value)
+  raise TypeError(f"not JSON serializable: {type(value)}")
+
+
+def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str],
+                   options: prepare_parts.Options,
+                   source: str) -> Dict[str, beam.PCollection]:
+  """Adds the preparation to `pipeline`.
+
+  Args:
+    pipeline: the pipeline.
+    files: the input shards, in the order that defines the input order
+      (ties of equal timestamps, as `load_csv` reads a glob).
+    options: the run's options.
+    source: the report's source name.
+
+  Returns:
+    The main PCollections (for tests): "report", "triples".
+  """
+  shards = (pipeline
+            | "Shards" >> beam.Create(list(enumerate(files)))
+            | "SpreadShards" >> beam.Reshuffle())
+  read = shards | "ReadShards" >> beam.ParDo(
+      _ReadShard(options)).with_outputs("summary", main="fragments")
+  summaries = read.summary | "ShardSummaries" >> beam.combiners.ToList()
+  log = summaries | "LogView" >> beam.Map(prepare_parts.merge_summaries,
+                                          options=options)
+  if options.input_format == "csv":
+    catalog_and_extra = summaries | "BuildCatalog" >> beam.Map(
+        prepare_parts.build_catalog, log=beam.pvalue.AsSingleton(log),
+        options=options)
+  else:
+    catalog_and_extra = (pipeline
+                         | "CatalogPath" >> beam.Create([options.catalog_path])
+                         | "ReadCatalog" >> beam.Map(
+                             lambda path: (prepare_parts.read_catalog(path),
+                                           {})))
+  catalog = catalog_and_extra | "Catalog" >> beam.Map(lambda ce: ce[0])
+  log_side = beam.pvalue.AsSingleton(log)
+  catalog_side = beam.pvalue.AsSingleton(catalog)
+
+  buckets = (read.fragments
+             | "GroupFragments" >> beam.GroupByKey()
+             | "PrepareBuckets" >> beam.ParDo(
+                 _PrepareBucket(options), log=log_side,
+                 catalog=catalog_side).with_outputs(
+                     "blocks", "products", main="summaries"))
+  bucket_list = buckets.summaries | "BucketSummaries" >> (
+      beam.combiners.ToList())
+  examples = buckets.summaries | "BucketExamples" >> beam.FlatMap(
+      lambda b: [] if b["empty"] else [(b["bucket"], b["examples"])])
+
+  blocks = buckets.blocks | "GroupBlocks" >> beam.GroupByKey()
+  counts = blocks | "BlockCounts" >> beam.Map(
+      lambda kv: (kv[0], prepare_parts.block_counts(
+          kv[0], [h for _, h, _ in kv[1]], options)))
+  prefixes = (counts
+              | "AllBlockCounts" >> beam.combiners.ToList()
+              | "Prefixes" >> beam.Map(prepare_parts.prefix_counts,
+                                       catalog=catalog_side,
+                                       options=options))
+  answers = blocks | "BlockAnswers" >> beam.ParDo(
+      _BlockAnswers(options), prefixes=beam.pvalue.AsSingleton(prefixes))
+  offsets = bucket_list | "ClickOffsets" >> beam.Map(_click_offsets)
+  statistics_parts = (
+      {"examples": examples, "answers": answers}
+      | "JoinAnswers" >> beam.CoGroupByKey()
+      | "WriteBuckets" >> beam.ParDo(
+          _WriteBucket(options), offsets=beam.pvalue.AsSingleton(offsets))
+      | "StatisticsParts" >> beam.combiners.ToList())
+  has_session_column = "session_column" in (options.csv_options or {}) or (
+      "session_id" in (options.csv_options or {}).get("columns", {}))
+  report = (pipeline
+            | "Finish" >> beam.Create([None])
+            | "WriteSideFiles" >> beam.FlatMap(
+                _write_side_files, log=log_side,
+                summaries=beam.pvalue.AsSingleton(summaries),
+                catalog_and_extra=beam.pvalue.AsSingleton(catalog_and_extra),
+                buckets=beam.pvalue.AsSingleton(bucket_list),
+                items=beam.pvalue.AsSingleton(prefixes),
+                statistics_parts=beam.pvalue.AsSingleton(statistics_parts),
+                options=options, source=source,
+                has_session_column=has_session_column))
+  triples = buckets.products | "Similarity" >> (
+      similarity_beam.TriplesFromProducts(options.output_dir))
+  return {"report": report, "triples": triples}
+
+
+def _gin_value(fn, parameter: str, default: Any) -> Any:
+  """A parameter's gin binding (unscoped), else `default`."""
+  try:
+    return gin.query_parameter(f"{fn.__module__}.{fn.__name__}.{parameter}")
+  except ValueError:
+    return default
+
+
+def configured_options(**overrides) -> Dict[str, Any]:
+  """The preparation's settings as the in-memory path would use them now.
+
+  The Beam workers see no gin config, so the launcher reads the bindings
+  of `assign_sessions`, `label_clicks`, `compute_features` and
+  `fit_feature_statistics` here and passes them explicitly.
+  """
+  sessions = sessions_lib.assign_sessions
+  features = features_lib.compute_features
+  statistics = features_lib.fit_feature_statistics
+  prepare = pipeline_lib.prepare_examples
+  values = {
+      "session_options": {
+          "session_gap_minutes": _gin_value(sessions, "session_gap_minutes",
+                                            30.0),
+          "use_source_sessions": _gin_value(sessions, "use_source_sessions",
+                                            True),
+          "day_sessions": _gin_value(sessions, "day_sessions", True),
+      },
+      "feature_options": {
+          "cvr_prior_mean": _gin_value(features, "cvr_prior_mean", 0.02),
+          "cvr_prior_strength": _gin_value(features, "cvr_prior_strength",
+                                           20.0),
+          "num_threads": _gin_value(features, "num_threads", 2),
+      },
+      "statistics_options": {
+          "max_vocabulary": _gin_value(statistics, "max_vocabulary", 100_000),
+          "min_count": _gin_value(statistics, "min_count", 1),
+      },
+      "attribution_window_s": labels_lib.configured_attribution_window(),
+      "validation_fraction": _gin_value(prepare, "validation_fraction", 0.1),
+      "test_fraction": _gin_value(prepare, "test_fraction", 0.2),
+  }
+  values.update({k: v for k, v in overrides.items() if v is not None})
+  return values
+
+
+def run(input_pattern: str,
+        output_dir: str,
+        *,
+        catalog_path: Optional[str] = None,
+        input_format: Optional[str] = None,
+        csv_options: Optional[Dict[str, Any]] = None,
+        csv_preset: Optional[str] = None,
+        num_buckets: int = 16,
+        num_blocks: int = 8,
+        time_range: Optional[Tuple[int, int]] = None,
+        validation_fraction: Optional[float] = None,
+        test_fraction: Optional[float] = None,
+        event_weights: Optional[Dict[str, float]] = None,
+        temp_dir: Optional[str] = None,
+        keep_temp: bool = False,
+        runner: str = "DirectRunner",
+        pipeline_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  """Runs the whole preparation and returns the data report.
+
+  Args:
+    input_pattern: the event shards (a glob, any Beam filesystem), read in
+      sorted name order.
+    output_dir: where the TFRecords and side files go.
+    catalog_path: the canonical catalog Parquet (Parquet input; CSV input
+      builds its catalog as `load_csv` does).
+    input_format: 'parquet' or 'csv'; None guesses from the extension.
+    csv_options: `loaders.load_csv` keyword arguments for CSV input.
+    csv_preset: 'rees46' or 'taobao' instead of `csv_options`.
+    num_buckets: user buckets (memory per bucket ∝ events / num_buckets).
+    num_blocks: time blocks (memory per block ∝ events / num_blocks).
+    time_range: `prepare_examples`' [start, end) ms; events outside are
+      dropped as `out_of_time_range`.
+    validation_fraction: as in `prepare_examples` (gin, else 0.1).
+    test_fraction: as in `prepare_examples` (gin, else 0.2).
+    event_weights: w_e of the similarity (None: gin / defaults).
+    temp_dir: fragments' directory (default `output_dir/tmp`).
+    keep_temp: keep the fragments after a successful run.
+    runner: a Beam runner.
+    pipeline_args: further Beam pipeline options.
+
+  Returns:
+    The data report (also in `output_dir/data_report.json`).
+
+  Raises:
+    ValueError: on bad arguments or input (as the loaders raise).
+  """
+  files = sorted(m.path for m in FileSystems.match([input_pattern])[0]
+                 .metadata_list)
+  if not files:
+    raise ValueError(f"no file matches {input_pattern!r}.")
+  input_format = input_format or similarity_beam.format_of(input_pattern)
+  if input_format not in prepare_parts.INPUT_FORMATS:
+    raise ValueError(f"input_format must be one of "
+                     f"{prepare_parts.INPUT_FORMATS}, not {input_format!r}.")
+  if csv_preset is not None:
+    if csv_preset not in CSV_PRESETS:
+      raise ValueError(f"csv_preset must be one of {sorted(CSV_PRESETS)}, "
+                       f"not {csv_preset!r}.")
+    csv_options = {**CSV_PRESETS[csv_preset](), **(csv_options or {})}
+  if input_format == "csv" and not csv_options:
+    raise ValueError("CSV input needs csv_options (load_csv's arguments) or "
+                     "csv_preset.")
+  if input_format == "parquet" and not catalog_path:
+    raise ValueError("Parquet input needs catalog_path (a canonical catalog "
+                     "Parquet).")
+  for name, value in (("num_buckets", num_buckets),
+                      ("num_blocks", num_blocks)):
+    if int(value) != value or value < 1:
+      raise ValueError(f"{name} must be a positive integer, not {value!r}.")
+  category_cf.event_weight_table(event_weights)  # Fails early on bad ones.
+  temp_dir = temp_dir or os.path.join(output_dir, "tmp")
+  settings = configured_options(validation_fraction=validation_fraction,
+                                test_fraction=test_fraction)
+  options = prepare_parts.Options(
+      input_format=input_format, csv_options=csv_options,
+      catalog_path=catalog_path, num_buckets=int(num_buckets),
+      num_blocks=int(num_blocks), temp_dir=temp_dir, output_dir=output_dir,
+      time_range=tuple(int(t) for t in time_range) if time_range else None,
+      event_weights=event_weights, **settings)
+  for directory in (output_dir, temp_dir):
+    FileSystems.mkdirs(directory) if not FileSystems.exists(directory) else (
+        None)
+  stale = FileSystems.match([os.path.join(
+      output_dir, "click_examples-*.tfrecord-*")])[0].metadata_list
+  if stale:
+    FileSystems.delete([m.path for m in stale])
+  beam_options = PipelineOptions(list(pipeline_args or []) +
+                                 [f"--runner={runner}"])
+  with beam.Pipeline(options=beam_options) as pipeline:
+    build_pipeline(pipeline, files, options, source=input_pattern)
+  result = pipeline.result
+  counters = _counters(result)
+  similarity = similarity_beam.read_triples(output_dir)
+  similarity.stats.update(event_weights=category_cf.weights_dict(
+      category_cf.event_weight_table(event_weights)))
+  similarity_beam.write_outputs(similarity, output_dir)
+  _write_text(os.path.join(output_dir, COUNTERS_FILE), json.dumps(counters))
+  with FileSystems.open(os.path.join(output_dir, DATA_REPORT_FILE)) as f:
+    report = json.loads(f.read().decode("utf-8"))
+  if not keep_temp:
+    if "://" in temp_dir:
+      FileSystems.delete([temp_dir])
+    else:
+      shutil.rmtree(temp_dir, ignore_errors=True)
+  logging.info("Prepared %d example rows from %d events into %s",
+               report["examples"], report["events"], output_dir)
+  return report
+
+
+def _counters(result) -> Dict[str, int]:
+  query = result.metrics().query(
+      beam.metrics.MetricsFilter().with_namespace(NAMESPACE))
+  totals: Dict[str, int] = {}
+  for counter in query["counters"]:
+    value = counter.committed if counter.committed is not None else (
+        counter.attempted)
+    name = counter.key.metric.name
+    totals[name] = totals.get(name, 0) + int(value or 0)
+  return dict(sorted(totals.items()))
+
+
+def _define_flags(values: flags.FlagValues) -> None:
+  """The command line's flags (in their own FlagValues: importing this module
+  defines no global flag)."""
+  flags.DEFINE_string("input_pattern", None, "Event shards (glob).",
+                      flag_values=values)
+  flags.DEFINE_string("output_dir", None, "Output directory.",
+                      flag_values=values)
+  flags.DEFINE_string("catalog_path", None, "Catalog Parquet (Parquet input).",
+                      flag_values=values)
+  flags.DEFINE_enum("input_format", None, list(prepare_parts.INPUT_FORMATS),
+                    "Input format; guessed from the extension when unset.",
+                    flag_values=values)
+  flags.DEFINE_string("csv_options", None,
+                      "JSON of load_csv keyword arguments (CSV input).",
+                      flag_values=values)
+  flags.DEFINE_enum("csv_preset", None, sorted(CSV_PRESETS),
+                    "A source's load_csv arguments (CSV input).",
+                    flag_values=values)
+  flags.DEFINE_integer("num_buckets", 16, "User buckets.", flag_values=values)
+  flags.DEFINE_integer("num_blocks", 8, "Time blocks.", flag_values=values)
+  flags.DEFINE_list("time_range", None, "start_ms,end_ms of events to keep.",
+                    flag_values=values)
+  flags.DEFINE_string("event_weights", None, "JSON w_e of the similarity.",
+                      flag_values=values)
+  flags.DEFINE_string("temp_dir", None, "Fragments (default OUTPUT/tmp).",
+                      flag_values=values)
+  flags.DEFINE_boolean("keep_temp", False, "Keep the fragments.",
+                       flag_values=values)
+  flags.DEFINE_string("runner", "DirectRunner", "Beam runner.",
+                      flag_values=values)
+  flags.DEFINE_multi_string("gin_file", [], "Gin files.", flag_values=values)
+  flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings.",
+                            flag_values=values)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+  """Command line: `python -m cabb_tf.pipelines.prepare_beam --flags...`.
+
+  Flags not defined here are passed to Beam as pipeline options.
+
+  Args:
+    argv: the program name and its arguments (default `sys.argv`).
+
+  Returns:
+    The data report.
+  """
+  values = flags.FlagValues()
+  _define_flags(values)
+  argv = list(sys.argv if argv is None else argv)
+  rest = values(argv, known_only=True)
+  for name in ("input_pattern", "output_dir"):
+    if not values[name].value:
+      raise app.UsageError(f"--{name} is required.")
+  logging.set_verbosity(logging.INFO)
+  gin.parse_config_files_and_bindings(values.gin_file, values.gin_bindings)
+  report = run(
+      values.input_pattern, values.output_dir,
+      catalog_path=values.catalog_path, input_format=values.input_format,
+      csv_options=(json.loads(values.csv_options) if values.csv_options
+                   else None),
+      csv_preset=values.csv_preset, num_buckets=values.num_buckets,
+      num_blocks=values.num_blocks,
+      time_range=([int(t) for t in values.time_range] if values.time_range
+                  else None),
+      event_weights=(json.loads(values.event_weights) if values.event_weights
+                     else None),
+      temp_dir=values.temp_dir, keep_temp=values.keep_temp,
+      runner=values.runner, pipeline_args=rest[1:])
+  for line in pipeline_lib.summary_lines(report):
+    print(line)
+  return report
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,186 @@
+"""Tests for cabb_tf.pipelines.prepare_beam: equal to the in-memory path.
+
+Small logs on the DirectRunner: the Beam preparation's examples (read back
+from its TFRecords) equal `pipeline.prepare_examples`' row for row, its
+statistics `fit_feature_statistics`', its report's counts the in-memory
+report's and its similarity `category_similarity` (1e-9), whatever the
+numbers of user buckets and time blocks.
+"""
+
+import glob
+import json
+import math
+import os
+
+from absl.testing import absltest
+from absl.testing import parameterized
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cabb_tf.data import loaders
+from cabb_tf.data import pipeline
+from cabb_tf.data import schema
+from cabb_tf.data import simulator
+from cabb_tf.datasets import click_examples
+from cabb_tf.pipelines import prepare_beam
+from cabb_tf.similarity import category_cf
+from tests import shared_data
+
+_DIRECT = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
+# Fields that identify a row in both outputs: the session ids of derived
+# sessions and the click ids are numbered differently (checked apart).
+_KEY = ["user_id", "timestamp", "item_a", "item_b"]
+_IDS = ["session_id", "click_id"]
+
+
+def _read_tfrecords(output_dir):
+  """The Beam output's example rows, as the builders' field values."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  spec = click_examples.example_features()
+  rows = {}
+  for split in click_examples.SPLITS:
+    paths = sorted(glob.glob(os.path.join(
+        output_dir, f"click_examples-{split}.tfrecord-*")))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(paths)]
+    rows[split] = [spec.deserialize_example_np(r) for r in records]
+  frames = []
+  for split, values in rows.items():
+    frame = pd.DataFrame(values)
+    frame["split"] = split
+    frames.append(frame)
+  frame = pd.concat(frames, ignore_index=True)
+  for column in frame.columns:
+    if frame[column].dtype == object and len(frame) and isinstance(
+        frame[column].iloc[0], bytes):
+      frame[column] = frame[column].map(lambda b: b.decode("utf-8"))
+  return frame
+
+
+def _expected_rows(examples):
+  """The in-memory examples as the builders would write them."""
+  readers = click_examples.example_columns(examples)
+  rows = np.arange(len(examples))
+  frame = pd.DataFrame({name: read(rows) for name, read in readers.items()})
+  frame["split"] = examples["split"].astype(str).to_numpy()
+  return frame
+
+
+def _sorted(frame):
+  frame = frame.copy()
+  for column in _KEY:
+    frame[column] = frame[column].astype(str)
+  return frame.sort_values(_KEY, kind="stable").reset_index(drop=True)
+
+
+class PrepareBeamTest(parameterized.TestCase):
+
+  def _check(self, prepared, output_dir, report, train_events, catalog):
+    """Compares a Beam run with the in-memory preparation."""
+    got = _sorted(_read_tfrecords(output_dir))
+    want = _sorted(_expected_rows(prepared.examples))
+    self.assertEqual(len(got), len(want))
+    self.assertFalse(want.duplicated(_KEY).any())
+    for column in want.columns:
+      if column in _IDS:
+        continue
+      np.testing.assert_array_equal(
+          got[column].to_numpy(), want[column].to_numpy(), err_msg=column)
+    # Ids: the same grouping of rows (a bijection), clicks dense from 0.
+    for column in _IDS:
+      pairs = pd.DataFrame({"got": got[column], "want": want[column]})
+      pairs = pairs.drop_duplicates()
+      self.assertEqual(pairs["got"].nunique(), len(pairs), column)
+      self.assertEqual(pairs["want"].nunique(), len(pairs), column)
+    self.assertEqual(sorted(got["click_id"].unique()),
+                     list(range(prepared.report["click_examples"])))
+
+    # The report: every count equal (derived sessions' ids aside).
+    want_report = json.loads(json.dumps(prepared.report, default=float))
+    for key in ("rows_in", "rows_kept", "dropped", "events", "event_counts",
+                "users", "items", "sessions", "clicks", "click_examples",
+                "examples", "caba_positives", "cabb_positive_rows",
+                "last_click_positives", "purchases",
+                "purchases_without_prior_click", "items_unknown_category",
+                "click_examples_by_split", "attribution_window_s"):
+      self.assertEqual(report[key], want_report[key], key)
+    for key, value in want_report["purchase_attribution"].items():
+      got_value = report["purchase_attribution"][key]
+      if isinstance(value, float) and math.isnan(value):
+        self.assertTrue(math.isnan(got_value), key)
+      else:
+        self.assertEqual(got_value, value, key)
+    with open(os.path.join(output_dir, "data_report.json")) as f:
+      self.assertEqual(json.load(f)["examples"], report["examples"])
+
+    # Statistics: vocabularies exactly, moments to float rounding.
+    with open(os.path.join(output_dir, "feature_statistics.json")) as f:
+      statistics = json.load(f)
+    want_stats = prepared.feature_statistics
+    self.assertEqual(statistics["vocabulary"], want_stats["vocabulary"])
+    self.assertEqual(statistics["num_examples"], want_stats["num_examples"])
+    self.assertEqual(sorted(statistics["numeric"]),
+                     sorted(want_stats["numeric"]))
+    for name, moments in want_stats["numeric"].items():
+      for key, value in moments.items():
+        self.assertAlmostEqual(statistics["numeric"][name][key], value,
+                               delta=1e-9 * max(1.0, abs(value)),
+                               msg=f"{name}.{key}")
+
+    # Side files: the train events and the catalog.
+    got_train = pd.read_parquet(os.path.join(output_dir,
+                                             "train_events.parquet"))
+    self.assertEqual(len(got_train), len(train_events))
+    columns = ["user_id", "timestamp", "item_id", "event_type", "leaf"]
+    left = got_train[columns].astype(str).sort_values(columns)
+    right = train_events[columns].astype(str).sort_values(columns)
+    np.testing.assert_array_equal(left.to_numpy(), right.to_numpy())
+    got_catalog = pd.read_parquet(os.path.join(output_dir, "catalog.parquet"))
+    np.testing.assert_array_equal(got_catalog["item_id"].astype(str),
+                                  catalog["item_id"].astype(str))
+    np.testing.assert_array_equal(got_catalog["leaf"], catalog["leaf"])
+
+    # The similarity of Eq. (1)-(2) on the training events.
+    train_events = train_events.assign(event_type=pd.Categorical(
+        train_events["event_type"], dtype=schema.EVENT_TYPE_DTYPE))
+    want_sim = category_cf.category_similarity(train_events, catalog)
+    got_sim = category_cf.CategorySimilarity.load(
+        os.path.join(output_dir, "category_similarity.npz"))
+    self.assertEqual(list(got_sim.leaves), list(want_sim.leaves))
+    np.testing.assert_allclose(got_sim.matrix.toarray(),
+                               want_sim.matrix.toarray(), atol=1e-9)
+
+  @parameterized.parameters((1, 1), (3, 4))
+  def test_simulated_parquet_shards(self, num_buckets, num_blocks):
+    directory = self.create_tempdir().full_path
+    log = simulator.simulate(num_users=300, seed=0)
+    events, catalog = log.events, log.catalog
+    for i, part in enumerate(np.array_split(np.arange(len(events)), 3)):
+      pq.write_table(pa.Table.from_pandas(events.iloc[part],
+                                          preserve_index=False),
+                     os.path.join(directory, f"events-{i}.parquet"))
+    side = catalog.copy()
+    side["category_path"] = [list(p) for p in side["category_path"]]
+    catalog_path = os.path.join(directory, "catalog.parquet")
+    pq.write_table(pa.Table.from_pandas(side, preserve_index=False),
+                   catalog_path)
+    output_dir = os.path.join(directory, "out")
+    report = prepare_beam.run(
+        os.path.join(directory, "events-*.parquet"), output_dir,
+        catalog_path=catalog_path, num_buckets=num_buckets,
+        num_blocks=num_blocks, pipeline_args=_DIRECT)
+    prepared = pipeline.prepare_examples(events, catalog)
+    _, validation_start = _boundaries(prepared)
+    train = click_examples.training_events(events, catalog, validation_start)
+    self._check(prepared, output_dir, report, train, catalog)
+    self.assertFalse(os.path.exists(os.path.join(output_dir, "tmp")))
+
+
+def _boundaries(prepared):
+  from cabb_tf.data import features  # pylint: disable=g-import-not-at-top
+  return features.split_boundaries(prepared.time_range, 0.1, 0.2)
+
+
+if __name__ == "__main__":
+  absltest.main()
