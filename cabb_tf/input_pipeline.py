@@ -75,6 +75,16 @@ def load_data(name: str = "cabb_synthetic/default",
     ValueError: if the dataset cannot be prepared (e.g. a missing manual
       download), with what to set.
   """
+  try:
+    csv_path = gin.query_parameter("cabb_tf.data.loaders.load_csv.path")
+  except ValueError:
+    csv_path = None
+  if csv_path is not None and not name.startswith("session_log"):
+    raise ValueError(
+        f"load_csv.path is bound ({csv_path!r}) but this run reads the "
+        f"dataset {name!r}, which never reads it: include "
+        "'datasets/session_log.gin' in your gin file to train on that log "
+        "(docs/loading.md), or drop the load_csv bindings.")
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   try:
     builder = locking.prepared_builder(name, data_dir, config)
@@ -208,15 +218,8 @@ def split_columns(data: "Data", split: str) -> Dict[str, tf.Tensor]:
   """
   key = (str(data.builder.data_path), split)
   if key not in _COLUMNS:
-    try:
+    with click_examples.reading_split(data.builder, split):
       _COLUMNS[key] = to_columns(getattr(data, split))
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
-            tf.errors.NotFoundError) as e:
-      raise ValueError(
-          f"the {split} split of {data.builder.info.full_name} cannot be read "
-          f"({str(e.message).splitlines()[0]}): the build in "
-          f"{data.builder.data_path} is damaged; delete that directory and "
-          "the next run rebuilds it.") from None
   return _COLUMNS[key]
 
 

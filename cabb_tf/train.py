@@ -49,6 +49,10 @@ RECALIBRATED_METRIC_KEYS = (
     "mean_ne_recalibrated", "caba_calibration_recalibrated",
     "cabb_calibration_recalibrated")
 METRIC_KEYS = RAW_METRIC_KEYS + RECALIBRATED_METRIC_KEYS
+# The metrics that score the CABB task (alone or pooled with CABA): withheld
+# (NaN) when the test split has too few CABB-positive rows to mean anything.
+CABB_METRIC_KEYS = tuple(k for k in METRIC_KEYS if k.startswith(
+    ("cabb_", "overall_", "mean_")))
 
 # `train.run.optimizer`: Adam and Adagrad scale each step by the gradient's
 # own magnitude, so a constant factor on a loss term (λ on the CABB head's
@@ -183,6 +187,33 @@ def check_dataset(report: Mapping[str, Any], task: str, name: str) -> None:
     logging.warning(
         "Dataset %s has only %d CABB-positive rows (< %d): the CABB head and "
         "its NE will mean little.", name, int(rows), MIN_CABB_ROWS)
+
+
+def withhold_cabb_metrics(result: Dict[str, float],
+                          y_cabb: np.ndarray) -> Optional[Dict[str, Any]]:
+  """Sets the CABB metrics to NaN when the test split has too few positives.
+
+  With fewer than `MIN_CABB_ROWS` CABB-positive test rows the CABB NE is
+  noise (tens, for a head that saw almost no positive): it is not reported,
+  nor the pooled overall and mean NEs that contain it (docs/metrics.md).
+
+  Args:
+    result: the test metrics, changed in place.
+    y_cabb: the test rows' CABB labels.
+
+  Returns:
+    None, or {"keys": the withheld keys, "reason": why}.
+  """
+  positives = int(np.count_nonzero(np.asarray(y_cabb) > 0))
+  if positives >= MIN_CABB_ROWS:
+    return None
+  keys = [k for k in CABB_METRIC_KEYS if k in result]
+  for key in keys:
+    result[key] = float("nan")
+  reason = (f"the test split has {positives} CABB-positive rows (< "
+            f"{MIN_CABB_ROWS}): its CABB NE and the pooled NEs would be noise")
+  logging.warning("Metrics %s are withheld (NaN): %s.", keys, reason)
+  return {"keys": keys, "reason": reason}
 
 
 def check_optimizer(optimizer: str) -> None:
@@ -559,6 +590,9 @@ def run(base_dir: str,
   arrays = result.pop("arrays")
   result.update(score_recalibrated(arrays, recalibration))
   extra = {}
+  withheld = withhold_cabb_metrics(result, arrays["y_cabb"])
+  if withheld:
+    extra["withheld"] = withheld
   if task == "last_click":  # Baseline 1 on its own label.
     extra["last_click_ne"] = float(metrics_lib.normalized_entropy(
         arrays["y_last_click"], arrays["p_caba"], arrays["w_caba"]))

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import cabb_tf  # pylint: disable=unused-import
 from cabb_tf import input_pipeline
+from cabb_tf.similarity import weighting
 
 ROWS = 23
 # Strings of up to 22 bytes are stored inline, longer ones each in their own
@@ -381,6 +382,10 @@ class DamagedDatasetTest(tf.test.TestCase):
     data = input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
     with self.assertRaisesRegex(ValueError, "damaged; delete that directory"):
       input_pipeline.split_columns(data, "test")
+    # The α schemes read the splits too, before the model is fed.
+    with self.assertRaisesRegex(
+        ValueError, "test split of cabb_synthetic/tiny.*damaged; delete"):
+      weighting.cabb_rows(data.builder, ("leaf_a", "leaf_b"))
 
 
 class BuildBindingsTest(tf.test.TestCase):
@@ -388,6 +393,14 @@ class BuildBindingsTest(tf.test.TestCase):
   def tearDown(self):
     gin.clear_config()
     super().tearDown()
+
+  def test_a_bound_csv_path_without_the_session_log_dataset_fails(self):
+    gin.bind_parameter("cabb_tf.data.loaders.load_csv.path", "/data/my.csv")
+    with self.assertRaisesRegex(
+        ValueError, "load_csv.path is bound.*'cabb_synthetic/tiny'.*"
+        "datasets/session_log.gin"):
+      input_pipeline.load_data("cabb_synthetic/tiny",
+                               data_dir=self.create_tempdir().full_path)
 
   def test_a_build_is_not_reused_under_other_data_bindings(self):
     data_dir = self.create_tempdir().full_path

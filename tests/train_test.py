@@ -186,6 +186,28 @@ class TrainTest(absltest.TestCase):
                           "log")
     self.assertIn("only 3 CABB-positive rows", logs.output[0])
 
+  def test_cabb_metrics_are_withheld_below_100_positive_test_rows(self):
+    result = {k: 0.5 for k in train.METRIC_KEYS}
+    y_cabb = np.zeros(1000)
+    y_cabb[:100] = 1
+    self.assertIsNone(train.withhold_cabb_metrics(result, y_cabb))
+    self.assertEqual(result, {k: 0.5 for k in train.METRIC_KEYS})
+    y_cabb[0] = 0  # 99 positive rows.
+    with self.assertLogs(level="WARNING"):
+      withheld = train.withhold_cabb_metrics(result, y_cabb)
+    cabb_keys = {"cabb_ne", "cabb_ne_alpha_weighted", "overall_ne", "mean_ne",
+                 "cabb_auc", "cabb_calibration", "cabb_ne_recalibrated",
+                 "cabb_ne_alpha_weighted_recalibrated",
+                 "overall_ne_recalibrated", "mean_ne_recalibrated",
+                 "cabb_calibration_recalibrated"}
+    self.assertEqual(set(withheld["keys"]), cabb_keys)
+    self.assertIn("99 CABB-positive rows", withheld["reason"])
+    for key, value in result.items():
+      if key in cabb_keys:
+        self.assertTrue(np.isnan(value), key)
+      else:
+        self.assertEqual(value, 0.5, key)
+
   def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(self):
     full = self._run(self.create_tempdir().full_path, "multitask.gin")
     for damage in ("truncate", "flip", "empty_state"):

@@ -61,6 +61,7 @@ builds in under 2 minutes with 1.2 GB of memory, `large` (2.8 million rows,
 
 import abc
 import ast
+import contextlib
 import dataclasses
 import inspect
 import json
@@ -555,6 +556,35 @@ def binding_mismatches(builder) -> Dict[str, Tuple[Any, Any]]:
     if then != now:
       out[key] = (then, now)
   return out
+
+
+@contextlib.contextmanager
+def reading_split(builder: tfds.core.DatasetBuilder, split: str):
+  """Reads of a split's files: a damaged file is a ValueError naming the build.
+
+  A truncated or altered TFRecord surfaces as a TensorFlow error deep in an
+  iterator; inside this context it becomes one line that names the directory
+  to delete so that the next run rebuilds it.
+
+  Args:
+    builder: the prepared builder being read.
+    split: the split being read.
+
+  Yields:
+    Nothing; wrap the loop that reads the split.
+
+  Raises:
+    ValueError: when the split's files cannot be read.
+  """
+  try:
+    yield
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+          tf.errors.NotFoundError) as e:
+    raise ValueError(
+        f"the {split} split of {builder.info.full_name} cannot be read "
+        f"({str(e.message).splitlines()[0]}): the build in "
+        f"{builder.data_path} is damaged; delete that directory and the next "
+        "run rebuilds it.") from None
 
 
 def manual_path(dl_manager: tfds.download.DownloadManager,

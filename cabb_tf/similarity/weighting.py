@@ -55,6 +55,7 @@ import pandas as pd
 import tensorflow as tf
 
 from cabb_tf import datasets as datasets_lib
+from cabb_tf.datasets import click_examples
 from cabb_tf.data import schema
 from cabb_tf.similarity import category_cf
 from cabb_tf.similarity import i2i_embedding
@@ -185,16 +186,17 @@ def cabb_rows(builder, fields: Sequence[str],
   decoded to str (and a `split` column when `with_split`)."""
   frames = []
   for split in ("train", "validation", "test"):
-    for batch in builder.as_dataset(split=split).batch(
-        65_536).as_numpy_iterator():
-      positive = batch["y_cabb"] > 0
-      frame = pd.DataFrame({
-          f: (pd.Series(batch[f][positive]).str.decode("utf-8")
-              if batch[f].dtype == object else batch[f][positive])
-          for f in fields})
-      if with_split:
-        frame["split"] = split
-      frames.append(frame)
+    with click_examples.reading_split(builder, split):
+      for batch in builder.as_dataset(split=split).batch(
+          65_536).as_numpy_iterator():
+        positive = batch["y_cabb"] > 0
+        frame = pd.DataFrame({
+            f: (pd.Series(batch[f][positive]).str.decode("utf-8")
+                if batch[f].dtype == object else batch[f][positive])
+            for f in fields})
+        if with_split:
+          frame["split"] = split
+        frames.append(frame)
   if not frames:
     columns = list(fields) + (["split"] if with_split else [])
     return pd.DataFrame({f: pd.Series([], dtype=object) for f in columns})
