@@ -23,6 +23,7 @@ primary figure; the recalibrated one reads as ranking quality.
 import dataclasses
 import math
 
+from absl import logging
 import numpy as np
 
 from cabb_tf import metrics as metrics_lib
@@ -83,6 +84,9 @@ def fit_platt(labels, predictions, sample_weight=None,
   y, p, w = metrics_lib._as_arrays(labels, predictions, sample_weight)  # pylint: disable=protected-access
   positives, total = float(np.sum(w * y)), float(np.sum(w))
   if positives <= 0 or positives >= total:
+    logging.warning("Recalibration: the fitting set has %g positive of %g "
+                    "(weighted); nothing to fit, the identity map is used.",
+                    positives, total)
     return PlattMap()
   x = _logit(p)
   features = np.stack([x, np.ones_like(x)], axis=1)

@@ -557,6 +557,8 @@ def run(base_dir: str,
             if key.startswith("signal_")})
   results["beyond_paper"] = beyond.check(results)
   results["seeds"] = list(seeds)
+  results["selected"] = {"lambda": float(selected_lambda),
+                         "scheme": selected_scheme}
   results["num_examples"] = data.num_examples
   clock.tick()
   results["wall_time_s"] = clock.seconds

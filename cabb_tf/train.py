@@ -158,6 +158,8 @@ def _check_writable(base_dir: str) -> None:
 
 # Below this many CABB-positive rows the CABB head and its NE mean little.
 MIN_CABB_ROWS = 100
+# Fewer click examples than this in the validation or test split is warned.
+MIN_SPLIT_CLICKS = 200
 
 
 def check_dataset(report: Mapping[str, Any], task: str, name: str) -> None:
@@ -182,6 +184,15 @@ def check_dataset(report: Mapping[str, Any], task: str, name: str) -> None:
               "clicks in the same session (event-type mapping, sessions)?")
       raise ValueError(f"dataset {name} has no {key.replace('_', ' ')}: "
                        f"task {task!r} cannot learn from it.{hint}")
+  by_split = report.get("click_examples_by_split", {})
+  for split in ("validation", "test"):
+    if split in by_split and int(by_split[split]) < MIN_SPLIT_CLICKS:
+      logging.warning(
+          "Dataset %s has only %d click examples in its %s split (%s in all): "
+          "early stopping, recalibration and scoring rest on it. The split is "
+          "by time range (docs/method.md, \"Features\"); a log whose events "
+          "crowd into part of its range needs other split fractions.", name,
+          int(by_split[split]), split, by_split)
   rows = report.get("cabb_positive_rows")
   if task == "multitask" and rows is not None and int(rows) < MIN_CABB_ROWS:
     logging.warning(

@@ -185,6 +185,11 @@ class TrainTest(absltest.TestCase):
       train.check_dataset(dict(report, cabb_positive_rows=3), "multitask",
                           "log")
     self.assertIn("only 3 CABB-positive rows", logs.output[0])
+    with self.assertLogs(level="WARNING") as logs:
+      train.check_dataset(dict(report, click_examples_by_split={
+          "train": 870, "validation": 34, "test": 11390}), "caba_only", "log")
+    self.assertIn("only 34 click examples in its validation split",
+                  logs.output[0])
 
   def test_cabb_metrics_are_withheld_below_100_positive_test_rows(self):
     result = {k: 0.5 for k in train.METRIC_KEYS}

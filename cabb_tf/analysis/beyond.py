@@ -28,6 +28,19 @@ from cabb_tf.analysis import ground_truth
 from cabb_tf.analysis import serving
 from cabb_tf.analysis import stats
 
+# How the tables name the weighting schemes.
+SCHEME_LABELS = {"static": "static", "i2i_embedding": "i2i embedding",
+                 "i2i_cf": "item CF", "taxonomy_tree": "taxonomy tree",
+                 "taxonomy_cf": "taxonomy + CF",
+                 "taxonomy_cf_debiased": "debiased taxonomy + CF"}
+
+
+def selected_label(results) -> str:
+  """'λ = 0.75, taxonomy + CF': the selected model of Tables 1 and 3."""
+  chosen = results.get("selected", {"lambda": 0.75, "scheme": "taxonomy_cf"})
+  scheme = chosen["scheme"]
+  return f"λ = {chosen['lambda']:g}, {SCHEME_LABELS.get(scheme, scheme)}"
+
 
 def best_lambda(table2: Mapping[str, Any]) -> Optional[str]:
   """The Table 2 row (λ > 0) with the lowest mean NE over seeds, or None."""
@@ -324,7 +337,8 @@ def render(results: Mapping[str, Any]) -> List[str]:
       lines += [f"- {row}: " + ", ".join(f"{v:.3f}" for v in runs[0])
                 for row, runs in trajectories.items() if runs and runs[0]]
   if "bottoms" in results:
-    lines += ["", "## Beyond the paper: shared bottoms (λ = 0.75, taxonomy + CF)",
+    lines += ["", "## Beyond the paper: shared bottoms "
+              f"({selected_label(results)})",
               "", "| bottom | overall NE | mean NE | CABA NE | CABB NE | "
               "Δ overall vs shared MLP | Δ overall vs last click | overall "
               "floor / closed |",
@@ -405,7 +419,8 @@ def render(results: Mapping[str, Any]) -> List[str]:
   if "alpha_scale" in results:
     truth = results.get("alpha_scale_ground_truth", {})
     lines += ["", "## Beyond the paper: α scale (Table 3 ablation)", "",
-              "The selected model (λ = 0.75, taxonomy + CF) with α as Eq. (3) "
+              f"The selected model ({selected_label(results)}) "
+              "with α as Eq. (3) "
               "gives it ('raw', in [0, 1]) and divided by its mean over the "
               "training split's CABB-positive rows ('mean_one'). Uniform: "
               "CABB NE over all rows; α-weighted: positives weighted by the "

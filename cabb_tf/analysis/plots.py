@@ -11,6 +11,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 from cabb_tf import datasets as datasets_lib  # pylint: disable=g-import-not-at-top
 from cabb_tf import input_pipeline  # pylint: disable=g-import-not-at-top
+from cabb_tf.analysis import beyond  # pylint: disable=g-import-not-at-top
 from cabb_tf.similarity import category_cf  # pylint: disable=g-import-not-at-top
 
 
@@ -170,7 +171,8 @@ def signal_sweep(results: Dict[str, Any], path: str) -> None:
       cells = [results[k].get(name, {}).get(metric) for _, k in present]
       if any(c is None for c in cells):
         continue
-      label = {"multitask": "multitask (taxonomy + CF)"}.get(name, name)
+      label = {"multitask": f"multitask ({beyond.selected_label(results)})"
+              }.get(name, name)
       ax.plot(x, [c["mean"] for c in cells], "o-", label=label)
       ax.fill_between(x, [c["ci95"][0] for c in cells],
                       [c["ci95"][1] for c in cells], alpha=0.2)

@@ -56,7 +56,7 @@ def _table1(results, prefix: str = "") -> List[str]:
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
   names = {"last_click": "Baseline 1 (last click)",
            "caba_only": "Baseline 2 (CABA only)",
-           "multitask": "Multitask (λ = 0.75, taxonomy + CF)"}
+           "multitask": f"Multitask ({beyond.selected_label(results)})"}
   for row, cell in results[table].items():
     lines.append(
         f"| {names.get(row, row)} | "

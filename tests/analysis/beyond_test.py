@@ -18,6 +18,15 @@ def _row(mean_ne):
       "caba_ne", "cabb_ne", "overall_ne", "mean_ne")}
 
 
+class SelectedLabelTest(absltest.TestCase):
+
+  def test_label_names_the_run_selection(self):
+    self.assertEqual(beyond.selected_label(
+        {"selected": {"lambda": 0.5, "scheme": "static"}}), "λ = 0.5, static")
+    # Results written before the selection was recorded: the paper's.
+    self.assertEqual(beyond.selected_label({}), "λ = 0.75, taxonomy + CF")
+
+
 class BestLambdaTest(absltest.TestCase):
 
   def test_lowest_mean_ne_among_positive_lambdas(self):
