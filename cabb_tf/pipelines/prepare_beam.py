@@ -109,10 +109,10 @@ class _PrepareBucket(beam.DoFn):
   def __init__(self, options: prepare_parts.Options):
     self._options = options
 
-  def process(self, bucket_and_paths, log, catalog):
+  def process(self, bucket_and_paths, log, catalog, moves):
     bucket, paths = bucket_and_paths
     result = prepare_parts.prepare_bucket(bucket, list(paths), log, catalog,
-                                          self._options)
+                                          moves, self._options)
     for reason, count in result["drops"].items():
       if reason != "duplicate_rows_kept":
         _counter(f"dropped_{reason}").inc(count)
@@ -273,11 +273,26 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str],
   log_side = beam.pvalue.AsSingleton(log)
   catalog_side = beam.pvalue.AsSingleton(catalog)
 
+  # Users of a source session shared with other users join the bucket of
+  # the first of them (the in-memory path keeps such a session whole).
+  moves = (summaries
+           | "SessionFragments" >> beam.FlatMap(
+               lambda all_: [f for s in all_ for f in s["session_fragments"]])
+           | "GroupSessions" >> beam.GroupByKey()
+           | "SharedSessions" >> beam.FlatMap(
+               lambda kv, log: prepare_parts.multi_user_sessions(
+                   list(kv[1]), log), log=log_side)
+           | "AllShared" >> beam.combiners.ToList()
+           | "UserMoves" >> beam.Map(prepare_parts.user_moves,
+                                     options=options))
+  moves_side = beam.pvalue.AsSingleton(moves)
   buckets = (read.fragments
+             | "RouteFragments" >> beam.FlatMap(prepare_parts.route_fragment,
+                                                moves=moves_side)
              | "GroupFragments" >> beam.GroupByKey()
              | "PrepareBuckets" >> beam.ParDo(
                  _PrepareBucket(options), log=log_side,
-                 catalog=catalog_side).with_outputs(
+                 catalog=catalog_side, moves=moves_side).with_outputs(
                      "blocks", "products", main="summaries"))
   bucket_list = buckets.summaries | "BucketSummaries" >> (
       beam.combiners.ToList())

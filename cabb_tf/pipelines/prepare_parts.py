@@ -289,6 +289,7 @@ def read_shard(shard: int, path: str, options: Options
     raise ValueError(f"input_format must be one of {INPUT_FORMATS}, not "
                      f"{options.input_format!r}.")
   fragments = []
+  session_fragments = []
   kinds: Dict[str, str] = {}
   loaded_days, kept_days = [], []
   lo = hi = None
@@ -307,6 +308,8 @@ def read_shard(shard: int, path: str, options: Options
     if len(inside):
       lo = int(inside.min()) if lo is None else min(lo, int(inside.min()))
       hi = int(inside.max()) if hi is None else max(hi, int(inside.max()))
+    if "session_id" in events:
+      session_fragments += _session_pairs(events, shard, part, options)
     buckets = bucket_of(events["user_id"], options.num_buckets)
     for bucket in np.unique(buckets):
       name = _unique_name(directory,
@@ -314,9 +317,99 @@ def read_shard(shard: int, path: str, options: Options
                           f"{int(bucket):05d}")
       fragments.append((int(bucket), write_frame(
           events[buckets == bucket], name)))
-  summary.update(kinds=kinds, loaded_days=merge_day_parts(loaded_days),
+  summary.update(session_fragments=session_fragments,
+                 kinds=kinds, loaded_days=merge_day_parts(loaded_days),
                  kept_days=merge_day_parts(kept_days), range=(lo, hi))
   return fragments, summary
+
+
+def _session_pairs(events: pd.DataFrame, shard: int, part: int,
+                   options: Options) -> List[Tuple[int, str]]:
+  """Writes the distinct (session, user) pairs of a batch, partitioned by
+  session, for `multi_user_sessions`."""
+  pairs = events[["session_id", "user_id"]].drop_duplicates(
+      ignore_index=True)
+  partition = bucket_of(pairs["session_id"], options.num_buckets)
+  directory = os.path.join(options.temp_dir, "sessions")
+  out = []
+  for p in np.unique(partition):
+    name = _unique_name(directory, f"shard{shard:05d}-part{part:04d}-"
+                        f"sessions{int(p):05d}")
+    out.append((int(p), write_frame(pairs[partition == p], name)))
+  return out
+
+
+def multi_user_sessions(paths: Sequence[str], log: Dict[str, Any]
+                        ) -> List[List[Any]]:
+  """The users of each source session that has several (one partition).
+
+  The in-memory path treats such a session as one session whatever its
+  users, so their users must share a bucket (`user_moves`).
+  """
+  pairs = read_frames(paths)
+  if pairs is None:
+    return []
+  for column in ("session_id", "user_id"):
+    pairs[column] = _as_kind(pairs[column], log["kinds"].get(column))
+  pairs = pairs.drop_duplicates(ignore_index=True)
+  several = pairs["session_id"].duplicated(keep=False).to_numpy()
+  shared = pairs[several]
+  return [sorted(users.tolist(), key=str)
+          for _, users in shared.groupby("session_id")["user_id"]]
+
+
+def user_moves(groups: Sequence[Sequence[Any]], options: Options
+               ) -> Dict[str, Any]:
+  """Puts the users linked by shared sessions into one bucket.
+
+  Users linked through any chain of shared sessions form a group (union
+  find); the group goes to the bucket of its first user (by text). Users
+  not in a shared session stay in their hash bucket.
+
+  Returns:
+    {"target": {user: bucket} for users that move, "sources": {bucket:
+    sorted buckets that receive users from it}}.
+  """
+  parent: Dict[Any, Any] = {}
+
+  def find(user):
+    parent.setdefault(user, user)
+    while parent[user] != user:
+      parent[user] = parent[parent[user]]
+      user = parent[user]
+    return user
+
+  for users in groups:
+    root = find(users[0])
+    for user in users[1:]:
+      other = find(user)
+      if other != root:
+        if str(other) < str(root):
+          root, other = other, root
+        parent[other] = root
+  users = list(parent)
+  if not users:
+    return {"target": {}, "sources": {}}
+  roots = [find(u) for u in users]
+  own = bucket_of(pd.Series(users, dtype=object), options.num_buckets)
+  target = bucket_of(pd.Series(roots, dtype=object), options.num_buckets)
+  moves, sources = {}, {}
+  for user, b_own, b_target in zip(users, own, target):
+    if b_own != b_target:
+      moves[user] = int(b_target)
+      sources.setdefault(int(b_own), set()).add(int(b_target))
+  return {"target": moves,
+          "sources": {b: sorted(d) for b, d in sources.items()}}
+
+
+def route_fragment(bucket_and_path: Tuple[int, str], moves: Dict[str, Any]
+                   ) -> Iterator[Tuple[int, Tuple[str, str]]]:
+  """A fragment goes to its bucket ("own") and to every bucket some of its
+  users move to ("in")."""
+  bucket, path = bucket_and_path
+  yield bucket, (path, "own")
+  for target in moves["sources"].get(bucket, ()):
+    yield target, (path, "in")
 
 
 def _read_parquet(shard: int, path: str, options: Options,
@@ -479,17 +572,34 @@ def read_catalog(path: str) -> pd.DataFrame:
 # fragments and its summary.
 
 
-def _bucket_events(paths: Sequence[str], log: Dict[str, Any],
+def _bucket_events(bucket: int, paths: Sequence[Tuple[str, str]],
+                   log: Dict[str, Any], moves: Dict[str, Any],
                    options: Options, drops: Dict[str, int]
                    ) -> Optional[pd.DataFrame]:
   """A bucket's canonical events in input order, with the whole log's
-  duplicate and time-range drops counted into `drops`."""
-  frame = read_frames(paths)
-  if frame is None:
+  duplicate and time-range drops counted into `drops`.
+
+  `paths` are (fragment, role): an "own" fragment's users stay unless they
+  move to another bucket, an "in" fragment gives the users that move here
+  (`user_moves`).
+  """
+  frames = []
+  targets = moves["target"]
+  for path, role in sorted(paths):
+    frame = read_frame(path)
+    for column in ID_COLUMNS:
+      if column in frame:
+        frame[column] = _as_kind(frame[column], log["kinds"].get(column))
+    if targets:
+      target = frame["user_id"].map(targets).to_numpy(dtype=np.float64)
+      keep = (np.isnan(target) if role == "own" else target == bucket)
+      frame = frame[keep]
+    elif role != "own":
+      continue
+    frames.append(frame)
+  if not frames:
     return None
-  for column in ID_COLUMNS:
-    if column in frame:
-      frame[column] = _as_kind(frame[column], log["kinds"].get(column))
+  frame = pd.concat(frames, ignore_index=True)
   order = np.lexsort((frame[ROW].to_numpy(), frame[SHARD].to_numpy(),
                       frame["timestamp"].to_numpy()))
   frame = frame.iloc[order].reset_index(drop=True)
@@ -530,8 +640,9 @@ def _global_session_ids(events: pd.DataFrame) -> pd.Series:
                    "/" + rank.astype(object), index=events.index)
 
 
-def prepare_bucket(bucket: int, paths: Sequence[str], log: Dict[str, Any],
-                   catalog: pd.DataFrame, options: Options
+def prepare_bucket(bucket: int, paths: Sequence[Tuple[str, str]],
+                   log: Dict[str, Any], catalog: pd.DataFrame,
+                   moves: Dict[str, Any], options: Options
                    ) -> Optional[Dict[str, Any]]:
   """Sessions, labels, the per-user features and the split of one bucket.
 
@@ -543,7 +654,7 @@ def prepare_bucket(bucket: int, paths: Sequence[str], log: Dict[str, Any],
     "drops": {reason: rows}, "clicks": click examples}.
   """
   drops: Dict[str, int] = {}
-  events = _bucket_events(paths, log, options, drops)
+  events = _bucket_events(bucket, paths, log, moves, options, drops)
   if events is None or not len(events):
     return {"bucket": bucket, "drops": drops, "empty": True}
   derived = ("session_id" not in events or not (options.session_options or {})

@@ -14,6 +14,7 @@ import os
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import gin
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -67,23 +68,28 @@ def _expected_rows(examples):
   return frame
 
 
-def _sorted(frame):
+def _sorted(frame, key):
   frame = frame.copy()
-  for column in _KEY:
+  for column in key:
     frame[column] = frame[column].astype(str)
-  return frame.sort_values(_KEY, kind="stable").reset_index(drop=True)
+  return frame.sort_values(key, kind="stable").reset_index(drop=True)
 
 
 class PrepareBeamTest(parameterized.TestCase):
 
-  def _check(self, prepared, output_dir, report, train_events, catalog):
+  def _check(self, prepared, output_dir, report, train_events, catalog,
+             source_sessions=True):
     """Compares a Beam run with the in-memory preparation."""
-    got = _sorted(_read_tfrecords(output_dir))
-    want = _sorted(_expected_rows(prepared.examples))
+    # Source session ids are kept as they are; derived ones are numbered
+    # differently (only the grouping must agree).
+    key = (["session_id"] if source_sessions else []) + _KEY
+    ids = ["click_id"] if source_sessions else _IDS
+    got = _sorted(_read_tfrecords(output_dir), key)
+    want = _sorted(_expected_rows(prepared.examples), key)
     self.assertEqual(len(got), len(want))
-    self.assertFalse(want.duplicated(_KEY).any())
+    self.assertFalse(want.duplicated(key).any())
     for column in want.columns:
-      if column in _IDS:
+      if column in ids:
         continue
       np.testing.assert_array_equal(
           got[column].to_numpy(), want[column].to_numpy(), err_msg=column)
@@ -132,7 +138,8 @@ class PrepareBeamTest(parameterized.TestCase):
     got_train = pd.read_parquet(os.path.join(output_dir,
                                              "train_events.parquet"))
     self.assertEqual(len(got_train), len(train_events))
-    columns = ["user_id", "timestamp", "item_id", "event_type", "leaf"]
+    columns = (["session_id"] if source_sessions else []) + [
+        "user_id", "timestamp", "item_id", "event_type", "leaf"]
     left = got_train[columns].astype(str).sort_values(columns)
     right = train_events[columns].astype(str).sort_values(columns)
     np.testing.assert_array_equal(left.to_numpy(), right.to_numpy())
@@ -151,11 +158,17 @@ class PrepareBeamTest(parameterized.TestCase):
     np.testing.assert_allclose(got_sim.matrix.toarray(),
                                want_sim.matrix.toarray(), atol=1e-9)
 
-  @parameterized.parameters((1, 1), (3, 4))
-  def test_simulated_parquet_shards(self, num_buckets, num_blocks):
+  @parameterized.parameters((1, 1, None), (3, 4, None), (2, 5, 3600.0))
+  def test_simulated_parquet_shards(self, num_buckets, num_blocks, window):
     directory = self.create_tempdir().full_path
     log = simulator.simulate(num_users=300, seed=0)
     events, catalog = log.events, log.catalog
+    if window is not None:
+      # Derived sessions and an attribution window bound in gin.
+      events = events.drop(columns=["session_id"])
+      gin.bind_parameter("cabb_tf.data.labels.label_clicks."
+                         "attribution_window_s", window)
+      self.addCleanup(gin.clear_config)
     for i, part in enumerate(np.array_split(np.arange(len(events)), 3)):
       pq.write_table(pa.Table.from_pandas(events.iloc[part],
                                           preserve_index=False),
@@ -172,9 +185,79 @@ class PrepareBeamTest(parameterized.TestCase):
         num_blocks=num_blocks, pipeline_args=_DIRECT)
     prepared = pipeline.prepare_examples(events, catalog)
     _, validation_start = _boundaries(prepared)
+    if window is not None:
+      self.assertEqual(report["attribution_window_s"], window)
+      from cabb_tf.data import sessions  # pylint: disable=g-import-not-at-top
+      events = sessions.assign_sessions(events)
     train = click_examples.training_events(events, catalog, validation_start)
-    self._check(prepared, output_dir, report, train, catalog)
+    self._check(prepared, output_dir, report, train, catalog,
+                source_sessions=window is None)
     self.assertFalse(os.path.exists(os.path.join(output_dir, "tmp")))
+
+
+  def _check_csv(self, source, preset, load, num_buckets, num_blocks,
+                 header, time_range=None, max_lines=None):
+    directory = self.create_tempdir().full_path
+    pattern, whole = _split_csv(source, directory, preset, 3, header,
+                                max_lines)
+    output_dir = os.path.join(directory, "out")
+    report = prepare_beam.run(pattern, output_dir, csv_preset=preset,
+                              num_buckets=num_buckets, num_blocks=num_blocks,
+                              time_range=time_range, pipeline_args=_DIRECT)
+    events, catalog, loaded_report = load(whole)
+    self.assertEqual(loaded_report["dropped"].get("duplicate", 0) >= 1, True)
+    prepared = pipeline.prepare_examples(events, catalog, loaded_report,
+                                         time_range=time_range)
+    if time_range is not None:
+      events = events[click_examples.in_time_range(events, time_range)]
+    _, validation_start = _boundaries(prepared)
+    from cabb_tf.data import sessions  # pylint: disable=g-import-not-at-top
+    train = click_examples.training_events(
+        sessions.assign_sessions(events.reset_index(drop=True)), catalog,
+        validation_start)
+    self._check(prepared, output_dir, report, train, catalog,
+                source_sessions=preset == "rees46")
+    self.assertEqual(report["duplicate_key"], loaded_report["duplicate_key"])
+    self.assertEqual(report["timestamp_resolution"],
+                     loaded_report["timestamp_resolution"])
+
+  @parameterized.parameters((1, 1), (4, 3))
+  def test_taobao_sample_csv_shards(self, num_buckets, num_blocks):
+    source = shared_data.require(shared_data.TAOBAO)
+    from cabb_tf.datasets.taobao_user_behavior import taobao_user_behavior_dataset_builder as taobao  # pylint: disable=g-import-not-at-top,line-too-long
+    # The first 12,000 lines (whole users: the sample is by user) keep the
+    # test fast; derived sessions, a time range and a duplicate across
+    # shards are what this log adds.
+    self._check_csv(source, "taobao", loaders.load_taobao, num_buckets,
+                    num_blocks, header=False, time_range=taobao.TIME_RANGE_MS,
+                    max_lines=12_000)
+
+  @parameterized.parameters((1, 1), (4, 3))
+  def test_rees46_sample_csv_shards(self, num_buckets, num_blocks):
+    source = shared_data.require(shared_data.REES46)
+    self._check_csv(source, "rees46", loaders.load_rees46, num_buckets,
+                    num_blocks, header=True)
+
+
+def _split_csv(source, directory, name, num_shards, header, max_lines=None):
+  """Cuts a CSV into shards in file order (each with the header), repeats
+  one row of the first shard in the second (a cross-shard duplicate) and
+  writes the concatenation as the in-memory reference; returns
+  (shards glob, reference path)."""
+  with open(source, "rb") as f:
+    lines = f.read().splitlines(keepends=True)
+  head, body = (lines[:1], lines[1:]) if header else ([], lines)
+  body = body[:max_lines]
+  cuts = np.array_split(np.arange(len(body)), num_shards)
+  parts = [[body[i] for i in cut] for cut in cuts]
+  parts[1].insert(len(parts[1]) // 2, parts[0][len(parts[0]) // 2])
+  for i, part in enumerate(parts):
+    with open(os.path.join(directory, f"{name}-{i}.csv"), "wb") as f:
+      f.writelines(head + part)
+  whole = os.path.join(directory, f"{name}.whole")
+  with open(whole, "wb") as f:
+    f.writelines(head + [line for part in parts for line in part])
+  return os.path.join(directory, f"{name}-*.csv"), whole
 
 
 def _boundaries(prepared):
