@@ -885,18 +885,71 @@ def tfrecord_path(output_dir: str, split: str, bucket: int,
                       f"{bucket:05d}-of-{num_buckets:05d}")
 
 
+class ExampleEncoder:
+  """Serializes example rows exactly as the TFDS builders do, faster.
+
+  The fields and their kinds come from the builders' features dict
+  (`click_examples.example_features().get_serialized_info()`), the values
+  from their column readers (`click_examples.example_columns`); the proto
+  is built as TFDS's `ExampleSerializer` builds it, without its per-value
+  checks, which take two thirds of its time. The bytes equal
+  `example_features().serialize_example(row)` (tests/pipelines/
+  prepare_beam_test.py checks every record of its logs).
+  """
+
+  def __init__(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
+    from tensorflow.core.example import feature_pb2  # pylint: disable=g-import-not-at-top
+    from cabb_tf.datasets import click_examples  # pylint: disable=g-import-not-at-top
+    self.spec = click_examples.example_features()
+    self._fields = []
+    for name, info in self.spec.get_serialized_info().items():
+      if info.shape:
+        raise ValueError(f"field {name!r} is not a scalar: {info}.")
+      dtype = tf.as_dtype(info.dtype)
+      kind = ("int" if dtype.is_integer or dtype.is_bool else
+              "float" if dtype.is_floating else "bytes")
+      self._fields.append((name, kind))
+    self._pb = (example_pb2.Example, feature_pb2.Features,
+                feature_pb2.Feature, feature_pb2.Int64List,
+                feature_pb2.FloatList, feature_pb2.BytesList)
+
+  def serialize(self, values: Mapping[str, Sequence[Any]]) -> Iterator[bytes]:
+    """Yields the serialized `tf.train.Example` of each row of `values`
+    (field → Python values, as `click_examples.example_columns` reads)."""
+    example, features, feature, int64s, floats, strings = self._pb
+    columns = []
+    for name, kind in self._fields:
+      column = values[name]
+      if kind == "bytes":
+        column = [v.encode("utf-8") if isinstance(v, str) else v
+                  for v in column]
+      columns.append((name, kind, column))
+    size = len(columns[0][2]) if columns else 0
+    for i in range(size):
+      made = {}
+      for name, kind, column in columns:
+        if kind == "int":
+          made[name] = feature(int64_list=int64s(value=[column[i]]))
+        elif kind == "float":
+          made[name] = feature(float_list=floats(value=[column[i]]))
+        else:
+          made[name] = feature(bytes_list=strings(value=[column[i]]))
+      yield example(features=features(feature=made)).SerializeToString()
+
+
 def write_tfrecords(examples: pd.DataFrame, bucket: int,
                     options: Options) -> Dict[str, int]:
   """Writes a bucket's examples as `tf.train.Example`s, one file per split,
-  encoded by the TFDS builders' own features dict and column readers
-  (`cabb_tf.datasets.click_examples`).
+  with the TFDS builders' encoding (`ExampleEncoder`).
 
   Returns:
     {split: rows written}.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from cabb_tf.datasets import click_examples  # pylint: disable=g-import-not-at-top
-  spec = click_examples.example_features()
+  encoder = ExampleEncoder()
   readers = click_examples.example_columns(examples)
   split = examples["split"].astype(str).to_numpy()
   written = {}
@@ -910,9 +963,8 @@ def write_tfrecords(examples: pd.DataFrame, bucket: int,
       for start in range(0, len(rows), 20_000):
         chunk = rows[start:start + 20_000]
         values = {field: read(chunk) for field, read in readers.items()}
-        for i in range(len(chunk)):
-          writer.write(spec.serialize_example(
-              {field: column[i] for field, column in values.items()}))
+        for record in encoder.serialize(values):
+          writer.write(record)
   return written
 
 

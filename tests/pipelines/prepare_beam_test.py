@@ -46,6 +46,9 @@ def _read_tfrecords(output_dir):
         output_dir, f"click_examples-{split}.tfrecord-*")))
     records = [r.numpy() for r in tf.data.TFRecordDataset(paths)]
     rows[split] = [spec.deserialize_example_np(r) for r in records]
+    # The fast encoder's bytes are the builders' serializer's.
+    for record, row in zip(records, rows[split]):
+      assert spec.serialize_example(row) == record
   frames = []
   for split, values in rows.items():
     frame = pd.DataFrame(values)
