@@ -290,5 +290,101 @@ class SplitAndStatisticsTest(absltest.TestCase):
     self.assertEqual(stats["num_examples"], 3)
 
 
+class PartitionedFeaturesTest(absltest.TestCase):
+  """The pieces the Beam preparation computes apart equal the whole."""
+
+  def _log(self):
+    rnd = np.random.default_rng(0)
+    n = 600
+    rows = list(zip(rnd.integers(0, 12, n), np.sort(rnd.integers(0, 400, n)) * S,
+                    rnd.choice(["A", "B", "Z"], n),
+                    rnd.choice([C, C, C, P, K, I], n)))
+    events = make_events(rows)
+    return events, featurize(events)
+
+  def test_as_of_popularity_by_time_blocks_equals_the_whole_log(self):
+    events, full = self._log()
+    first = full[full["w_caba"] > 0]
+    leaf = encoding.item_table(pd.unique(events["item_id"]), CATALOG)
+    leaf_of = dict(zip(pd.unique(events["item_id"]), leaf["leaf"]))
+    items = {"A": 0, "B": 1, "Z": 2}
+    leaves = {name: i for i, name in enumerate(sorted(set(leaf_of.values())))}
+    keys = {"item": events["item_id"].map(items).to_numpy(),
+            "leaf": events["item_id"].map(leaf_of).map(leaves).to_numpy()}
+    query_keys = {"item": first["item_a"].map(items).to_numpy(),
+                  "leaf": first["item_a"].map(leaf_of).map(leaves).to_numpy()}
+    ts, types = events["timestamp"].to_numpy(), schema.event_type_codes(events)
+    q_ts = first["timestamp"].to_numpy()
+    for num_blocks in (1, 3, 7):
+      edges = np.linspace(ts.min(), ts.max() + 1, num_blocks + 1).astype(
+          np.int64)
+      block, q_block = (np.searchsorted(edges, t, side="right") - 1
+                        for t in (ts, q_ts))
+      got = {f: np.zeros(len(first), dtype=first[f].dtype)
+             for f in features.POPULARITY_FEATURES}
+      for b in range(num_blocks):
+        h, q = block == b, q_block == b
+        prefix = {}
+        for name in ("item", "leaf"):
+          before = block < b
+          count = lambda t: np.bincount(  # pylint: disable=cell-var-from-loop
+              keys[name][before & (types == t)], minlength=3)
+          prefix[name] = (count(schema.CLICK)[query_keys[name][q]],
+                          count(schema.PURCHASE)[query_keys[name][q]])
+        out = features.as_of_popularity(
+            {k: v[h] for k, v in keys.items()}, ts[h], types[h],
+            {k: v[q] for k, v in query_keys.items()}, q_ts[q], prefix)
+        for name, values in out.items():
+          got[name][q] = values
+      for name in features.POPULARITY_FEATURES:
+        np.testing.assert_array_equal(got[name], first[name].to_numpy(),
+                                      err_msg=f"{name}, {num_blocks} blocks")
+
+  def test_without_popularity_the_other_features_are_unchanged(self):
+    events, full = self._log()
+    part = features.compute_features(events, CATALOG,
+                                     labels.label_clicks(events),
+                                     popularity=False)
+    for name in features.POPULARITY_FEATURES:
+      self.assertNotIn(name, part.columns)
+    pd.testing.assert_frame_equal(part, full[part.columns], check_exact=True)
+
+  def test_merged_statistics_equal_the_whole(self):
+    _, full = self._log()
+    whole = features.fit_feature_statistics(full)
+    user = full["user_id"].to_numpy()
+    parts = [features.feature_statistics_part(full[user % 3 == r],
+                                              max_vocabulary=100_000)
+             for r in range(3)]
+    merged = features.merge_feature_statistics(parts)
+    self.assertEqual(merged["vocabulary"], whole["vocabulary"])
+    self.assertEqual(merged["num_examples"], whole["num_examples"])
+    for name, moments in whole["numeric"].items():
+      for key, value in moments.items():
+        self.assertAlmostEqual(merged["numeric"][name][key], value, places=12)
+
+
+class MergePurchaseStatsTest(absltest.TestCase):
+
+  def test_parts_of_disjoint_users_merge_into_the_whole(self):
+    rnd = np.random.default_rng(1)
+    n = 500
+    rows = list(zip(rnd.integers(0, 10, n), np.sort(rnd.integers(0, 300, n)) * S,
+                    rnd.choice(["A", "B", "Z"], n), rnd.choice([C, C, P, K], n)))
+    events = make_events(rows)
+    for window in (None, 50.0):
+      whole = labels.purchase_stats(events, CATALOG, window)
+      user = events["user_id"].to_numpy()
+      parts = [labels.purchase_stats(events[user % 2 == r].reset_index(
+          drop=True), CATALOG, window) for r in range(2)]
+      merged = labels.merge_purchase_stats(parts)
+      self.assertEqual(merged.keys(), whole.keys())
+      for key, value in whole.items():
+        if isinstance(value, float) and np.isnan(value):
+          self.assertTrue(np.isnan(merged[key]), key)
+        else:
+          self.assertEqual(merged[key], value, key)
+
+
 if __name__ == "__main__":
   absltest.main()
