@@ -185,7 +185,7 @@ def _write_text(path: str, text: str) -> None:
     report_lib.write_json(json.loads(text), path)
 
 
-def _write_side_files(_, log, summaries, catalog_and_extra, buckets, items,
+def _write_side_files(_, log, catalog_and_extra, buckets, items,
                       statistics_parts, options: prepare_parts.Options,
                       source: str, has_session_column: bool):
   """Writes the report, the statistics, the catalog and the train events."""
@@ -206,7 +206,6 @@ def _write_side_files(_, log, summaries, catalog_and_extra, buckets, items,
                                                key=lambda b: b["bucket"])
                    if not b["empty"] and b["train"]],
                   os.path.join(out, TRAIN_EVENTS_FILE))
-  del summaries
   yield report
 
 
@@ -323,7 +322,6 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str],
             | "Finish" >> beam.Create([None])
             | "WriteSideFiles" >> beam.FlatMap(
                 _write_side_files, log=log_side,
-                summaries=beam.pvalue.AsSingleton(summaries),
                 catalog_and_extra=beam.pvalue.AsSingleton(catalog_and_extra),
                 buckets=beam.pvalue.AsSingleton(bucket_list),
                 items=beam.pvalue.AsSingleton(prefixes),
