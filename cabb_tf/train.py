@@ -530,7 +530,7 @@ def run(base_dir: str,
   manager = _checkpoint_manager(checkpoint, checkpoint_dir)
   best = tf.train.Checkpoint(model=model)
   best_prefix = os.path.join(base_dir, "best", "ckpt")
-  if _checkpoint_prefixes(checkpoint_dir):
+  if _checkpoint_prefixes(checkpoint_dir, warn=False):
     # Build the optimizer's slots first so that they are restored too.
     model.optimizer.build(model.trainable_variables)
     resumed = restore_latest_good(checkpoint, checkpoint_dir)
@@ -638,10 +638,11 @@ def run(base_dir: str,
   return result
 
 
-def _checkpoint_prefixes(directory: str) -> list:
+def _checkpoint_prefixes(directory: str, warn: bool = True) -> list:
   """The `ckpt-<n>` prefixes with an index file in `directory`, newest first.
 
-  Data files without an index (an interrupted save) are named in a warning.
+  Data files without an index (an interrupted save) are named in a warning
+  when `warn`.
   """
   def number(path):
     tail = os.path.basename(path).split(".")[0].rpartition("-")[2]
@@ -652,7 +653,7 @@ def _checkpoint_prefixes(directory: str) -> list:
                     reverse=True)
   orphans = sorted({p.split(".data-")[0] for p in tf.io.gfile.glob(
       os.path.join(directory, "ckpt-*.data-*"))} - set(prefixes))
-  for orphan in orphans:
+  for orphan in orphans if warn else ():
     logging.warning("Checkpoint %s has data but no .index file (an "
                     "interrupted save): ignored.", orphan)
   return prefixes

@@ -1261,9 +1261,13 @@ def _parse_timestamps(ctx: _CsvContext, column: pa.ChunkedArray, name: str,
                         "Check timestamp_format.")
   bad = ~null & ((ms < MIN_TIMESTAMP_MS) | (ms >= MAX_TIMESTAMP_MS))
   if bad.any():
+    hint = "Check timestamp_format."
+    if fmt is not None and not any(d in fmt for d in ("%Y", "%y", "%G",
+                                                      "%s")):
+      hint = (f"The format {fmt!r} has no year (strptime reads 1900): bind "
+              "load_csv.default_year, or check timestamp_format.")
     raise _value_error(ctx, column, name, bad,
-                       f"timestamp {_TIME_RANGE_TEXT}:",
-                       "Check timestamp_format.")
+                       f"timestamp {_TIME_RANGE_TEXT}:", hint)
   return ms
 
 
