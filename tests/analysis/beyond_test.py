@@ -94,7 +94,7 @@ class CheckTest(absltest.TestCase):
 
 
 def _ne(y, p):
-  """NE by SPEC §7, written out for a handful of rows."""
+  """NE by docs/metrics.md, written out for a handful of rows."""
   ce = -sum(t * math.log(q) + (1 - t) * math.log(1 - q) for t, q in zip(y, p))
   rate = sum(y) / len(y)
   base = -len(y) * (rate * math.log(rate) + (1 - rate) * math.log(1 - rate))

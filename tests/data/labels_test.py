@@ -1,5 +1,5 @@
 """Tests of CABA / CABB / last-click labels against hand-derived values and a
-plain-Python reference implementation of SPEC §2."""
+plain-Python reference implementation of the labels of docs/method.md."""
 
 import collections
 
@@ -27,7 +27,7 @@ def make_events(rows):
 
 
 def _click_rows(session, user, ts, item, later, y_last):
-  """SPEC §2 rows of one click, given {item bought later: its last position}."""
+  """The label rows (docs/method.md, "Labels") of one click, given {item bought later: its last position}."""
   y_caba = int(item in later)
   others = sorted((j, b) for b, j in later.items() if b != item)
   if not others:
@@ -37,7 +37,7 @@ def _click_rows(session, user, ts, item, later, y_last):
 
 
 def reference_labels(rows):
-  """SPEC §2 written as plainly as possible: a loop over sessions."""
+  """The label rules written as plainly as possible: a loop over sessions."""
   by_session = collections.OrderedDict()
   for position, row in enumerate(rows):
     by_session.setdefault(row[0], []).append((row[2], position, row))

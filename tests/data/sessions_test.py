@@ -1,4 +1,4 @@
-"""Tests of session assignment (SPEC §1)."""
+"""Tests of session assignment (docs/method.md, "Event log")."""
 
 from absl.testing import absltest
 from absl.testing import parameterized
