@@ -27,7 +27,10 @@ def make_events(rows):
 
 
 def _click_rows(session, user, ts, item, later, y_last):
-  """The label rows (docs/method.md, "Labels") of one click, given {item bought later: its last position}."""
+  """The label rows (docs/method.md, "Labels") of one click.
+
+  `later` is {item bought later: its last position}.
+  """
   y_caba = int(item in later)
   others = sorted((j, b) for b, j in later.items() if b != item)
   if not others:
