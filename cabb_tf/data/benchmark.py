@@ -146,13 +146,8 @@ def run(base_dir: str,
       results.append(measured)
     finally:
       shutil.rmtree(scratch, ignore_errors=True)
-  os.makedirs(base_dir, exist_ok=True)
-  report_lib.write_json({"cpu_count": os.cpu_count(), "results": results},
-                        os.path.join(base_dir, "benchmark_data.json"))
-  table = markdown_table(results)
-  with open(os.path.join(base_dir, "benchmark_data.md"), "w") as f:
-    f.write(table)
-  print(table)
+  report_lib.write_benchmark(base_dir, "benchmark_data", results,
+                             markdown_table(results))
   return results
 
 

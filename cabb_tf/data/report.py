@@ -70,6 +70,18 @@ def write_json(obj: Any, path: str) -> None:
     raise
 
 
+def write_benchmark(base_dir: str, stem: str, results: Any,
+                    table: str) -> None:
+  """Writes a benchmark's `stem.json` (results and CPU count) and `stem.md`
+  (its table) into `base_dir`, and prints the table."""
+  os.makedirs(base_dir, exist_ok=True)
+  write_json({"cpu_count": os.cpu_count(), "results": results},
+             os.path.join(base_dir, f"{stem}.json"))
+  with open(os.path.join(base_dir, f"{stem}.md"), "w") as f:
+    f.write(table)
+  print(table)
+
+
 def write_report(report: Report, path: str) -> None:
   """Checks `report` and writes it to `path` (normally `data_report.json`)."""
   check_report(report)

@@ -114,6 +114,24 @@ def empty_catalog(item_dtype="int64") -> pd.DataFrame:
   return make_catalog(pd.Series([], dtype=item_dtype), [])
 
 
+def catalog_from_parquet_frame(catalog: pd.DataFrame) -> pd.DataFrame:
+  """A catalog read back from Parquet, with this module's column types.
+
+  Parquet gives `category_path` as arrays: they become tuples of str;
+  `leaf` and `top_category` become object columns, missing brands None and
+  `price` float64. Changes `catalog` in place and returns it.
+  """
+  catalog["category_path"] = pd.Series(
+      [tuple(str(p) for p in path) for path in catalog["category_path"]],
+      dtype=object, index=catalog.index)
+  for name in ("leaf", "top_category"):
+    catalog[name] = catalog[name].astype(object)
+  brand = catalog["brand"].astype(object)
+  catalog["brand"] = brand.where(pd.notna(brand), None)
+  catalog["price"] = catalog["price"].astype(np.float64)
+  return catalog
+
+
 def validate_events(events: pd.DataFrame, name: str = "events") -> None:
   """Checks that `events` follows the canonical schema.
 

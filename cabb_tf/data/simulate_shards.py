@@ -111,16 +111,7 @@ def read_catalog(path: str) -> pd.DataFrame:
   `category_path` comes back as tuples, `leaf`, `top_category` and `brand`
   as object columns (missing brands None), `price` as float64.
   """
-  catalog = pq.read_table(path).to_pandas()
-  catalog["category_path"] = pd.Series(
-      [tuple(str(p) for p in path) for path in catalog["category_path"]],
-      dtype=object)
-  for name in ("leaf", "top_category"):
-    catalog[name] = catalog[name].astype(object)
-  brand = catalog["brand"].astype(object)
-  catalog["brand"] = brand.where(pd.notna(brand), None)
-  catalog["price"] = catalog["price"].astype(np.float64)
-  return catalog
+  return schema.catalog_from_parquet_frame(pq.read_table(path).to_pandas())
 
 
 def _json_value(value: Any) -> Any:

@@ -688,15 +688,7 @@ def load_training_events(
       events["event_type"].astype(str), dtype=schema.EVENT_TYPE_DTYPE)
   with (directory / CATALOG_FILE).open("rb") as f:
     catalog = pq.read_table(f).to_pandas()
-  catalog["category_path"] = pd.Series(
-      [tuple(str(p) for p in path) for path in catalog["category_path"]],
-      dtype=object)
-  for name in ("leaf", "top_category"):
-    catalog[name] = catalog[name].astype(object)
-  brand = catalog["brand"].astype(object)
-  catalog["brand"] = brand.where(pd.notna(brand), None)
-  catalog["price"] = catalog["price"].astype(np.float64)
-  return events, catalog
+  return events, schema.catalog_from_parquet_frame(catalog)
 
 
 def num_rows(examples: pd.DataFrame) -> Dict[str, int]:
