@@ -97,19 +97,26 @@ def run_sampled(command: Sequence[str], sample_s: float = 0.5,
 
   Returns:
     {"wall_s", "returncode", "peak_tree_rss_bytes", "peak_tree_pss_bytes",
-     "max_processes", "samples"}.
+     "max_processes", "samples", "pss_timeline"}: the timeline holds
+    (seconds, tree PSS, processes) every 10 s and at each new peak, to find
+    the stage that sets the peak in the pipeline's log.
   """
   out = open(log_path, "w") if log_path else subprocess.DEVNULL  # pylint: disable=consider-using-with
   start = time.perf_counter()
   process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
   peak = {"rss": 0, "pss": 0, "processes": 0}
   samples = 0
+  timeline = []  # (seconds, tree PSS bytes, processes), at most every 10 s.
   try:
     while process.poll() is None:
       now = tree_memory(process.pid)
       samples += 1
       for key in peak:
         peak[key] = max(peak[key], now[key])
+      elapsed = time.perf_counter() - start
+      if not timeline or elapsed - timeline[-1][0] >= 10.0 or (
+          now["pss"] >= peak["pss"]):
+        timeline.append((round(elapsed, 1), now["pss"], now["processes"]))
       time.sleep(sample_s)
   finally:
     if process.poll() is None:
@@ -120,7 +127,8 @@ def run_sampled(command: Sequence[str], sample_s: float = 0.5,
           "returncode": process.returncode,
           "peak_tree_rss_bytes": peak["rss"],
           "peak_tree_pss_bytes": peak["pss"],
-          "max_processes": peak["processes"], "samples": samples}
+          "max_processes": peak["processes"], "samples": samples,
+          "pss_timeline": timeline}
 
 
 def _write_log(directory: str, num_events: int, seed: int,
@@ -211,12 +219,8 @@ def run(base_dir: str,
       results.append(measured)
     finally:
       shutil.rmtree(scratch, ignore_errors=True)
-  report_lib.write_json({"cpu_count": os.cpu_count(), "results": results},
-                        os.path.join(base_dir, "benchmark_beam.json"))
-  table = markdown_table(results)
-  with open(os.path.join(base_dir, "benchmark_beam.md"), "w") as f:
-    f.write(table)
-  print(table)
+  report_lib.write_benchmark(base_dir, "benchmark_beam", results,
+                             markdown_table(results))
   return results
 
 

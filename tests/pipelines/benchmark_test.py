@@ -34,6 +34,8 @@ class TreeMemoryTest(absltest.TestCase):
         200 << 20))
     self.assertGreaterEqual(measured["peak_tree_rss_bytes"],
                             measured["peak_tree_pss_bytes"])
+    self.assertEqual(max(pss for _, pss, _ in measured["pss_timeline"]),
+                     measured["peak_tree_pss_bytes"])
 
   def test_tree_pids_holds_this_process(self):
     self.assertIn(os.getpid(), benchmark.tree_pids(os.getppid()))
