@@ -818,6 +818,45 @@ def feature_statistics_part(examples: pd.DataFrame,
           "num_examples": int(len(clicks))}
 
 
+def _merge_moments(a, b):
+  """Chan's parallel merge of two (count, missing, n, mean, m2) tuples."""
+  count, miss, n_a, mean_a, m2_a = a
+  count_b, miss_b, n_b, mean_b, m2_b = b
+  n = n_a + n_b
+  if not n:
+    return (count + count_b, miss + miss_b, 0, 0.0, 0.0)
+  delta = mean_b - mean_a
+  return (count + count_b, miss + miss_b, n, mean_a + delta * n_b / n,
+          m2_a + m2_b + delta * delta * n_a * n_b / n)
+
+
+def combine_statistics_parts(a: Dict[str, object], b: Dict[str, object],
+                             max_vocabulary: Optional[int] = None,
+                             partitioned: Sequence[str] = ("user_id",)
+                             ) -> Dict[str, object]:
+  """Two `feature_statistics_part`s of disjoint example sets as one part.
+
+  Merging parts pairwise, as a Beam `CombineFn` does, holds one part's worth
+  of counts at a time (∝ distinct values), not every part's. With
+  `max_vocabulary`, the counts of the `partitioned` features keep their
+  `max_vocabulary` most frequent values, as `feature_statistics_part` does:
+  exact when no value of those features is in two parts.
+  """
+  numeric = dict(a["numeric"])
+  for name, moments in b["numeric"].items():
+    numeric[name] = (_merge_moments(numeric[name], moments)
+                     if name in numeric else moments)
+  counts = dict(a["counts"])
+  for name, c in b["counts"].items():
+    if name in counts:
+      c = pd.concat([counts[name], c]).groupby(level=0).sum()
+      if max_vocabulary is not None and name in partitioned:
+        c = c[c.index.isin(_vocabulary(c, max_vocabulary, 1))]
+    counts[name] = c
+  return {"numeric": numeric, "counts": counts,
+          "num_examples": int(a["num_examples"]) + int(b["num_examples"])}
+
+
 def merge_feature_statistics(parts: Sequence[Dict[str, object]],
                              max_vocabulary: int = 100_000,
                              min_count: int = 1) -> Dict[str, dict]:

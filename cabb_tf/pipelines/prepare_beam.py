@@ -168,6 +168,37 @@ class _WriteBucket(beam.DoFn):
         train, max_vocabulary=statistics.get("max_vocabulary", 100_000))
 
 
+class _MergeStatistics(beam.CombineFn):
+  """The buckets' training statistics parts merged into one part.
+
+  Pairwise (`features.combine_statistics_parts`), so the merge holds counts
+  ∝ distinct values, not one part per bucket (docs/beam.md, memory bounds).
+  """
+
+  def __init__(self, max_vocabulary: int):
+    super().__init__()
+    self._max_vocabulary = max_vocabulary
+
+  def create_accumulator(self):
+    return None
+
+  def add_input(self, accumulator, part):
+    if accumulator is None:
+      return part
+    return features_lib.combine_statistics_parts(
+        accumulator, part, max_vocabulary=self._max_vocabulary)
+
+  def merge_accumulators(self, accumulators):
+    merged = None
+    for accumulator in accumulators:
+      if accumulator is not None:
+        merged = self.add_input(merged, accumulator)
+    return merged
+
+  def extract_output(self, accumulator):
+    return accumulator
+
+
 def _click_offsets(buckets: List[Dict[str, Any]]) -> Dict[int, int]:
   """Dense click ids: each bucket's first id, buckets in order."""
   offsets, total = {}, 0
@@ -193,7 +224,8 @@ def _write_side_files(_, log, catalog_and_extra, buckets, items,
   report = prepare_parts.assemble_report(source, log, buckets, items, extra,
                                          options, has_session_column)
   statistics = features_lib.merge_feature_statistics(
-      statistics_parts, **(options.statistics_options or {}))
+      [] if statistics_parts is None else [statistics_parts],
+      **(options.statistics_options or {}))
   out = options.output_dir
   _write_text(os.path.join(out, DATA_REPORT_FILE),
               json.dumps(report, default=_builtin))
@@ -315,7 +347,8 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str],
       | "JoinAnswers" >> beam.CoGroupByKey()
       | "WriteBuckets" >> beam.ParDo(
           _WriteBucket(options), offsets=beam.pvalue.AsSingleton(offsets))
-      | "StatisticsParts" >> beam.combiners.ToList())
+      | "MergeStatistics" >> beam.CombineGlobally(_MergeStatistics(
+          (options.statistics_options or {}).get("max_vocabulary", 100_000))))
   has_session_column = "session_column" in (options.csv_options or {}) or (
       "session_id" in (options.csv_options or {}).get("columns", {}))
   report = (pipeline

@@ -356,12 +356,33 @@ class PartitionedFeaturesTest(absltest.TestCase):
     parts = [features.feature_statistics_part(full[user % 3 == r],
                                               max_vocabulary=100_000)
              for r in range(3)]
-    merged = features.merge_feature_statistics(parts)
-    self.assertEqual(merged["vocabulary"], whole["vocabulary"])
-    self.assertEqual(merged["num_examples"], whole["num_examples"])
-    for name, moments in whole["numeric"].items():
-      for key, value in moments.items():
-        self.assertAlmostEqual(merged["numeric"][name][key], value, places=12)
+    # All parts at once, and pairwise in two orders (as a Beam CombineFn may
+    # merge them), with a user vocabulary cap of 2 that must stay exact.
+    pairwise = [
+        features.combine_statistics_parts(
+            features.combine_statistics_parts(parts[0], parts[1]), parts[2]),
+        features.combine_statistics_parts(
+            parts[2], features.combine_statistics_parts(parts[1], parts[0]))]
+    for merged in [features.merge_feature_statistics(parts)] + [
+        features.merge_feature_statistics([p]) for p in pairwise]:
+      self.assertEqual(merged["vocabulary"], whole["vocabulary"])
+      self.assertEqual(merged["num_examples"], whole["num_examples"])
+      for name, moments in whole["numeric"].items():
+        for key, value in moments.items():
+          self.assertAlmostEqual(merged["numeric"][name][key], value,
+                                 places=12)
+    capped = [features.feature_statistics_part(full[user % 3 == r],
+                                               max_vocabulary=2)
+              for r in range(3)]
+    combined = features.combine_statistics_parts(
+        features.combine_statistics_parts(capped[0], capped[1],
+                                          max_vocabulary=2),
+        capped[2], max_vocabulary=2)
+    self.assertEqual(
+        features.merge_feature_statistics([combined], max_vocabulary=2),
+        features.fit_feature_statistics(full, max_vocabulary=2) | {
+            "numeric": features.merge_feature_statistics(
+                [combined], max_vocabulary=2)["numeric"]})
 
 
 class MergePurchaseStatsTest(absltest.TestCase):
