@@ -108,7 +108,7 @@ def _prepare_timed(directory: str) -> Dict[str, Any]:
               peak_bytes_per_event=(peak - baseline) / max(n, 1))
 
 
-def _in_child(function, *args):
+def in_child(function, *args):
   """Runs `function(*args)` in a fresh spawned process and returns its value."""
   context = multiprocessing.get_context("spawn")
   with context.Pool(1) as pool:
@@ -135,10 +135,10 @@ def run(base_dir: str,
   for size in sizes:
     scratch = tempfile.mkdtemp(prefix="cabb_bench_", dir=work_dir or None)
     try:
-      written = _in_child(_write_log, int(size), seed, scratch)
+      written = in_child(_write_log, int(size), seed, scratch)
       logging.info("size %d: wrote %d events (%.1f MB CSV)", size,
                    written["events"], written["csv_bytes"] / 1e6)
-      measured = _in_child(_prepare_timed, scratch)
+      measured = in_child(_prepare_timed, scratch)
       measured.update(requested_events=int(size),
                       csv_bytes=written["csv_bytes"],
                       simulate_s=written["simulate_s"])

@@ -29,6 +29,7 @@ example, whatever the session or user sizes.
 """
 
 import concurrent.futures
+import functools
 from typing import (Callable, Dict, List, Mapping, Optional, Sequence, Tuple,
                     TypeVar)
 
@@ -863,41 +864,27 @@ def merge_feature_statistics(parts: Sequence[Dict[str, object]],
   """`fit_feature_statistics` of the union of `feature_statistics_part`s.
 
   Args:
-    parts: the parts (at least one).
+    parts: the parts (none gives empty statistics).
     max_vocabulary: as in `fit_feature_statistics`.
     min_count: as in `fit_feature_statistics` (at least 1).
 
   Returns:
     The statistics, in `fit_feature_statistics`' format.
   """
+  whole = functools.reduce(combine_statistics_parts, parts,
+                           {"numeric": {}, "counts": {}, "num_examples": 0})
   numeric = {}
   for name in NUMERIC_FEATURES:
-    moments = [p["numeric"][name] for p in parts if name in p["numeric"]]
-    if not moments:
+    if name not in whole["numeric"]:
       continue
-    total = missing = n = 0
-    mean = m2 = 0.0
-    for count, miss, n_b, mean_b, m2_b in moments:
-      total += count
-      missing += miss
-      if not n_b:
-        continue
-      delta = mean_b - mean
-      new_n = n + n_b
-      mean += delta * n_b / new_n
-      m2 += m2_b + delta * delta * n * n_b / new_n
-      n = new_n
+    total, missing, n, mean, m2 = whole["numeric"][name]
     numeric[name] = {
         "mean": float(mean) if n else 0.0,
         "std": float(np.sqrt(m2 / n)) if n else 1.0,
         "missing": float(missing / total) if total else 0.0,
     }
-  vocabulary = {}
-  for name in ID_FEATURES:
-    counts = [p["counts"][name] for p in parts if name in p["counts"]]
-    if not counts:
-      continue
-    merged = pd.concat(counts).groupby(level=0).sum()
-    vocabulary[name] = _vocabulary(merged, max_vocabulary, min_count)
+  vocabulary = {name: _vocabulary(whole["counts"][name], max_vocabulary,
+                                  min_count)
+                for name in ID_FEATURES if name in whole["counts"]}
   return {"numeric": numeric, "vocabulary": vocabulary,
-          "num_examples": int(sum(p["num_examples"] for p in parts))}
+          "num_examples": int(whole["num_examples"])}

@@ -255,19 +255,24 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
                  len(fingerprints), path)
     self.info.metadata[provenance.SOURCE_FILES_KEY] = fingerprints
 
-  def manual_source(self, override: Optional[str], file_name: str) -> str:
-    """The raw file of a manual-download builder, without a download manager.
+  def manual_source(self, override: Optional[str], file_name: str,
+                    dl_manager: Optional[tfds.download.DownloadManager] = None
+                    ) -> str:
+    """The raw file of a manual-download builder, when building or checking.
 
-    `override` (a gin binding) or `file_name`; a bare name is in the manual
-    directory of the last `download_and_prepare` (TFDS's default
-    `<data_dir>/downloads/manual` when none was given), a path (with a '/')
-    is read as it is. `manual_path` resolves the same name while building.
+    `override` (a gin binding) or `file_name`; a path (with a '/') is read as
+    it is, a bare name is in the manual directory: `dl_manager`'s while
+    building, else the one of the last `download_and_prepare` as TFDS
+    resolves it (`download_config.manual_dir`, else `<download_dir>/manual`,
+    the download directory defaulting to `<data_dir>/downloads`).
     """
     chosen = override or file_name
     if "/" in chosen:
       return chosen
-    manual_dir = (getattr(self, "_requested_manual_dir", None) or
-                  os.path.join(self.data_dir_root, "downloads", "manual"))
+    if dl_manager is not None:
+      return os.fspath(dl_manager.manual_dir / chosen)
+    manual_dir = getattr(self, "_requested_manual_dir", None) or os.path.join(
+        self.data_dir_root, "downloads", "manual")
     return os.path.join(os.fspath(manual_dir), chosen)
 
   def check_reuse(self) -> None:
@@ -288,13 +293,17 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
     gin_utils.mark_read(
         bound, why=f"compared with the record of the build in {self.data_path}")
 
-  def download_and_prepare(self, *, download_config=None, **kwargs):
+  def download_and_prepare(self, *, download_dir=None, download_config=None,
+                           **kwargs):
     """Checks a reused build first (`check_reuse`), then TFDS' own."""
-    self._requested_manual_dir = (
-        download_config.manual_dir if download_config is not None else None)
+    manual_dir = download_config.manual_dir if download_config else None
+    if manual_dir is None and download_dir is not None:
+      manual_dir = os.path.join(os.fspath(download_dir), "manual")
+    self._requested_manual_dir = manual_dir
     if self.is_prepared():
       self.check_reuse()
-    return super().download_and_prepare(download_config=download_config,
+    return super().download_and_prepare(download_dir=download_dir,
+                                        download_config=download_config,
                                         **kwargs)
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -585,17 +594,6 @@ def reading_split(builder: tfds.core.DatasetBuilder, split: str):
         f"({str(e.message).splitlines()[0]}): the build in "
         f"{builder.data_path} is damaged; delete that directory and the next "
         "run rebuilds it.") from None
-
-
-def manual_path(dl_manager: tfds.download.DownloadManager,
-                override: Optional[str], file_name: str) -> str:
-  """The raw file a builder reads: `override` (a gin binding) or its config's
-  `file_name`; a bare name is looked up in the manual directory, a path
-  (with a '/') is read as it is."""
-  chosen = override or file_name
-  if "/" in chosen:  # A path; the manual directory is not needed.
-    return chosen
-  return os.fspath(dl_manager.manual_dir / chosen)
 
 
 def _builtin(value):

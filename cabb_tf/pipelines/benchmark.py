@@ -19,7 +19,6 @@ memory bounded by the work unit shows as a flat peak across sizes.
 
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from absl import logging
 import gin
 
+from cabb_tf.data import benchmark as data_benchmark
 from cabb_tf.data import report as report_lib
 
 
@@ -142,13 +142,6 @@ def _write_log(directory: str, num_events: int, seed: int,
           "simulate_s": time.perf_counter() - start}
 
 
-def _in_child(function, *args):
-  """Runs `function(*args)` in a fresh spawned process and returns its value."""
-  context = multiprocessing.get_context("spawn")
-  with context.Pool(1) as pool:
-    return pool.apply(function, args)
-
-
 @gin.configurable(denylist=["base_dir"])
 def run(base_dir: str,
         sizes: Sequence[int] = (10**6,),
@@ -184,7 +177,8 @@ def run(base_dir: str,
                                dir=work_dir or None)
     try:
       log_dir = os.path.join(scratch, "log")
-      written = _in_child(_write_log, log_dir, int(size), seed, chunk_events)
+      written = data_benchmark.in_child(_write_log, log_dir, int(size), seed,
+                                        chunk_events)
       num_buckets = max(1, math.ceil(written["events"] / events_per_bucket))
       num_blocks = max(1, math.ceil(written["events"] / events_per_block))
       command = [

@@ -735,7 +735,7 @@ def prepare_bucket(bucket: int, paths: Sequence[Tuple[str, str]],
 
 def block_counts(block: int, history_paths: Sequence[str],
                  options: Options) -> str:
-  """Per item and per leaf: clicks, purchases and events in one block.
+  """Per item and per leaf: clicks and purchases in one block.
 
   Returns:
     The path of the pickled {"item": frame, "leaf": frame}.
@@ -744,8 +744,7 @@ def block_counts(block: int, history_paths: Sequence[str],
   types = history["event_type"].to_numpy()
   frame = pd.DataFrame({"clicks": (types == schema.CLICK).astype(np.int64),
                         "purchases": (types == schema.PURCHASE).astype(
-                            np.int64),
-                        "events": np.ones(len(types), dtype=np.int64)})
+                            np.int64)})
   table = {"item": frame.groupby(history["item_id"].to_numpy()).sum(),
            "leaf": frame.groupby(history["leaf"].to_numpy()).sum()}
   directory = os.path.join(options.temp_dir, "blocks")
@@ -783,9 +782,9 @@ def prefix_counts(counts: Sequence[Tuple[int, str]], catalog: pd.DataFrame,
   prefix = {}
   directory = os.path.join(options.temp_dir, "blocks")
   for block, path in sorted(counts):
-    before = {key: frame.copy() for key, frame in totals.items()}
+    # Written at once; the totals are replaced below, never changed in place.
     prefix[block] = write_pickle(
-        before, _unique_name(directory, f"block{block:05d}-prefix").replace(
+        totals, _unique_name(directory, f"block{block:05d}-prefix").replace(
             ".parquet", ".pkl"))
     table = read_pickle(path)
     for key in ("item", "leaf"):

@@ -121,7 +121,7 @@ class PrepareBeamTest(parameterized.TestCase):
       else:
         self.assertEqual(got_value, value, key)
     with open(os.path.join(output_dir, "data_report.json")) as f:
-      self.assertEqual(json.load(f)["examples"], report["examples"])
+      self.assertEqual(json.load(f)["examples"], want_report["examples"])
 
     # Statistics: vocabularies exactly, moments to float rounding.
     with open(os.path.join(output_dir, "feature_statistics.json")) as f:

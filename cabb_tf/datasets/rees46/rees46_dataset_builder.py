@@ -32,12 +32,6 @@ def rees46_manual_file(name: Optional[str] = None) -> Optional[str]:
   return name
 
 
-def _source(dl_manager: tfds.download.DownloadManager, file_name: str) -> str:
-  """The path to read: `rees46_manual_file`'s binding, else `file_name` in the
-  manual directory."""
-  return click_examples.manual_path(dl_manager, rees46_manual_file(), file_name)
-
-
 @dataclasses.dataclass(eq=False)
 class Rees46Config(click_examples.ClickExamplesConfig):
   """One monthly file of the REES46 log.
@@ -94,10 +88,12 @@ class Builder(click_examples.ClickExamplesBuilder):
 
   def source_path(self) -> Optional[str]:
     """The file a build would read now (`manual_source`)."""
-    return self.manual_source(rees46_manual_file(), self.builder_config.file_name)
+    return self.manual_source(rees46_manual_file(),
+                              self.builder_config.file_name)
 
   def _load_log(self, dl_manager: tfds.download.DownloadManager):
-    path = _source(dl_manager, self.builder_config.file_name)
+    path = self.manual_source(rees46_manual_file(), self.builder_config.file_name,
+                              dl_manager)
     name = epath.Path(path).name
     if not epath.Path(path).exists():
       raise ValueError(

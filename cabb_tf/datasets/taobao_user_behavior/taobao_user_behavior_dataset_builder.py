@@ -36,12 +36,6 @@ def taobao_manual_file(name: Optional[str] = None) -> Optional[str]:
   return name
 
 
-def _source(dl_manager: tfds.download.DownloadManager, file_name: str) -> str:
-  """The path to read: `taobao_manual_file`'s binding, else `file_name` in the
-  manual directory."""
-  return click_examples.manual_path(dl_manager, taobao_manual_file(), file_name)
-
-
 @dataclasses.dataclass(eq=False)
 class TaobaoConfig(click_examples.ClickExamplesConfig):
   """How the UserBehavior file is read.
@@ -104,11 +98,13 @@ class Builder(click_examples.ClickExamplesBuilder):
 
   def source_path(self) -> Optional[str]:
     """The file a build would read now (`manual_source`)."""
-    return self.manual_source(taobao_manual_file(), self.builder_config.file_name)
+    return self.manual_source(taobao_manual_file(),
+                              self.builder_config.file_name)
 
   def _load_log(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
-    path = _source(dl_manager, config.file_name)
+    path = self.manual_source(taobao_manual_file(), self.builder_config.file_name,
+                              dl_manager)
     name = epath.Path(path).name
     if not epath.Path(path).exists():
       raise ValueError(
