@@ -446,9 +446,9 @@ def run(base_dir: str,
   unique = list(dict.fromkeys(v for rows in tables.values()
                               for v in rows.values()))
   _bind(selected, seeds[0], defaults.data_dir, defaults)
-  check_categories(input_pipeline.load_data(),
-                   [v.scheme for v in unique
-                    if v.task == "multitask" and v.cabb_weight > 0])
+  data = input_pipeline.load_data()  # The main dataset, built once here.
+  check_categories(data, [v.scheme for v in unique
+                          if v.task == "multitask" and v.cabb_weight > 0])
   progress = _Progress(len(unique) * len(seeds))
   tf.io.gfile.makedirs(base_dir)
   clock = _WallClock(base_dir)
@@ -470,7 +470,6 @@ def run(base_dir: str,
       clock.tick()
 
   _bind(selected, seeds[0], defaults.data_dir, defaults)
-  data = input_pipeline.load_data()
   results: Dict[str, Any] = {}
   for table, rows in tables.items():
     results[table] = {row: _seed_cells(metrics, v, seeds)

@@ -97,8 +97,9 @@ def prepare_examples(events: pd.DataFrame,
   train = examples[examples["split"] == "train"]
   statistics = features_lib.fit_feature_statistics(train)
 
-  report.update(example_report(events, catalog, examples, encoded,
-                               purchase_stats))
+  report.update(assemble_report(
+      log_counts(encoded), example_counts(examples), purchase_stats,
+      len(encoded.item_ids), unknown_items(encoded.item_ids, catalog)))
   report_lib.check_report(report)
   return PreparedData(examples=examples, catalog=catalog, report=report,
                       feature_statistics=statistics, time_range=log_range)
@@ -219,17 +220,6 @@ def assemble_report(log: Dict[str, Any], examples: Dict[str, Any],
       "items_unknown_category": int(items_unknown_category),
       "click_examples_by_split": examples["click_examples_by_split"],
   }
-
-
-def example_report(events: pd.DataFrame, catalog: pd.DataFrame,
-                   examples: pd.DataFrame,
-                   encoded: encoding.EncodedLog,
-                   stats: Dict[str, Any]) -> Dict[str, Any]:
-  """The preparation's part of the data report."""
-  del events  # Its counts are the encoded log's.
-  return assemble_report(log_counts(encoded), example_counts(examples), stats,
-                         len(encoded.item_ids),
-                         unknown_items(encoded.item_ids, catalog))
 
 
 @gin.configurable(denylist=["base_dir"])

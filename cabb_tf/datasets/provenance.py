@@ -73,7 +73,7 @@ def source_mismatches(builder) -> Dict[str, Tuple[Any, Any]]:
   """Source files of a prepared build that differ from the files now named.
 
   Args:
-    builder: a prepared builder with a `source_path()` method (the file or
+    builder: a prepared click-example builder (`source_path()`: the file or
       glob it would read now, or None). Builders that record no
       `source_files`, or name no current source, give {}.
 
@@ -84,8 +84,7 @@ def source_mismatches(builder) -> Dict[str, Tuple[Any, Any]]:
   """
   metadata = builder.info.metadata or {}
   recorded = metadata.get(SOURCE_FILES_KEY)
-  source_path = getattr(builder, "source_path", None)
-  current_path = source_path() if source_path is not None else None
+  current_path = builder.source_path()
   if not recorded or current_path is None:
     return {}
   try:

@@ -43,6 +43,7 @@ Usage:
 Unknown flags are passed to Beam as pipeline options.
 """
 
+import inspect
 import json
 import os
 import shutil
@@ -366,12 +367,12 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str],
   return {"report": report, "triples": triples}
 
 
-def _gin_value(fn, parameter: str, default: Any) -> Any:
-  """A parameter's gin binding (unscoped), else `default`."""
+def _gin_value(fn, parameter: str) -> Any:
+  """A parameter's gin binding (unscoped), else its default in `fn`."""
   try:
     return gin.query_parameter(f"{fn.__module__}.{fn.__name__}.{parameter}")
   except ValueError:
-    return default
+    return inspect.signature(fn).parameters[parameter].default
 
 
 def configured_options(**overrides) -> Dict[str, Any]:
@@ -387,25 +388,22 @@ def configured_options(**overrides) -> Dict[str, Any]:
   prepare = pipeline_lib.prepare_examples
   values = {
       "session_options": {
-          "session_gap_minutes": _gin_value(sessions, "session_gap_minutes",
-                                            30.0),
-          "use_source_sessions": _gin_value(sessions, "use_source_sessions",
-                                            True),
-          "day_sessions": _gin_value(sessions, "day_sessions", True),
+          "session_gap_minutes": _gin_value(sessions, "session_gap_minutes"),
+          "use_source_sessions": _gin_value(sessions, "use_source_sessions"),
+          "day_sessions": _gin_value(sessions, "day_sessions"),
       },
       "feature_options": {
-          "cvr_prior_mean": _gin_value(features, "cvr_prior_mean", 0.02),
-          "cvr_prior_strength": _gin_value(features, "cvr_prior_strength",
-                                           20.0),
-          "num_threads": _gin_value(features, "num_threads", 2),
+          "cvr_prior_mean": _gin_value(features, "cvr_prior_mean"),
+          "cvr_prior_strength": _gin_value(features, "cvr_prior_strength"),
+          "num_threads": _gin_value(features, "num_threads"),
       },
       "statistics_options": {
-          "max_vocabulary": _gin_value(statistics, "max_vocabulary", 100_000),
-          "min_count": _gin_value(statistics, "min_count", 1),
+          "max_vocabulary": _gin_value(statistics, "max_vocabulary"),
+          "min_count": _gin_value(statistics, "min_count"),
       },
       "attribution_window_s": labels_lib.configured_attribution_window(),
-      "validation_fraction": _gin_value(prepare, "validation_fraction", 0.1),
-      "test_fraction": _gin_value(prepare, "test_fraction", 0.2),
+      "validation_fraction": _gin_value(prepare, "validation_fraction"),
+      "test_fraction": _gin_value(prepare, "test_fraction"),
   }
   values.update({k: v for k, v in overrides.items() if v is not None})
   return values
