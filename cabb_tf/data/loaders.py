@@ -1588,14 +1588,11 @@ def _decode(codes: np.ndarray, distinct: np.ndarray, missing=None):
 def _build_catalog(events: pd.DataFrame,
                    aux: Mapping[str, pa.ChunkedArray], *,
                    report: report_lib.Report,
-                   category_separator: Optional[str] = None,
-                   catalog_path: Optional[PathLike] = None,
-                   category_tree_path: Optional[PathLike] = None,
-                   encoding: str = "utf-8",
-                   na_values: Sequence[str] = ("",)) -> pd.DataFrame:
+                   **catalog_options) -> pd.DataFrame:
   """Builds the catalog of the items of `events` (`aux` rows match events).
 
-  Paths are computed once per distinct category value, not per item.
+  Paths are computed once per distinct category value, not per item;
+  `catalog_options` are `catalog_from_first_values`' keyword arguments.
   """
   item_codes, items = pd.factorize(events["item_id"])
   items = pd.Series(items)
@@ -1606,10 +1603,8 @@ def _build_catalog(events: pd.DataFrame,
   if "price" in events.columns:
     first["price"] = _first_per_item(item_codes, n_items,
                                      events["price"].to_numpy())
-  return catalog_from_first_values(
-      items, first, report=report, category_separator=category_separator,
-      catalog_path=catalog_path, category_tree_path=category_tree_path,
-      encoding=encoding, na_values=na_values)
+  return catalog_from_first_values(items, first, report=report,
+                                   **catalog_options)
 
 
 def catalog_from_first_values(
