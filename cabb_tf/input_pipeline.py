@@ -59,7 +59,8 @@ class Data:
 @gin.configurable
 def load_data(name: str = "cabb_synthetic/default",
               data_dir: Optional[str] = None,
-              manual_dir: Optional[str] = None) -> Data:
+              manual_dir: Optional[str] = None,
+              prepared_dir: Optional[str] = None) -> Data:
   """Prepares (once) and opens a cabb_tf TFDS dataset.
 
   Args:
@@ -67,6 +68,9 @@ def load_data(name: str = "cabb_synthetic/default",
       'taobao_user_behavior', 'rees46'.
     data_dir: TFDS data directory (None: TFDS's default).
     manual_dir: where manually downloaded files are (REES46, Taobao).
+    prepared_dir: instead of `name`, a directory that
+      `cabb_tf.pipelines.prepare_beam` wrote (docs/beam.md), read as it is
+      with `tfds.builder_from_directory`.
 
   Returns:
     The `Data` with raw record datasets of each split.
@@ -85,6 +89,14 @@ def load_data(name: str = "cabb_synthetic/default",
         f"dataset {name!r}, which never reads it: include "
         "'datasets/session_log.gin' in your gin file to train on that log "
         "(docs/loading.md), or drop the load_csv bindings.")
+  if prepared_dir is not None:
+    builder = tfds.builder_from_directory(prepared_dir)
+    if "feature_statistics" not in (builder.info.metadata or {}):
+      raise ValueError(
+          f"{prepared_dir} is a TFDS dataset but not one prepared by "
+          "cabb_tf.pipelines.prepare_beam: its metadata has no "
+          "feature_statistics.")
+    return _open(builder)
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   try:
     builder = locking.prepared_builder(name, data_dir, config)
@@ -104,10 +116,14 @@ def load_data(name: str = "cabb_synthetic/default",
   if isinstance(builder, click_examples.ClickExamplesBuilder):
     # The source files are unchanged; the bindings just compared count as read.
     builder.check_reuse()
-  metadata = builder.info.metadata
-  statistics = metadata["feature_statistics"]
+  return _open(builder)
+
+
+def _open(builder: tfds.core.DatasetBuilder) -> Data:
+  """The `Data` of a prepared builder."""
+  statistics = builder.info.metadata["feature_statistics"]
   splits = {s: builder.as_dataset(split=s, shuffle_files=False)
-            for s in ("train", "validation", "test")}
+            for s in click_examples.SPLITS}
   counts = {s: builder.info.splits[s].num_examples for s in splits}
   return Data(builder=builder, feature_statistics=statistics,
               num_examples=counts, **splits)

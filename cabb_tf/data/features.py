@@ -61,6 +61,8 @@ FEATURE_NAMES = tuple(f for names in FEATURE_FAMILIES.values() for f in names)
 # family) are the only ones that need the whole log before the click.
 POPULARITY_KEYS = ("item", "leaf")
 POPULARITY_FEATURES = FEATURE_FAMILIES["popularity"]
+# The time splits, in time order (`split_by_time`).
+SPLITS = ("train", "validation", "test")
 
 _MS = 1000.0
 _T = TypeVar("_T")
@@ -698,7 +700,7 @@ def split_by_time(examples: pd.DataFrame,
   ts = examples["timestamp"].to_numpy()
   split = np.where(ts >= test_start, 2, np.where(ts >= validation_start, 1, 0))
   return pd.Series(pd.Categorical.from_codes(
-      split, categories=["train", "validation", "test"]), index=examples.index,
+      split, categories=list(SPLITS)), index=examples.index,
                    name="split")
 
 

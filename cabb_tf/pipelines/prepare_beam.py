@@ -76,6 +76,9 @@ FEATURE_STATISTICS_FILE = "feature_statistics.json"
 CATALOG_FILE = "catalog.parquet"
 TRAIN_EVENTS_FILE = "train_events.parquet"
 COUNTERS_FILE = "prepare_beam_counters.json"
+# The shards' layout (rows and bytes per split and shard), the time range and
+# the split boundaries: what a TFDS dataset's info needs (`dataset_metadata`).
+SPLITS_FILE = "prepare_beam_splits.json"
 CSV_PRESETS = {"rees46": loaders.rees46_options,
                "taobao": loaders.taobao_options}
 
@@ -147,7 +150,8 @@ class _BlockAnswers(beam.DoFn):
 
 
 class _WriteBucket(beam.DoFn):
-  """(bucket, {examples, answers}) → the bucket's statistics part."""
+  """(bucket, {examples, answers}) → the bucket's statistics part; its
+  shards' sizes as "written"."""
 
   def __init__(self, options: prepare_parts.Options):
     self._options = options
@@ -159,10 +163,12 @@ class _WriteBucket(beam.DoFn):
       return
     (examples_path,) = examples_paths
     examples = prepare_parts.complete_examples(
-        examples_path, list(joined["answers"]), offsets[bucket])
+        examples_path, list(joined["answers"]), offsets[bucket],
+        prepare_parts.extra_names(self._options))
     written = prepare_parts.write_tfrecords(examples, bucket, self._options)
-    for split, rows in written.items():
+    for split, (rows, _) in written.items():
       _counter(f"rows_{split}").inc(rows)
+    yield beam.pvalue.TaggedOutput("written", (bucket, written))
     train = examples[examples["split"].astype(str).to_numpy() == "train"]
     statistics = self._options.statistics_options or {}
     yield features_lib.feature_statistics_part(
@@ -218,9 +224,11 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _write_side_files(_, log, catalog_and_extra, buckets, items,
-                      statistics_parts, options: prepare_parts.Options,
-                      source: str, has_session_column: bool):
-  """Writes the report, the statistics, the catalog and the train events."""
+                      statistics_parts, written,
+                      options: prepare_parts.Options, source: str,
+                      has_session_column: bool):
+  """Writes the report, the statistics, the catalog, the train events and
+  the layout of the shards (`SPLITS_FILE`)."""
   catalog, extra = catalog_and_extra
   report = prepare_parts.assemble_report(source, log, buckets, items, extra,
                                          options, has_session_column)
@@ -235,16 +243,36 @@ def _write_side_files(_, log, catalog_and_extra, buckets, items,
   side = catalog.copy()
   side["category_path"] = [list(p) for p in side["category_path"]]
   prepare_parts.write_frame(side, os.path.join(out, CATALOG_FILE))
-  _concat_parquet([b["train"] for b in sorted(buckets,
-                                               key=lambda b: b["bucket"])
-                   if not b["empty"] and b["train"]],
-                  os.path.join(out, TRAIN_EVENTS_FILE))
+  train_rows = _concat_parquet(
+      [b["train"] for b in sorted(buckets, key=lambda b: b["bucket"])
+       if not b["empty"] and b["train"]],
+      os.path.join(out, TRAIN_EVENTS_FILE))
+  test_start, validation_start = features_lib.split_boundaries(
+      log["range"], options.validation_fraction, options.test_fraction)
+  sizes = dict(written)
+  layout = {
+      "dataset_name": options.dataset_name,
+      "num_shards": options.num_buckets,
+      "splits": {split: {
+          "shard_lengths": [sizes.get(b, {}).get(split, (0, 0))[0]
+                            for b in range(options.num_buckets)],
+          "num_bytes": sum(sizes.get(b, {}).get(split, (0, 0))[1]
+                           for b in range(options.num_buckets))}
+                 for split in features_lib.SPLITS},
+      "time_range_ms": [int(t) for t in log["range"]],
+      "split_boundaries_ms": {"validation_start": int(validation_start),
+                              "test_start": int(test_start)},
+      "train_events_rows": int(train_rows),
+      "catalog_rows": int(len(catalog)),
+  }
+  _write_text(os.path.join(out, SPLITS_FILE), json.dumps(layout))
   yield report
 
 
-def _concat_parquet(paths: Sequence[str], target: str) -> None:
-  """Streams fragments into one Parquet file (memory ∝ one fragment)."""
-  writer = None
+def _concat_parquet(paths: Sequence[str], target: str) -> int:
+  """Streams fragments into one Parquet file (memory ∝ one fragment);
+  returns its rows."""
+  writer, rows = None, 0
   with FileSystems.create(target) as f:
     for path in paths:
       with FileSystems.open(path) as g:
@@ -252,10 +280,12 @@ def _concat_parquet(paths: Sequence[str], target: str) -> None:
       if writer is None:
         writer = pq.ParquetWriter(f, table.schema)
       writer.write_table(table.cast(writer.schema))
+      rows += table.num_rows
     if writer is None:
       pq.write_table(pa.table({}), f)
     else:
       writer.close()
+  return rows
 
 
 def _builtin(value):
@@ -347,7 +377,12 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str],
       {"examples": examples, "answers": answers}
       | "JoinAnswers" >> beam.CoGroupByKey()
       | "WriteBuckets" >> beam.ParDo(
-          _WriteBucket(options), offsets=beam.pvalue.AsSingleton(offsets))
+          _WriteBucket(options), offsets=beam.pvalue.AsSingleton(
+              offsets)).with_outputs("written", main="statistics"))
+  written = statistics_parts.written | "ShardSizes" >> (
+      beam.combiners.ToList())
+  statistics_parts = (
+      statistics_parts.statistics
       | "MergeStatistics" >> beam.CombineGlobally(_MergeStatistics(
           (options.statistics_options or {}).get("max_vocabulary", 100_000))))
   has_session_column = "session_column" in (options.csv_options or {}) or (
@@ -360,6 +395,7 @@ def build_pipeline(pipeline: beam.Pipeline, files: Sequence[str],
                 buckets=beam.pvalue.AsSingleton(bucket_list),
                 items=beam.pvalue.AsSingleton(prefixes),
                 statistics_parts=beam.pvalue.AsSingleton(statistics_parts),
+                written=beam.pvalue.AsSingleton(written),
                 options=options, source=source,
                 has_session_column=has_session_column))
   triples = buckets.products | "Similarity" >> (
@@ -425,8 +461,15 @@ def run(input_pattern: str,
         temp_dir: Optional[str] = None,
         keep_temp: bool = False,
         runner: str = "DirectRunner",
-        pipeline_args: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+        pipeline_args: Optional[Sequence[str]] = None,
+        beam_options: Optional[PipelineOptions] = None,
+        dataset_name: str = "click_examples",
+        extra_columns: Optional[Any] = None,
+        tfds_metadata: bool = True) -> Dict[str, Any]:
   """Runs the whole preparation and returns the data report.
+
+  The output directory is a TFDS dataset: `tfds.builder_from_directory`
+  (and `input_pipeline.load_data(prepared_dir=...)`) reads it.
 
   Args:
     input_pattern: the event shards (a glob, any Beam filesystem), read in
@@ -446,8 +489,14 @@ def run(input_pattern: str,
     event_weights: w_e of the similarity (None: gin / defaults).
     temp_dir: fragments' directory (default `output_dir/tmp`).
     keep_temp: keep the fragments after a successful run.
-    runner: a Beam runner.
+    runner: a Beam runner (when `beam_options` names none).
     pipeline_args: further Beam pipeline options.
+    beam_options: Beam's options as an object (`tfds`' `DownloadConfig`
+      holds them so); `pipeline_args` are added to them.
+    dataset_name: the TFRecords' name prefix.
+    extra_columns: a builder's own fields (`click_examples.ExtraColumns`).
+    tfds_metadata: write TFDS's `dataset_info.json` and `features.json`
+      (a TFDS builder that calls `run` writes its own).
 
   Returns:
     The data report (also in `output_dir/data_report.json`).
@@ -487,19 +536,29 @@ def run(input_pattern: str,
       catalog_path=catalog_path, num_buckets=int(num_buckets),
       num_blocks=int(num_blocks), temp_dir=temp_dir, output_dir=output_dir,
       time_range=tuple(int(t) for t in time_range) if time_range else None,
-      event_weights=event_weights, **settings)
+      event_weights=event_weights, dataset_name=dataset_name,
+      extra_columns=extra_columns, **settings)
   for directory in (output_dir, temp_dir):
     FileSystems.mkdirs(directory) if not FileSystems.exists(directory) else (
         None)
   stale = FileSystems.match([os.path.join(
-      output_dir, "click_examples-*.tfrecord-*")])[0].metadata_list
+      output_dir, f"{dataset_name}-*.tfrecord-*")])[0].metadata_list
   if stale:
     FileSystems.delete([m.path for m in stale])
-  beam_options = PipelineOptions(list(pipeline_args or []) +
-                                 [f"--runner={runner}"])
+  if beam_options is None:
+    beam_options = PipelineOptions(list(pipeline_args or []) +
+                                   [f"--runner={runner}"])
+  else:
+    given = beam_options.get_all_options(drop_default=True)
+    if pipeline_args:
+      given.update(PipelineOptions(list(pipeline_args)).get_all_options(
+          drop_default=True))
+    given.setdefault("runner", runner)
+    beam_options = PipelineOptions.from_dictionary(given)
   with beam.Pipeline(options=beam_options) as pipeline:
     build_pipeline(pipeline, files, options, source=input_pattern)
   result = pipeline.result
+  _fill_empty_shards(output_dir, dataset_name, int(num_buckets))
   counters = _counters(result)
   similarity = similarity_beam.read_triples(output_dir)
   similarity.stats.update(event_weights=category_cf.weights_dict(
@@ -508,6 +567,8 @@ def run(input_pattern: str,
   _write_text(os.path.join(output_dir, COUNTERS_FILE), json.dumps(counters))
   with FileSystems.open(os.path.join(output_dir, DATA_REPORT_FILE)) as f:
     report = json.loads(f.read().decode("utf-8"))
+  if tfds_metadata:
+    write_tfds_metadata(output_dir, extra_columns)
   if not keep_temp:
     if "://" in temp_dir:
       FileSystems.delete([temp_dir])
@@ -516,6 +577,82 @@ def run(input_pattern: str,
   logging.info("Prepared %d example rows from %d events into %s",
                report["examples"], report["events"], output_dir)
   return report
+
+
+def _fill_empty_shards(output_dir: str, dataset_name: str,
+                       num_shards: int) -> None:
+  """Writes an empty file for every bucket without examples (TFDS wants
+  every shard of a split to exist)."""
+  for split in features_lib.SPLITS:
+    for bucket in range(num_shards):
+      path = prepare_parts.tfrecord_path(output_dir, split, bucket,
+                                         num_shards, dataset_name)
+      if not FileSystems.exists(path):
+        FileSystems.create(path).close()
+
+
+def dataset_metadata(output_dir: str) -> Dict[str, Any]:
+  """What a TFDS builder records of this preparation in its metadata.
+
+  The keys of the in-memory builders' `info.metadata`
+  (`click_examples.ClickExamplesBuilder`): `data_report`,
+  `feature_statistics`, `time_range_ms`, `split_boundaries_ms`,
+  `train_events` and `catalog`.
+  """
+  def read(name):
+    with FileSystems.open(os.path.join(output_dir, name)) as f:
+      return json.loads(f.read().decode("utf-8"))
+  layout = read(SPLITS_FILE)
+  boundaries = layout["split_boundaries_ms"]
+  return {
+      "data_report": read(DATA_REPORT_FILE),
+      "feature_statistics": read(FEATURE_STATISTICS_FILE),
+      "time_range_ms": layout["time_range_ms"],
+      "split_boundaries_ms": boundaries,
+      "train_events": {"file": TRAIN_EVENTS_FILE,
+                       "rows": layout["train_events_rows"],
+                       "before_ms": boundaries["validation_start"]},
+      "catalog": {"file": CATALOG_FILE, "rows": layout["catalog_rows"]},
+  }
+
+
+def split_infos(output_dir: str, filename_template) -> List[Any]:
+  """The `tfds.core.SplitInfo` of each split (shard lengths and bytes as
+  written), for the TFRecords that `filename_template` names."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  with FileSystems.open(os.path.join(output_dir, SPLITS_FILE)) as f:
+    layout = json.loads(f.read().decode("utf-8"))
+  return [tfds.core.SplitInfo(
+      name=split, shard_lengths=list(info["shard_lengths"]),
+      num_bytes=int(info["num_bytes"]),
+      filename_template=filename_template.replace(split=split))
+          for split, info in layout["splits"].items()]
+
+
+def write_tfds_metadata(output_dir: str,
+                        extra_columns: Optional[Any] = None) -> None:
+  """Makes `output_dir` a TFDS dataset: `dataset_info.json` (with the
+  `dataset_metadata`) and `features.json`, so that
+  `tfds.builder_from_directory(output_dir)` reads it."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from cabb_tf.datasets import click_examples  # pylint: disable=g-import-not-at-top
+  with FileSystems.open(os.path.join(output_dir, SPLITS_FILE)) as f:
+    name = json.loads(f.read().decode("utf-8"))["dataset_name"]
+  template = tfds.core.ShardedFileTemplate(
+      data_dir=epath.Path(output_dir), dataset_name=name,
+      template=tfds.core.naming.DEFAULT_FILENAME_TEMPLATE,
+      filetype_suffix="tfrecord")
+  tfds.folder_dataset.write_metadata(
+      data_dir=output_dir,
+      features=click_examples.example_features(
+          extra_columns.features() if extra_columns else None),
+      split_infos=split_infos(output_dir, template),
+      filename_template=template, check_data=False,
+      description="Click examples prepared by cabb_tf.pipelines.prepare_beam "
+                  "(docs/beam.md).",
+      metadata=tfds.core.MetadataDict(
+          click_examples.json_ready(dataset_metadata(output_dir))))
 
 
 def _counters(result) -> Dict[str, int]:

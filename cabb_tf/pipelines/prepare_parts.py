@@ -70,6 +70,10 @@ class Options:
     statistics_options: `features.fit_feature_statistics` keyword arguments.
     event_weights: the similarity's w_e (None: `category_cf`'s defaults).
     batch_rows: rows per batch when reading a Parquet shard.
+    dataset_name: the TFRecords' name prefix (a TFDS builder's name when a
+      builder prepares with Beam).
+    extra_columns: a builder's own fields
+      (`click_examples.ExtraColumns`), or None.
   """
   input_format: str
   csv_options: Optional[Dict[str, Any]]
@@ -87,6 +91,8 @@ class Options:
   statistics_options: Optional[Dict[str, Any]] = None
   event_weights: Optional[Dict[str, float]] = None
   batch_rows: int = 2_000_000
+  dataset_name: str = "click_examples"
+  extra_columns: Optional[Any] = None
 
   @property
   def drop_duplicates(self) -> bool:
@@ -657,6 +663,7 @@ def prepare_bucket(bucket: int, paths: Sequence[Tuple[str, str]],
   events = _bucket_events(bucket, paths, log, moves, options, drops)
   if events is None or not len(events):
     return {"bucket": bucket, "drops": drops, "empty": True}
+  source = events
   derived = ("session_id" not in events or not (options.session_options or {})
              .get("use_source_sessions", True))
   events, encoded, examples, stats = pipeline.label_and_featurize(
@@ -674,6 +681,9 @@ def prepare_bucket(bucket: int, paths: Sequence[Tuple[str, str]],
   examples["split"] = features_lib.split_by_time(
       examples, log["range"], validation_fraction=options.validation_fraction,
       test_fraction=options.test_fraction).to_numpy()
+  if options.extra_columns is not None:
+    for name, values in options.extra_columns(examples, source).items():
+      examples[name] = values
   counts = {"log": pipeline.log_counts(encoded),
             "examples": pipeline.example_counts(examples)}
   first = examples["w_caba"].to_numpy() > 0
@@ -845,17 +855,26 @@ def block_answers(block: int, history_paths: Sequence[str],
 # Stage 4: one bucket's examples with their popularity → TFRecords.
 
 
-def example_column_order() -> List[str]:
+def example_column_order(extra: Sequence[str] = ()) -> List[str]:
   """The columns of `PreparedData.examples`, less the log-local
-  `event_index`."""
+  `event_index`, then a builder's `extra` fields."""
   labels = [c for c in labels_lib.LABEL_COLUMNS if c != "event_index"]
   return labels + [f for f in features_lib.FEATURE_NAMES
-                   if f not in labels] + ["leaf_b", "split"]
+                   if f not in labels] + ["leaf_b", "split"] + list(extra)
+
+
+def extra_names(options: Options) -> List[str]:
+  """The names of the builder's own fields (none without `extra_columns`)."""
+  if options.extra_columns is None:
+    return []
+  return list(options.extra_columns.features())
 
 
 def complete_examples(examples_path: str, answer_paths: Sequence[str],
-                      click_offset: int) -> pd.DataFrame:
-  """A bucket's examples with the popularity family and global click ids."""
+                      click_offset: int, extra: Sequence[str] = ()
+                      ) -> pd.DataFrame:
+  """A bucket's examples with the popularity family and global click ids
+  (and the builder's `extra` fields, computed in `prepare_bucket`)."""
   examples = read_frame(examples_path)
   answers = read_frames(answer_paths)
   names = list(features_lib.POPULARITY_FEATURES)
@@ -874,13 +893,15 @@ def complete_examples(examples_path: str, answer_paths: Sequence[str],
     examples[name] = found[name].to_numpy().astype(dtype)
   examples["click_id"] = examples["click_id"].to_numpy() + np.int64(
       click_offset)
-  return examples[example_column_order()]
+  return examples[example_column_order(extra)]
 
 
 def tfrecord_path(output_dir: str, split: str, bucket: int,
-                  num_buckets: int) -> str:
-  """The TFRecord shard of one split and bucket."""
-  return os.path.join(output_dir, f"click_examples-{split}.tfrecord-"
+                  num_buckets: int, dataset_name: str = "click_examples"
+                  ) -> str:
+  """The TFRecord shard of one split and bucket, named as TFDS names the
+  shards of a dataset (`{name}-{split}.tfrecord-{shard}-of-{shards}`)."""
+  return os.path.join(output_dir, f"{dataset_name}-{split}.tfrecord-"
                       f"{bucket:05d}-of-{num_buckets:05d}")
 
 
@@ -896,12 +917,14 @@ class ExampleEncoder:
   prepare_beam_test.py checks every record of its logs).
   """
 
-  def __init__(self):
+  def __init__(self, extra: Optional[Mapping[str, Any]] = None):
+    """`extra`: a builder's own fields
+    (`click_examples.ExtraColumns.features()`)."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
     from tensorflow.core.example import feature_pb2  # pylint: disable=g-import-not-at-top
     from cabb_tf.datasets import click_examples  # pylint: disable=g-import-not-at-top
-    self.spec = click_examples.example_features()
+    self.spec = click_examples.example_features(extra)
     self._fields = []
     for name, info in self.spec.get_serialized_info().items():
       if info.shape:
@@ -939,31 +962,38 @@ class ExampleEncoder:
 
 
 def write_tfrecords(examples: pd.DataFrame, bucket: int,
-                    options: Options) -> Dict[str, int]:
+                    options: Options) -> Dict[str, Tuple[int, int]]:
   """Writes a bucket's examples as `tf.train.Example`s, one file per split,
   with the TFDS builders' encoding (`ExampleEncoder`).
 
+  A split without rows in this bucket gets an empty file, so that every
+  split has its `num_buckets` shards, as TFDS expects.
+
   Returns:
-    {split: rows written}.
+    {split: (rows written, bytes of the serialized records)}.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from cabb_tf.datasets import click_examples  # pylint: disable=g-import-not-at-top
-  encoder = ExampleEncoder()
-  readers = click_examples.example_columns(examples)
+  extra = (options.extra_columns.features() if options.extra_columns
+           else None)
+  encoder = ExampleEncoder(extra)
+  readers = click_examples.example_columns(
+      examples, {name: examples[name].to_numpy() for name in (extra or {})})
   split = examples["split"].astype(str).to_numpy()
   written = {}
   for name in click_examples.SPLITS:
     rows = np.flatnonzero(split == name)
-    written[name] = int(len(rows))
-    if not len(rows):
-      continue
-    with tf.io.TFRecordWriter(tfrecord_path(options.output_dir, name, bucket,
-                                            options.num_buckets)) as writer:
+    size = 0
+    with tf.io.TFRecordWriter(tfrecord_path(
+        options.output_dir, name, bucket, options.num_buckets,
+        options.dataset_name)) as writer:
       for start in range(0, len(rows), 20_000):
         chunk = rows[start:start + 20_000]
         values = {field: read(chunk) for field, read in readers.items()}
         for record in encoder.serialize(values):
           writer.write(record)
+          size += len(record)
+    written[name] = (int(len(rows)), size)
   return written
 
 

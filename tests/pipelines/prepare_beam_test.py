@@ -197,6 +197,19 @@ class PrepareBeamTest(parameterized.TestCase):
                 source_sessions=window is None)
     self.assertFalse(os.path.exists(os.path.join(output_dir, "tmp")))
 
+    # The output is a TFDS dataset that training opens as it is.
+    from cabb_tf import input_pipeline  # pylint: disable=g-import-not-at-top
+    data = input_pipeline.load_data(prepared_dir=output_dir)
+    self.assertEqual(data.num_examples, click_examples.num_rows(
+        prepared.examples))
+    self.assertEqual(data.feature_statistics["vocabulary"],
+                     prepared.feature_statistics["vocabulary"])
+    self.assertEqual(data.builder.info.metadata["data_report"]["examples"],
+                     prepared.report["examples"])
+    # Every shard reads (buckets without test rows have empty files).
+    self.assertLen(list(data.test.as_numpy_iterator()),
+                   click_examples.num_rows(prepared.examples)["test"])
+
 
   def _check_csv(self, source, preset, load, num_buckets, num_blocks,
                  header, time_range=None, max_lines=None):
