@@ -41,6 +41,7 @@ import collections
 import csv
 import datetime
 import glob
+import inspect
 import json
 import os
 import re
@@ -467,6 +468,31 @@ def load_rees46(path: PathLike, *, name: Optional[str] = None) -> Loaded:
     `(events, catalog, report)`; see `load_csv`.
   """
   return load_csv(path, name=name, **rees46_options())
+
+
+def csv_options_as_called(**explicit) -> Dict[str, Any]:
+  """`load_csv`'s keyword arguments as a call passing `explicit` gets them.
+
+  The explicit arguments, then gin's bindings of the others (`path` aside):
+  what the Beam preparation's workers, which see no gin config, must be
+  given to parse a log as `load_csv` would here (docs/beam.md).
+
+  Args:
+    **explicit: the arguments the call passes (e.g. `rees46_options()`).
+
+  Returns:
+    A dict of `load_csv` keyword arguments.
+  """
+  options = dict(explicit)
+  selector = f"{load_csv.__module__}.{load_csv.__name__}"
+  for name in inspect.signature(load_csv).parameters:
+    if name == "path" or name in options:
+      continue
+    try:
+      options[name] = gin.query_parameter(f"{selector}.{name}")
+    except ValueError:
+      continue
+  return options
 
 
 def rees46_options() -> Dict[str, Any]:

@@ -95,14 +95,51 @@ def _events_table(events: pd.DataFrame) -> pa.Table:
   return pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA)
 
 
-def write_catalog(catalog: pd.DataFrame, path: str) -> None:
-  """Writes a canonical catalog to Parquet (`category_path` as a list)."""
+def _catalog_table(catalog: pd.DataFrame) -> pa.Table:
+  """A canonical catalog as Arrow (`category_path` as a list)."""
   catalog = catalog.copy()
   catalog["category_path"] = [list(p) for p in catalog["category_path"]]
-  table = pa.Table.from_pandas(catalog, preserve_index=False)
+  return pa.Table.from_pandas(catalog, preserve_index=False)
+
+
+def write_catalog(catalog: pd.DataFrame, path: str) -> None:
+  """Writes a canonical catalog to Parquet (`category_path` as a list)."""
+  table = _catalog_table(catalog)
   tmp = path + ".tmp"
   pq.write_table(table, tmp)
   os.replace(tmp, path)
+
+
+def write_log_shards(events: pd.DataFrame, catalog: pd.DataFrame,
+                     directory: str, shard_events: int) -> Dict[str, str]:
+  """Writes a log held in memory as the Beam preparation reads it.
+
+  Consecutive rows go to the same shard, so the shards' name order and the
+  rows' places in them give back the log's order (docs/beam.md, "Input").
+
+  Args:
+    events: canonical events (`event_type` of dtype `EVENT_TYPE_DTYPE`).
+    catalog: the canonical catalog.
+    directory: where `events-NNNNN.parquet` and `catalog.parquet` go (any
+      path `etils.epath` opens, e.g. gs://).
+    shard_events: events per shard.
+
+  Returns:
+    {"events": a glob of the shards, "catalog": the catalog's path}.
+  """
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  if shard_events < 1:
+    raise ValueError(f"shard_events must be >= 1, got {shard_events}.")
+  root = epath.Path(directory)
+  root.mkdir(parents=True, exist_ok=True)
+  for index, start in enumerate(range(0, max(len(events), 1), shard_events)):
+    table = _events_table(events.iloc[start:start + shard_events])
+    with (root / f"events-{index:05d}.parquet").open("wb") as f:
+      pq.write_table(table, f)
+  with (root / CATALOG_FILE).open("wb") as f:
+    pq.write_table(_catalog_table(catalog), f)
+  return {"events": os.fspath(root / "events-*.parquet"),
+          "catalog": os.fspath(root / CATALOG_FILE)}
 
 
 def read_catalog(path: str) -> pd.DataFrame:

@@ -57,6 +57,13 @@ prepared dataset by name, config and version, so build a variant into its own
 second on one core: `cabb_synthetic/default` (about 280,000 rows, 250 MB)
 builds in under 2 minutes with 1.2 GB of memory, `large` (2.8 million rows,
 2.4 GB) in about 20 minutes with 3 GB.
+
+**Beam.** Given Beam options (`DownloadConfig(beam_options=...)`, or
+`python -m cabb_tf.datasets.build --beam_pipeline_options=...`), a builder
+prepares the same rows with `cabb_tf.pipelines.prepare_beam` instead, on any
+Beam runner, with memory bounded by a work unit (`beam_work_units`), and
+records the same metadata. docs/beam.md says what each builder hands to the
+pipeline and what differs (click-id numbering, record order, shards).
 """
 
 import abc
@@ -88,7 +95,7 @@ from cabb_tf.data import schema
 from cabb_tf.data import sessions as sessions_lib
 from cabb_tf.datasets import provenance
 
-SPLITS = ("train", "validation", "test")
+SPLITS = features_lib.SPLITS
 TRAIN_EVENTS_FILE = "train_events.parquet"
 CATALOG_FILE = "catalog.parquet"
 DATA_REPORT_FILE = "data_report.json"
@@ -120,6 +127,69 @@ _FAMILY_OF = {name: family
               for name in names}
 
 Log = Tuple[pd.DataFrame, pd.DataFrame, Dict[str, Any]]
+
+
+class ExtraColumns:
+  """A builder's own fields, computed per user bucket from its source events.
+
+  The TFDS builders add fields of their own to the shared ones of
+  `example_features` (e.g. the simulator's ground truth in
+  `cabb_synthetic`). With Beam they are computed where a bucket's examples
+  are labelled, by an instance of a subclass: it travels to the workers, so
+  it must be picklable and hold only what the fields need.
+  """
+
+  def features(self) -> Dict[str, Any]:
+    """The fields' `tfds.features` connectors (scalars), by name."""
+    raise NotImplementedError
+
+  def __call__(self, examples: pd.DataFrame, events: pd.DataFrame
+               ) -> Dict[str, np.ndarray]:
+    """The fields' values, row for row with `examples`.
+
+    Args:
+      examples: a bucket's labelled examples; `event_index` are rows of
+        `events`.
+      events: the bucket's canonical events as read (source sessions).
+    """
+    raise NotImplementedError
+
+
+@dataclasses.dataclass
+class BeamSource:
+  """What a builder gives the Beam preparation to read (`prepare_beam.run`).
+
+  Attributes:
+    input_pattern: the event shards (a glob).
+    catalog_path: the canonical catalog Parquet (Parquet shards).
+    csv_options: `loaders.load_csv`'s arguments (CSV shards).
+    extra_columns: the builder's own fields (`_extra_features`), computed
+      on the workers (`ExtraColumns`).
+  """
+  input_pattern: str
+  catalog_path: Optional[str] = None
+  csv_options: Optional[Dict[str, Any]] = None
+  extra_columns: Optional[Any] = None
+
+
+@gin.configurable
+def beam_work_units(num_buckets: int = 16, num_blocks: int = 8
+                    ) -> Dict[str, int]:
+  """The Beam preparation's work units when a builder prepares with Beam.
+
+  They bound the memory of a worker (docs/beam.md, "Memory bounds"), not
+  the data: the examples do not depend on them, so the builds do not
+  record them.
+
+  Args:
+    num_buckets: user buckets (about events / 2·10⁶ on a cluster); also the
+      number of shards of each split.
+    num_blocks: time blocks (about events / 5·10⁶).
+
+  Returns:
+    `prepare_beam.run`'s keyword arguments.
+  """
+  return {"num_buckets": int(num_buckets), "num_blocks": int(num_blocks)}
 
 
 def feature_dtype(name: str) -> tf.dtypes.DType:
@@ -275,6 +345,34 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
         self.data_dir_root, "downloads", "manual")
     return os.path.join(os.fspath(manual_dir), chosen)
 
+  def read_manual_file(self, override: Optional[str],
+                       dl_manager: tfds.download.DownloadManager,
+                       binding: str) -> str:
+    """The raw file of a manual-download build, checked and fingerprinted.
+
+    Args:
+      override: the gin-bound file name or path, or None for the config's
+        `file_name` (`manual_source`).
+      dl_manager: the build's download manager.
+      binding: the gin parameter that names another file (for the error).
+
+    Returns:
+      The file's path; its fingerprints are recorded (`record_sources`).
+
+    Raises:
+      ValueError: if the file does not exist, with the download steps.
+    """
+    path = self.manual_source(override, self.builder_config.file_name,
+                              dl_manager)
+    if not epath.Path(path).exists():
+      raise ValueError(
+          f"{path} does not exist. {self.info.full_name} reads "
+          f"{epath.Path(path).name} from the manual directory (or the file "
+          f"bound to {binding} in gin):\n"
+          f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    self.record_sources(path)
+    return path
+
   def check_reuse(self) -> None:
     """Checks a prepared build before it is reused; marks its bindings read.
 
@@ -306,9 +404,15 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
                                         download_config=download_config,
                                         **kwargs)
 
-  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    config = self.builder_config
-    events, catalog, report = self._load_log(dl_manager)
+  def _beam_source(self, dl_manager: tfds.download.DownloadManager,
+                   staging_dir: str) -> BeamSource:
+    """What the Beam preparation reads; `staging_dir` is for files that a
+    builder must write first (it is deleted after the build)."""
+    raise NotImplementedError(
+        f"{self.info.full_name} cannot be prepared with Beam.")
+
+  def _data_bindings(self) -> Dict[str, str]:
+    """The bound gin parameters that change this build's data, warned of."""
     bindings = bound_gin_parameters(self._gin_configurables(),
                                     ignore=self._gin_explicit())
     if bindings:
@@ -316,6 +420,69 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
           "Preparing %s under gin bindings that change its data: %s. They are "
           "recorded in the dataset's metadata ('gin_bindings'); build variants "
           "into separate data_dirs.", self.info.full_name, bindings)
+    return bindings
+
+  def _check_splits(self, counts: Mapping[str, int]) -> None:
+    """Raises ValueError when a split has no example rows."""
+    config = self.builder_config
+    for split in SPLITS:
+      if not counts.get(split):
+        raise ValueError(
+            f"{self.info.full_name}: the {split} split has no examples "
+            f"({sum(counts.values())} rows in all); the log is too small or "
+            "too short for validation_fraction="
+            f"{config.validation_fraction}, test_fraction="
+            f"{config.test_fraction}.")
+
+  def _download_and_prepare(self, dl_manager, download_config):
+    """In memory by default; with Beam when the download config has Beam
+    options or a runner (`python -m cabb_tf.datasets.build
+    --beam_pipeline_options=...`, docs/beam.md)."""
+    if (download_config.beam_options is None and
+        download_config.beam_runner is None):
+      return super()._download_and_prepare(dl_manager, download_config)
+    return self._prepare_with_beam(dl_manager, download_config)
+
+  def _prepare_with_beam(self, dl_manager, download_config) -> None:
+    """Runs `prepare_beam` into the dataset's directory and records its
+    splits and metadata as the in-memory preparation does."""
+    try:
+      from cabb_tf.pipelines import prepare_beam  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ValueError(
+          f"preparing {self.info.full_name} with Beam needs Apache Beam "
+          f"({e}): pip install 'cabb_tf[beam]'.") from e
+    config = self.builder_config
+    bindings = self._data_bindings()
+    directory = os.fspath(self.data_path)
+    staging = os.path.join(directory, "beam_staging")
+    source = self._beam_source(dl_manager, staging)
+    runner = download_config.beam_runner or "DirectRunner"
+    prepare_beam.run(
+        source.input_pattern, directory, catalog_path=source.catalog_path,
+        csv_options=source.csv_options, time_range=self._time_range(),
+        validation_fraction=config.validation_fraction,
+        test_fraction=config.test_fraction,
+        temp_dir=os.path.join(directory, "beam_tmp"), runner=runner,
+        beam_options=download_config.beam_options, dataset_name=self.name,
+        extra_columns=source.extra_columns, tfds_metadata=False,
+        **beam_work_units())
+    if tf.io.gfile.exists(staging):
+      tf.io.gfile.rmtree(staging)
+    infos = prepare_beam.split_infos(
+        directory, self._get_filename_template(split_name=SPLITS[0]))
+    self._check_splits({info.name: info.num_examples for info in infos})
+    self.info.set_splits(tfds.core.SplitDict(infos))
+    metadata = prepare_beam.dataset_metadata(directory)
+    metadata.update(config=config_dict(config), gin_bindings=bindings)
+    self.info.metadata.update(json_ready(metadata))
+    logging.info("%s: %d example rows prepared with Beam.",
+                 self.info.full_name, metadata["data_report"]["examples"])
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    config = self.builder_config
+    events, catalog, report = self._load_log(dl_manager)
+    bindings = self._data_bindings()
     time_range = self._time_range()
     prepared = pipeline.prepare_examples(
         events, catalog, report, time_range=time_range,
@@ -333,14 +500,7 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
 
     examples = prepared.examples
     split_of_row = examples["split"].astype(str).to_numpy()
-    for split in SPLITS:
-      if not (split_of_row == split).any():
-        raise ValueError(
-            f"{self.info.full_name}: the {split} split has no examples "
-            f"({len(examples)} rows in all); the log is too small or too short "
-            "for validation_fraction="
-            f"{config.validation_fraction}, test_fraction="
-            f"{config.test_fraction}.")
+    self._check_splits(num_rows(examples))
     columns = example_columns(examples, self._extra_columns(examples))
 
     metadata = {

@@ -27,6 +27,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cabb_tf.data import report as report_lib
+from cabb_tf.data import simulate_shards
 from cabb_tf.data import simulator
 from cabb_tf.datasets import click_examples
 
@@ -86,8 +87,7 @@ class Builder(click_examples.ClickExamplesBuilder):
   _log: Optional[simulator.SimulatedLog] = None
 
   def _extra_features(self) -> Dict[str, tfds.features.FeatureConnector]:
-    return {"relation": tfds.features.Scalar(tf.string, doc=_RELATION_DOC),
-            "cause": tfds.features.Scalar(tf.string, doc=_CAUSE_DOC)}
+    return truth_features()
 
   def _gin_configurables(self) -> Sequence[Callable[..., Any]]:
     return tuple(super()._gin_configurables()) + (simulator.simulate,)
@@ -110,6 +110,43 @@ class Builder(click_examples.ClickExamplesBuilder):
     return events, self._log.catalog, report
 
   def _extra_columns(self, examples: pd.DataFrame) -> Dict[str, np.ndarray]:
+    return SimulatedTruth(self._log)(examples, self._log.events)
+
+  def _beam_source(self, dl_manager: tfds.download.DownloadManager,
+                   staging_dir: str) -> click_examples.BeamSource:
+    """The simulated log (drawn here, as in memory) as Parquet shards."""
+    events, catalog, _ = self._load_log(dl_manager)
+    paths = simulate_shards.write_log_shards(
+        events, catalog, staging_dir, self._BEAM_SHARD_EVENTS)
+    return click_examples.BeamSource(
+        paths["events"], catalog_path=paths["catalog"],
+        extra_columns=SimulatedTruth(self._log))
+
+  # Events per staged Parquet shard.
+  _BEAM_SHARD_EVENTS = 1_000_000
+
+
+def truth_features() -> Dict[str, tfds.features.FeatureConnector]:
+  """The ground-truth fields `relation` and `cause`."""
+  return {"relation": tfds.features.Scalar(tf.string, doc=_RELATION_DOC),
+          "cause": tfds.features.Scalar(tf.string, doc=_CAUSE_DOC)}
+
+
+class SimulatedTruth(click_examples.ExtraColumns):
+  """`relation` and `cause` of example rows, in memory or on Beam workers.
+
+  Holds the simulator's ground truth only (purchases and leaf relations),
+  not its events: the caller passes the events the examples index.
+  """
+
+  def __init__(self, log: simulator.SimulatedLog):
+    self._log = log._replace(events=None, catalog=None)
+
+  def features(self) -> Dict[str, tfds.features.FeatureConnector]:
+    return truth_features()
+
+  def __call__(self, examples: pd.DataFrame, events: pd.DataFrame
+               ) -> Dict[str, np.ndarray]:
     has_b = examples["y_cabb"].to_numpy() > 0
     relation = np.full(len(examples), "", dtype=object)
     if has_b.any():
@@ -117,11 +154,13 @@ class Builder(click_examples.ClickExamplesBuilder):
           self._log,
           examples["leaf_a"].astype(str).to_numpy()[has_b],
           examples["leaf_b"].astype(str).to_numpy()[has_b])
-    return {"relation": relation, "cause": purchase_causes(self._log, examples)}
+    return {"relation": relation,
+            "cause": purchase_causes(self._log, examples, events)}
 
 
 def purchase_causes(log: simulator.SimulatedLog,
-                    examples: pd.DataFrame) -> np.ndarray:
+                    examples: pd.DataFrame,
+                    events: Optional[pd.DataFrame] = None) -> np.ndarray:
   """The `cause` of each example row (see the module docstring).
 
   A row's purchase of B is looked up in the simulator session of the click
@@ -138,6 +177,8 @@ def purchase_causes(log: simulator.SimulatedLog,
       examples' `event_index` are rows of `log.events`).
     examples: `PreparedData.examples` (`event_index`, `item_a`, `item_b`,
       `y_cabb`).
+    events: the events that `event_index` indexes, with the simulator's
+      sessions (default `log.events`; a user bucket's on Beam workers).
 
   Returns:
     An object array of `CAUSES` strings, one per row ('' where y_cabb = 0).
@@ -152,7 +193,7 @@ def purchase_causes(log: simulator.SimulatedLog,
   if not len(rows):
     return causes
   event_index = examples["event_index"].to_numpy()[rows]
-  events = log.events
+  events = log.events if events is None else events
   if event_index.min() < 0 or event_index.max() >= len(events) or np.any(
       events["event_type"].to_numpy()[event_index] != "click"):
     raise ValueError(

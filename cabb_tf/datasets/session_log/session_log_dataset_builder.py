@@ -66,6 +66,20 @@ class Builder(click_examples.ClickExamplesBuilder):
   def _load_log(self, dl_manager: tfds.download.DownloadManager
                 ) -> click_examples.Log:
     del dl_manager  # The log is named in gin, not downloaded.
+    self._check_bindings()
+    self.record_sources(self.source_path())
+    return loaders.load_csv()
+
+  def _beam_source(self, dl_manager: tfds.download.DownloadManager,
+                   staging_dir: str) -> click_examples.BeamSource:
+    del dl_manager, staging_dir  # The log is named in gin and read as it is.
+    self._check_bindings()
+    self.record_sources(self.source_path())
+    return click_examples.BeamSource(
+        self.source_path(), csv_options=loaders.csv_options_as_called())
+
+  def _check_bindings(self) -> None:
+    """Raises ValueError unless gin binds the log's path and mappings."""
     missing = []
     for parameter in ("path", "columns", "event_type_map"):
       try:
@@ -79,5 +93,3 @@ class Builder(click_examples.ClickExamplesBuilder):
           "'datasets/session_log.gin' in your gin file and bind load_csv.path, "
           ".columns, .event_type_map and .timestamp_unit or .timestamp_format "
           "(see gin/datasets/session_log_example_*.gin and docs/loading.md).")
-    self.record_sources(self.source_path())
-    return loaders.load_csv()

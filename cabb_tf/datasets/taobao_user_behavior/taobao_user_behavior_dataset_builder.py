@@ -102,14 +102,16 @@ class Builder(click_examples.ClickExamplesBuilder):
                               self.builder_config.file_name)
 
   def _load_log(self, dl_manager: tfds.download.DownloadManager):
-    config = self.builder_config
-    path = self.manual_source(taobao_manual_file(), self.builder_config.file_name,
-                              dl_manager)
-    name = epath.Path(path).name
-    if not epath.Path(path).exists():
-      raise ValueError(
-          f"{path} does not exist. {self.info.full_name} reads {name} from "
-          "the manual directory (or the file bound to taobao_manual_file.name "
-          f"in gin):\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    self.record_sources(path)
-    return loaders.load_taobao(path, fav_as=config.fav_as, name=name)
+    path = self.read_manual_file(taobao_manual_file(), dl_manager,
+                                 "taobao_manual_file.name")
+    return loaders.load_taobao(path, fav_as=self.builder_config.fav_as,
+                               name=epath.Path(path).name)
+
+  def _beam_source(self, dl_manager: tfds.download.DownloadManager,
+                   staging_dir: str) -> click_examples.BeamSource:
+    del staging_dir  # The CSV is read as it is.
+    path = self.read_manual_file(taobao_manual_file(), dl_manager,
+                                 "taobao_manual_file.name")
+    return click_examples.BeamSource(
+        path, csv_options=loaders.csv_options_as_called(
+            **loaders.taobao_options(self.builder_config.fav_as)))
