@@ -1,7 +1,7 @@
 r"""Benchmarks the Beam preparation on simulated logs (docs/beam.md).
 
     python experiments/benchmark_beam.py --base_dir=runs/benchmark_beam \
-        --gin_bindings='run.sizes = (10000000, 100000000)'
+        --gin_bindings='pipelines.benchmark.run.sizes = (10000000, 100000000)'
 
 Each size: a sharded Parquet log from the simulator, then
 `python -m cabb_tf.pipelines.prepare_beam` on the DirectRunner with its
