@@ -255,6 +255,46 @@ class PrepareBeamTest(parameterized.TestCase):
                     num_blocks, header=True)
 
 
+class CommandLineTest(absltest.TestCase):
+
+  def test_command_line_with_gin_on_the_in_process_runner(self):
+    """A fresh `python -m cabb_tf.pipelines.prepare_beam` with a gin binding
+    (gin locks its config) on the default in-process runner, whose workers
+    import the builders only then."""
+    import subprocess  # pylint: disable=g-import-not-at-top
+    import sys  # pylint: disable=g-import-not-at-top
+    directory = self.create_tempdir().full_path
+    log = simulator.simulate(num_users=150, seed=1)
+    pq.write_table(pa.Table.from_pandas(log.events, preserve_index=False),
+                   os.path.join(directory, "events-0.parquet"))
+    side = log.catalog.copy()
+    side["category_path"] = [list(p) for p in side["category_path"]]
+    pq.write_table(pa.Table.from_pandas(side, preserve_index=False),
+                   os.path.join(directory, "catalog.parquet"))
+    output_dir = os.path.join(directory, "out")
+    window = 1800.0
+    result = subprocess.run(
+        [sys.executable, "-m", "cabb_tf.pipelines.prepare_beam",
+         f"--input_pattern={directory}/events-*.parquet",
+         f"--catalog_path={directory}/catalog.parquet",
+         f"--output_dir={output_dir}", "--num_buckets=2", "--num_blocks=2",
+         "--gin_bindings=cabb_tf.data.labels.label_clicks."
+         f"attribution_window_s = {window}"],
+        capture_output=True, text=True, check=False,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+    with open(os.path.join(output_dir, "data_report.json")) as f:
+      report = json.load(f)
+    gin.bind_parameter(
+        "cabb_tf.data.labels.label_clicks.attribution_window_s", window)
+    self.addCleanup(gin.clear_config)
+    prepared = pipeline.prepare_examples(log.events, log.catalog)
+    self.assertEqual(report["attribution_window_s"], window)
+    self.assertEqual(report["examples"], prepared.report["examples"])
+    self.assertEqual(report["cabb_positive_rows"],
+                     prepared.report["cabb_positive_rows"])
+
+
 def _split_csv(source, directory, name, num_shards, header, max_lines=None):
   """Cuts a CSV into shards in file order (each with the header), repeats
   one row of the first shard in the second (a cross-shard duplicate) and
