@@ -494,7 +494,7 @@ def run(input_pattern: str,
     beam_options: Beam's options as an object (`tfds`' `DownloadConfig`
       holds them so); `pipeline_args` are added to them.
     dataset_name: the TFRecords' name prefix.
-    extra_columns: a builder's own fields (`click_examples.ExtraColumns`).
+    extra_columns: a builder's own fields (`records.ExtraColumns`).
     tfds_metadata: write TFDS's `dataset_info.json` and `features.json`
       (a TFDS builder that calls `run` writes its own).
 
@@ -595,7 +595,7 @@ def dataset_metadata(output_dir: str) -> Dict[str, Any]:
   """What a TFDS builder records of this preparation in its metadata.
 
   The keys of the in-memory builders' `info.metadata`
-  (`click_examples.ClickExamplesBuilder`): `data_report`,
+  (`cabb_tf.datasets.click_examples.ClickExamplesBuilder`): `data_report`,
   `feature_statistics`, `time_range_ms`, `split_boundaries_ms`,
   `train_events` and `catalog`.
   """
@@ -636,7 +636,7 @@ def write_tfds_metadata(output_dir: str,
   `tfds.builder_from_directory(output_dir)` reads it."""
   from etils import epath  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from cabb_tf.datasets import click_examples  # pylint: disable=g-import-not-at-top
+  from cabb_tf.data import records  # pylint: disable=g-import-not-at-top
   with FileSystems.open(os.path.join(output_dir, SPLITS_FILE)) as f:
     name = json.loads(f.read().decode("utf-8"))["dataset_name"]
   template = tfds.core.ShardedFileTemplate(
@@ -645,14 +645,14 @@ def write_tfds_metadata(output_dir: str,
       filetype_suffix="tfrecord")
   tfds.folder_dataset.write_metadata(
       data_dir=output_dir,
-      features=click_examples.example_features(
+      features=records.example_features(
           extra_columns.features() if extra_columns else None),
       split_infos=split_infos(output_dir, template),
       filename_template=template, check_data=False,
       description="Click examples prepared by cabb_tf.pipelines.prepare_beam "
                   "(docs/beam.md).",
       metadata=tfds.core.MetadataDict(
-          click_examples.json_ready(dataset_metadata(output_dir))))
+          records.json_ready(dataset_metadata(output_dir))))
 
 
 def _counters(result) -> Dict[str, int]:

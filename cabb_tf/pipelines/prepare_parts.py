@@ -73,7 +73,7 @@ class Options:
     dataset_name: the TFRecords' name prefix (a TFDS builder's name when a
       builder prepares with Beam).
     extra_columns: a builder's own fields
-      (`click_examples.ExtraColumns`), or None.
+      (`records.ExtraColumns`), or None.
   """
   input_format: str
   csv_options: Optional[Dict[str, Any]]
@@ -719,10 +719,10 @@ def prepare_bucket(bucket: int, paths: Sequence[Tuple[str, str]],
             _unique_name(directory, name + "-queries"))))
 
   # Training-period events: the similarity's input and a side file.
-  from cabb_tf.datasets import click_examples  # pylint: disable=g-import-not-at-top
+  from cabb_tf.data import records  # pylint: disable=g-import-not-at-top
   _, validation_start = features_lib.split_boundaries(
       log["range"], options.validation_fraction, options.test_fraction)
-  train = click_examples.training_events(events, catalog, validation_start)
+  train = records.training_events(events, catalog, validation_start)
   train_path = None
   products = []
   if len(train):
@@ -909,8 +909,8 @@ class ExampleEncoder:
   """Serializes example rows exactly as the TFDS builders do, faster.
 
   The fields and their kinds come from the builders' features dict
-  (`click_examples.example_features().get_serialized_info()`), the values
-  from their column readers (`click_examples.example_columns`); the proto
+  (`records.example_features().get_serialized_info()`), the values
+  from their column readers (`records.example_columns`); the proto
   is built as TFDS's `ExampleSerializer` builds it, without its per-value
   checks, which take two thirds of its time. The bytes equal
   `example_features().serialize_example(row)` (tests/pipelines/
@@ -919,12 +919,12 @@ class ExampleEncoder:
 
   def __init__(self, extra: Optional[Mapping[str, Any]] = None):
     """`extra`: a builder's own fields
-    (`click_examples.ExtraColumns.features()`)."""
+    (`records.ExtraColumns.features()`)."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from tensorflow.core.example import example_pb2  # pylint: disable=g-import-not-at-top
     from tensorflow.core.example import feature_pb2  # pylint: disable=g-import-not-at-top
-    from cabb_tf.datasets import click_examples  # pylint: disable=g-import-not-at-top
-    self.spec = click_examples.example_features(extra)
+    from cabb_tf.data import records  # pylint: disable=g-import-not-at-top
+    self.spec = records.example_features(extra)
     self._fields = []
     for name, info in self.spec.get_serialized_info().items():
       if info.shape:
@@ -939,7 +939,7 @@ class ExampleEncoder:
 
   def serialize(self, values: Mapping[str, Sequence[Any]]) -> Iterator[bytes]:
     """Yields the serialized `tf.train.Example` of each row of `values`
-    (field → Python values, as `click_examples.example_columns` reads)."""
+    (field → Python values, as `records.example_columns` reads)."""
     example, features, feature, int64s, floats, strings = self._pb
     columns = []
     for name, kind in self._fields:
@@ -973,15 +973,15 @@ def write_tfrecords(examples: pd.DataFrame, bucket: int,
     {split: (rows written, bytes of the serialized records)}.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from cabb_tf.datasets import click_examples  # pylint: disable=g-import-not-at-top
+  from cabb_tf.data import records  # pylint: disable=g-import-not-at-top
   extra = (options.extra_columns.features() if options.extra_columns
            else None)
   encoder = ExampleEncoder(extra)
-  readers = click_examples.example_columns(
+  readers = records.example_columns(
       examples, {name: examples[name].to_numpy() for name in (extra or {})})
   split = examples["split"].astype(str).to_numpy()
   written = {}
-  for name in click_examples.SPLITS:
+  for name in records.SPLITS:
     rows = np.flatnonzero(split == name)
     size = 0
     with tf.io.TFRecordWriter(tfrecord_path(
