@@ -721,11 +721,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if not values[name].value:
       raise app.UsageError(f"--{name} is required.")
   logging.set_verbosity(logging.INFO)
-  # Workers of the in-process runner import the builders (and their gin
-  # configurables) lazily; gin refuses new configurables once a parse has
-  # locked the config, so they are imported first.
-  import cabb_tf.datasets  # pylint: disable=g-import-not-at-top,unused-import
-  gin.parse_config_files_and_bindings(values.gin_file, values.gin_bindings)
+  # Not finalized: workers of the in-process runner import modules lazily,
+  # and a locked config refuses the gin configurables they define.
+  gin.parse_config_files_and_bindings(values.gin_file, values.gin_bindings,
+                                      finalize_config=False)
   report = run(
       values.input_pattern, values.output_dir,
       catalog_path=values.catalog_path, input_format=values.input_format,
