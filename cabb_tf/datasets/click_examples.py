@@ -360,7 +360,10 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
     """Runs `prepare_beam` into the dataset's directory and records its
     splits and metadata as the in-memory preparation does."""
     try:
-      from cabb_tf.pipelines import prepare_beam  # pylint: disable=g-import-not-at-top
+      # Its modules define gin configurables; a binary may have locked the
+      # config already.
+      with gin.unlock_config():
+        from cabb_tf.pipelines import prepare_beam  # pylint: disable=g-import-not-at-top
     except ImportError as e:
       raise ValueError(
           f"preparing {self.info.full_name} with Beam needs Apache Beam "
