@@ -89,6 +89,7 @@ import tensorflow_datasets as tfds
 from cabb_tf import gin_utils
 from cabb_tf.data import features as features_lib
 from cabb_tf.data import labels as labels_lib
+from cabb_tf.data import loaders
 from cabb_tf.data import pipeline
 from cabb_tf.data import records
 from cabb_tf.data import report as report_lib
@@ -285,6 +286,16 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
           f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
     self.record_sources(path)
     return path
+
+  def manual_csv_source(self, override: Optional[str],
+                        dl_manager: tfds.download.DownloadManager,
+                        binding: str, csv_options: Mapping[str, Any]
+                        ) -> BeamSource:
+    """The `BeamSource` of a manual-download CSV (`read_manual_file`)
+    parsed with its loader's `load_csv` arguments, `csv_options`."""
+    path = self.read_manual_file(override, dl_manager, binding)
+    return BeamSource(path, csv_options=loaders.csv_options_as_called(
+        **csv_options))
 
   def check_reuse(self) -> None:
     """Checks a prepared build before it is reused; marks its bindings read.

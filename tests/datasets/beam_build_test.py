@@ -30,6 +30,7 @@ from tests import shared_data
 
 try:
   from apache_beam.options import pipeline_options
+  from tests.pipelines import prepare_beam_test
 except ImportError:  # The beam extra is not installed.
   pipeline_options = None
 
@@ -88,11 +89,7 @@ class BeamBuildTest(parameterized.TestCase, tf.test.TestCase):
       np.testing.assert_array_equal(got[column].to_numpy(),
                                     want[column].to_numpy(), err_msg=column)
     # Ids: the same grouping of rows (a bijection); click ids dense from 0.
-    for column in _IDS:
-      pairs = pd.DataFrame({"got": got[column], "want": want[column]})
-      pairs = pairs.drop_duplicates()
-      self.assertEqual(pairs["got"].nunique(), len(pairs), column)
-      self.assertEqual(pairs["want"].nunique(), len(pairs), column)
+    prepare_beam_test.assert_same_grouping(self, got, want, _IDS)
     self.assertEqual(sorted(got["click_id"].unique()),
                      list(range(got["click_id"].nunique())))
     for split in click_examples.SPLITS:

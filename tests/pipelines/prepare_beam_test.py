@@ -36,6 +36,16 @@ _KEY = ["user_id", "timestamp", "item_a", "item_b"]
 _IDS = ["session_id", "click_id"]
 
 
+def assert_same_grouping(test, got, want, columns):
+  """Each id column groups the (aligned) rows of `got` as `want`'s does:
+  its ids correspond one to one."""
+  for column in columns:
+    pairs = pd.DataFrame({"got": got[column], "want": want[column]})
+    pairs = pairs.drop_duplicates()
+    test.assertEqual(pairs["got"].nunique(), len(pairs), column)
+    test.assertEqual(pairs["want"].nunique(), len(pairs), column)
+
+
 def _read_tfrecords(output_dir):
   """The Beam output's example rows, as the builders' field values."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -97,11 +107,7 @@ class PrepareBeamTest(parameterized.TestCase):
       np.testing.assert_array_equal(
           got[column].to_numpy(), want[column].to_numpy(), err_msg=column)
     # Ids: the same grouping of rows (a bijection), clicks dense from 0.
-    for column in _IDS:
-      pairs = pd.DataFrame({"got": got[column], "want": want[column]})
-      pairs = pairs.drop_duplicates()
-      self.assertEqual(pairs["got"].nunique(), len(pairs), column)
-      self.assertEqual(pairs["want"].nunique(), len(pairs), column)
+    assert_same_grouping(self, got, want, _IDS)
     self.assertEqual(sorted(got["click_id"].unique()),
                      list(range(prepared.report["click_examples"])))
 

@@ -99,8 +99,5 @@ class Builder(click_examples.ClickExamplesBuilder):
   def _beam_source(self, dl_manager: tfds.download.DownloadManager,
                    staging_dir: str) -> click_examples.BeamSource:
     del staging_dir  # The CSV is read as it is.
-    path = self.read_manual_file(rees46_manual_file(), dl_manager,
-                                 "rees46_manual_file.name")
-    return click_examples.BeamSource(
-        path, csv_options=loaders.csv_options_as_called(
-            **loaders.rees46_options()))
+    return self.manual_csv_source(rees46_manual_file(), dl_manager,
+                                  "rees46_manual_file.name", loaders.rees46_options())

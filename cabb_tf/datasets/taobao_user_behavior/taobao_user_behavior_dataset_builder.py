@@ -110,8 +110,6 @@ class Builder(click_examples.ClickExamplesBuilder):
   def _beam_source(self, dl_manager: tfds.download.DownloadManager,
                    staging_dir: str) -> click_examples.BeamSource:
     del staging_dir  # The CSV is read as it is.
-    path = self.read_manual_file(taobao_manual_file(), dl_manager,
-                                 "taobao_manual_file.name")
-    return click_examples.BeamSource(
-        path, csv_options=loaders.csv_options_as_called(
-            **loaders.taobao_options(self.builder_config.fav_as)))
+    return self.manual_csv_source(
+        taobao_manual_file(), dl_manager, "taobao_manual_file.name",
+        loaders.taobao_options(self.builder_config.fav_as))
