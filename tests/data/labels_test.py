@@ -71,7 +71,7 @@ def reference_labels(rows):
 
 
 def reference_window_labels(rows, window_ms):
-  """The windowed rule (issue 6) as plainly as possible.
+  """The windowed rule as plainly as possible.
 
   Examples are as in `reference_labels`; the purchases that count for a
   click are the same user's later purchases (user's (timestamp, input) order,
