@@ -565,8 +565,7 @@ def run(input_pattern: str,
       category_cf.event_weight_table(event_weights)))
   similarity_beam.write_outputs(similarity, output_dir)
   _write_text(os.path.join(output_dir, COUNTERS_FILE), json.dumps(counters))
-  with FileSystems.open(os.path.join(output_dir, DATA_REPORT_FILE)) as f:
-    report = json.loads(f.read().decode("utf-8"))
+  report = _read_json(output_dir, DATA_REPORT_FILE)
   if tfds_metadata:
     write_tfds_metadata(output_dir, extra_columns)
   if not keep_temp:
@@ -591,6 +590,12 @@ def _fill_empty_shards(output_dir: str, dataset_name: str,
         FileSystems.create(path).close()
 
 
+def _read_json(output_dir: str, name: str) -> Any:
+  """A JSON side file of the output (any Beam filesystem)."""
+  with FileSystems.open(os.path.join(output_dir, name)) as f:
+    return json.loads(f.read().decode("utf-8"))
+
+
 def dataset_metadata(output_dir: str) -> Dict[str, Any]:
   """What a TFDS builder records of this preparation in its metadata.
 
@@ -599,14 +604,11 @@ def dataset_metadata(output_dir: str) -> Dict[str, Any]:
   `feature_statistics`, `time_range_ms`, `split_boundaries_ms`,
   `train_events` and `catalog`.
   """
-  def read(name):
-    with FileSystems.open(os.path.join(output_dir, name)) as f:
-      return json.loads(f.read().decode("utf-8"))
-  layout = read(SPLITS_FILE)
+  layout = _read_json(output_dir, SPLITS_FILE)
   boundaries = layout["split_boundaries_ms"]
   return {
-      "data_report": read(DATA_REPORT_FILE),
-      "feature_statistics": read(FEATURE_STATISTICS_FILE),
+      "data_report": _read_json(output_dir, DATA_REPORT_FILE),
+      "feature_statistics": _read_json(output_dir, FEATURE_STATISTICS_FILE),
       "time_range_ms": layout["time_range_ms"],
       "split_boundaries_ms": boundaries,
       "train_events": {"file": TRAIN_EVENTS_FILE,
@@ -620,8 +622,7 @@ def split_infos(output_dir: str, filename_template) -> List[Any]:
   """The `tfds.core.SplitInfo` of each split (shard lengths and bytes as
   written), for the TFRecords that `filename_template` names."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  with FileSystems.open(os.path.join(output_dir, SPLITS_FILE)) as f:
-    layout = json.loads(f.read().decode("utf-8"))
+  layout = _read_json(output_dir, SPLITS_FILE)
   return [tfds.core.SplitInfo(
       name=split, shard_lengths=list(info["shard_lengths"]),
       num_bytes=int(info["num_bytes"]),
@@ -637,8 +638,7 @@ def write_tfds_metadata(output_dir: str,
   from etils import epath  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from cabb_tf.data import records  # pylint: disable=g-import-not-at-top
-  with FileSystems.open(os.path.join(output_dir, SPLITS_FILE)) as f:
-    name = json.loads(f.read().decode("utf-8"))["dataset_name"]
+  name = _read_json(output_dir, SPLITS_FILE)["dataset_name"]
   template = tfds.core.ShardedFileTemplate(
       data_dir=epath.Path(output_dir), dataset_name=name,
       template=tfds.core.naming.DEFAULT_FILENAME_TEMPLATE,
