@@ -325,7 +325,7 @@ def index_batches(num_examples: int, batch_size: int, seed: int,
   batch_size]`. An element does not hold those rows but says where they
   are: a dict of `order` (the same tensor, by reference, in every element)
   and `batch`, the int64 vector `[seed, start, stop]` — the batch is
-  `order[start:stop]`. `train_on_indices` turns it into the rows.
+  `order[start:stop]`. `InMemoryRows` turns it into the rows.
 
   Args:
     num_examples: rows of the split.
@@ -528,40 +528,44 @@ def _variable(shape, dtype: tf.DType, name: str) -> tf.Variable:
                      trainable=False, shape=tf.TensorShape(shape), name=name)
 
 
-def train_on_indices(model, prepared) -> None:
-  """Makes `model.fit` take `index_batches` elements (or index vectors).
+class InMemoryRows:
+  """A train step's rows from an in-memory split (a model's row source).
 
-  A batch from `index_batches` is sliced out of a `ShuffledCopy` of
+  `ConversionModel.read_rows_from(InMemoryRows(prepared))` makes `model.fit`
+  take `index_batches` elements (or plain index vectors): called inside the
+  compiled train step, it turns an element into its rows, in the same graph
+  as the forward and backward pass, so no tf.data thread competes with the
+  step for the cores.
+
+  An `index_batches` element is sliced out of a `ShuffledCopy` of
   `prepared`, loaded in the epoch's order by the epoch's first step (the
   step whose seed differs from the loaded one), whose own rows are gathered
   directly so that the load overlaps its forward and backward pass
-  (`ShuffledCopy.batch`). A plain int64 vector of row
-  indices is gathered from `prepared` instead. Either way the rows are made
-  inside the compiled train step, in the same graph as the forward and
-  backward pass, so no tf.data thread competes with the step for the cores.
-
-  Whatever `model.train_step` is when this is called is wrapped, so a step
-  replaced before (e.g. `task_balance.attach`) keeps its behaviour.
-
-  Args:
-    model: a compiled Keras model.
-    prepared: its prepared in-memory training split.
+  (`ShuffledCopy.batch`). A plain int64 vector of row indices is gathered
+  from `prepared` instead.
   """
-  step = model.train_step
-  made = {}
 
-  def once(name, make):  # built eagerly, on the first trace that needs it
-    if name not in made:
+  def __init__(self, prepared):
+    """Keeps the split; the copy and the gatherer are made on first use.
+
+    Args:
+      prepared: the prepared in-memory training split
+        (`prepare_columns` output).
+    """
+    self._prepared = prepared
+    self._made = {}
+
+  def _once(self, name: str, make):
+    """`make(prepared)`, built eagerly on the first trace that needs it."""
+    if name not in self._made:
       with tf.init_scope():
-        made[name] = make(prepared)
-    return made[name]
+        self._made[name] = make(self._prepared)
+    return self._made[name]
 
-  def train_step(batch):
-    if isinstance(batch, Mapping):
-      copy = once("copy", ShuffledCopy)
-      seed, start, stop = tf.unstack(batch["batch"], num=3)
-      return step(copy.batch(seed, batch["order"], start, stop))
-    return step(once("gather", row_gatherer)(batch))
-
-  model.train_step = train_step
-  model.train_function = None  # rebuilt with the new step on the next fit
+  def __call__(self, element):
+    """The rows of `element`: (features, labels, sample weights)."""
+    if isinstance(element, Mapping):
+      copy = self._once("copy", ShuffledCopy)
+      seed, start, stop = tf.unstack(element["batch"], num=3)
+      return copy.batch(seed, element["order"], start, stop)
+    return self._once("gather", row_gatherer)(element)

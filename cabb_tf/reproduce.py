@@ -43,7 +43,7 @@ from cabb_tf.analysis import serving
 from cabb_tf.analysis import stats
 from cabb_tf.data import oracle as oracle_lib
 from cabb_tf.data import report as report_lib
-from cabb_tf.similarity import weighting
+from cabb_tf.inputs import weighting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,7 +259,7 @@ def _bind(variant: Variant, seed: int, data_dir: Optional[str],
     gin.bind_parameter("train.run.task", variant.task)
     gin.bind_parameter("train.run.weighting_scheme", variant.scheme)
     gin.bind_parameter("train.run.seed", seed)
-    gin.bind_parameter("multitask_losses.cabb_weight",
+    gin.bind_parameter("train.run.cabb_weight",
                        float(variant.cabb_weight))
     gin.bind_parameter(BALANCE_PARAMETER, variant.balance)
     gin.bind_parameter(BOTTOM_PARAMETER, variant.bottom)
@@ -687,14 +687,11 @@ def _comparisons(tables) -> Dict[str, Dict[str, Dict[str, Any]]]:
 
 def _predictions(base_dir: str, variant: Variant,
                  seed: int) -> Dict[str, np.ndarray]:
-  """A run's saved test arrays, with `p_caba`/`p_cabb` for every task."""
+  """A run's saved test arrays (`p_caba`/`p_cabb` for every task: a
+  baseline's one head stands for both, `conversion.task_outputs`)."""
   with np.load(os.path.join(_run_dir(base_dir, variant, seed),
                             "predictions.npz")) as f:
-    arrays = dict(f)
-  heads = input_pipeline.heads_of(variant.task)
-  arrays.setdefault("p_caba", arrays.get(f"p_{heads[0]}"))
-  arrays.setdefault("p_cabb", arrays.get(f"p_{heads[0]}"))
-  return arrays
+    return dict(f)
 
 
 def _paired_differences(base_dir, comparisons, seeds,
@@ -750,7 +747,7 @@ def _importance(base_dir, data, variant, seeds, defaults: _Defaults):
     model = train.load_best_model(_run_dir(base_dir, variant, seed),
                                   data.feature_statistics, variant.task)
     raw.append(importance_lib.permutation_importance(
-        model, inputs, columns, variant.task, seed=seed))
+        model, inputs, columns, seed=seed))
   rq4 = {head: [[name, value] for name, value in importance_lib.top_features(
       [r[head] for r in raw], n=15)] for head in ("caba", "cabb")}
   families = {head: [[name, value] for name, value in

@@ -29,14 +29,14 @@ from cabb_tf import calibration
 from cabb_tf import files
 from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
-from cabb_tf import losses
 from cabb_tf import metrics as metrics_lib
-from cabb_tf import task_balance
-from cabb_tf.analysis import ground_truth
 from cabb_tf.data import report as report_lib
+from cabb_tf.data import truth
+from cabb_tf.inputs import weighting
+from cabb_tf.models import conversion
 from cabb_tf.models import experts
 from cabb_tf.models import factory
-from cabb_tf.similarity import weighting
+from cabb_tf.models import task_balance
 
 RAW_METRIC_KEYS = ("caba_ne", "cabb_ne", "cabb_ne_alpha_weighted",
                    "overall_ne", "mean_ne", "caba_auc", "cabb_auc",
@@ -112,9 +112,10 @@ def _check_range(name: str, value, low=None, high=None, integer=False,
                      f"{value!r}.")
 
 
-def check_arguments(task: str, weighting_scheme: str, batch_size: int,
-                    max_epochs: int, patience: int, learning_rate: float,
-                    optimizer: str, negative_weight: float,
+def check_arguments(task: str, weighting_scheme: str, cabb_weight: float,
+                    batch_size: int, max_epochs: int, patience: int,
+                    learning_rate: float, optimizer: str,
+                    negative_weight: float,
                     shuffle_buffer: int, max_steps_per_epoch: Optional[int],
                     eval_batch_size: int, seed: int) -> None:
   """Checks `run`'s arguments before any work starts (one-line errors)."""
@@ -135,12 +136,7 @@ def check_arguments(task: str, weighting_scheme: str, batch_size: int,
                allow_none=True)
   _check_range("eval_batch_size", eval_batch_size, 1, integer=True)
   _check_range("seed", seed, 0, integer=True)
-  cabb_weight = gin_utils.bound("multitask_losses.cabb_weight", 0.75)
-  if task == "multitask" and not (
-      isinstance(cabb_weight, (int, float)) and math.isfinite(cabb_weight)
-      and cabb_weight >= 0):
-    raise ValueError(f"gin multitask_losses.cabb_weight (λ of Eq. 6) must be "
-                     f"a finite number >= 0; got {cabb_weight!r}.")
+  _check_range("cabb_weight", cabb_weight, 0.0)
 
 
 def _check_writable(base_dir: str) -> None:
@@ -233,18 +229,14 @@ def check_optimizer(optimizer: str) -> None:
                      f"must be one of {sorted(OPTIMIZERS)}.")
 
 
-def _compile(model: tf.keras.Model, task: str, learning_rate: float,
-             optimizer: str = "adam") -> Dict[str, float]:
-  """Compiles the model with Eq. (6)'s losses; returns the loss weights."""
-  heads = input_pipeline.heads_of(task)
-  loss_config = losses.multitask_losses(heads=heads)
+def _compile(model: conversion.ConversionModel, learning_rate: float,
+             optimizer: str = "adam") -> None:
+  """Compiles the model (its Eq. 6) with NE and AUC of each head."""
   model.compile(
       optimizer=OPTIMIZERS[optimizer](learning_rate),
-      loss=loss_config["loss"], loss_weights=loss_config["loss_weights"],
       weighted_metrics={head: [metrics_lib.NormalizedEntropy(name="ne"),
                                tf.keras.metrics.AUC(name="auc")]
-                        for head in heads})
-  return loss_config["loss_weights"]
+                        for head in model.heads})
 
 
 def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
@@ -273,18 +265,17 @@ def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
   """
   outputs = model.predict(features, batch_size=batch_size, verbose=0)
   arrays = {f"p_{head}": value.reshape(-1) for head, value in outputs.items()}
+  arrays.update({f"p_{task}": value.reshape(-1) for task, value in
+                 conversion.task_outputs(outputs).items()})
   arrays.update({key: value.numpy() for key, value in
                  input_pipeline.evaluation_columns(columns,
                                                    alpha_fn).items()})
   arrays["click_id"] = columns["click_id"].numpy()
   if "relation" in columns:  # the simulator's ground truth
-    arrays["relation"] = ground_truth.relation_codes(
+    arrays["relation"] = truth.relation_codes(
         columns["relation"].numpy())
   if "cause" in columns:  # the simulator's causal ground truth
-    arrays["cause"] = ground_truth.cause_codes(columns["cause"].numpy())
-  heads = input_pipeline.heads_of(task)
-  arrays.setdefault("p_caba", arrays[f"p_{heads[0]}"])
-  arrays.setdefault("p_cabb", arrays[f"p_{heads[0]}"])
+    arrays["cause"] = truth.cause_codes(columns["cause"].numpy())
   return arrays
 
 
@@ -404,14 +395,11 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
   model = factory.string_model(model, feature_statistics)
   specs = {name: tf.TensorSpec([None], dtype, name=name)
            for name, dtype in factory.input_dtypes(model).items()}
-  heads = input_pipeline.heads_of(task)
 
   @tf.function(input_signature=[specs])
   def serve(features):
-    outputs = model(features, training=False)
-    caba = outputs["caba" if "caba" in heads else heads[0]]
-    cabb = outputs["cabb" if "cabb" in heads else heads[0]]
-    return {"caba": tf.reshape(caba, [-1]), "cabb": tf.reshape(cabb, [-1])}
+    outputs = conversion.task_outputs(model(features, training=False))
+    return {task: tf.reshape(p, [-1]) for task, p in outputs.items()}
 
   tmp = export_dir + ".tmp"
   tf.saved_model.save(model, tmp, signatures={"serving_default": serve})
@@ -424,6 +412,7 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
 def run(base_dir: str,
         task: str = "multitask",
         weighting_scheme: str = "taxonomy_cf",
+        cabb_weight: float = 0.75,
         batch_size: int = 1024,
         max_epochs: int = 20,
         patience: int = 2,
@@ -445,6 +434,8 @@ def run(base_dir: str,
     base_dir: the run directory (created; a run in it is resumed).
     task: 'multitask', 'last_click' (Baseline 1) or 'caba_only' (Baseline 2).
     weighting_scheme: the α scheme of the CABB rows (`weighting.SCHEMES`).
+    cabb_weight: λ of Eq. (6), the weight of the CABB loss (multitask; the
+      starting weights of a learned `task_balance`).
     batch_size: training batch size.
     max_epochs: upper bound on epochs.
     patience: epochs without a lower validation loss before stopping.
@@ -464,7 +455,7 @@ def run(base_dir: str,
     save_predictions: write the test predictions, labels, weights, α,
       session and click ids, the recalibrated `p_caba_recalibrated` /
       `p_cabb_recalibrated` (and, on the simulator, each row's ground-truth
-      relation and cause codes, `ground_truth.RELATIONS` and `CAUSES`) to
+      relation and cause codes, `data.truth.RELATIONS` and `CAUSES`) to
       `base_dir/predictions.npz` (for paired comparisons and the
       ground-truth and serving analyses).
     in_memory: read the training split into memory once, as columns, and
@@ -481,9 +472,10 @@ def run(base_dir: str,
       λ finite and >= 0), an unknown task, scheme or optimizer, an unwritable
       `base_dir`, or a dataset without the positives the task learns from.
   """
-  check_arguments(task, weighting_scheme, batch_size, max_epochs, patience,
-                  learning_rate, optimizer, negative_weight, shuffle_buffer,
-                  max_steps_per_epoch, eval_batch_size, seed)
+  check_arguments(task, weighting_scheme, cabb_weight, batch_size, max_epochs,
+                  patience, learning_rate, optimizer, negative_weight,
+                  shuffle_buffer, max_steps_per_epoch, eval_batch_size, seed)
+  balance = task_balance.config()
   _check_writable(base_dir)
   heads = input_pipeline.heads_of(task)
   set_seed(seed, deterministic)
@@ -495,14 +487,13 @@ def run(base_dir: str,
   if task == "multitask":
     alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder)
 
-  model = factory.build_model(statistics, heads=heads)
+  model = factory.build_model(statistics, heads=heads, cabb_weight=cabb_weight,
+                              balance=balance)
   # The model takes id features as row indices: the pipeline looks each
   # split's strings up once, not every train step.
   id_lookups = factory.id_lookups(statistics)
-  loss_weights = _compile(model, task, learning_rate, optimizer)
-  # A learned task balance replaces the train step's fixed λ (before
-  # train_on_indices wraps the step); 'fixed' leaves it untouched.
-  balancer = task_balance.attach(model, loss_weights)
+  _compile(model, learning_rate, optimizer)
+  balancer = model.balancer
   # Every configurable the run uses has been called by now.
   gin_utils.record(base_dir)
   example_fn = input_pipeline.make_example_fn(
@@ -512,7 +503,7 @@ def run(base_dir: str,
     train_columns = input_pipeline.prepare_columns(
         input_pipeline.split_columns(data, "train"), example_fn)
     train_rows_count = input_pipeline.num_rows(train_columns)
-    input_pipeline.train_on_indices(model, train_columns)
+    model.read_rows_from(input_pipeline.InMemoryRows(train_columns))
   else:
     train_rows = data.train.map(example_fn,
                                 num_parallel_calls=tf.data.AUTOTUNE)
@@ -542,7 +533,8 @@ def run(base_dir: str,
     with eval_writer.as_default(step=0):
       tf.summary.text("config", tf.constant(
           "```\n" + gin.operative_config_str() + "\n```"))
-      _hparams(task, weighting_scheme, seed, loss_weights.get("cabb", 0.0),
+      _hparams(task, weighting_scheme, seed,
+               model.loss_weights.get("cabb", 0.0),
                balancer.method,
                gin_utils.bound("build_model.bottom", "shared_mlp"))
 

@@ -6,7 +6,7 @@ into memory as columns with α attached by the weighting table and the id
 strings looked up in the training vocabularies (both once per split), one
 `index_batches` epoch per seed, each epoch's rows put in its shuffled order
 by the epoch's first train step and then sliced batch by batch
-(`input_pipeline.train_on_indices`) — and (b) by batches already in memory:
+(`input_pipeline.InMemoryRows`) — and (b) by batches already in memory:
 one epoch's distinct full batches, gathered before timing and cycled, batch
 i taken by a slice that shares memory with them, so the step does no input
 work and the iterator hands it one scalar. (b) is the model-bound ceiling;
@@ -44,19 +44,17 @@ import numpy as np
 import tensorflow as tf
 
 from cabb_tf import input_pipeline
-from cabb_tf import losses
 from cabb_tf import train
 from cabb_tf.data import report as report_lib
+from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
-from cabb_tf.similarity import weighting
 
 
 def _model(statistics):
   tf.keras.backend.clear_session()
   tf.keras.utils.set_random_seed(0)
   model = factory.build_model(statistics)
-  config = losses.multitask_losses()
-  model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), **config)
+  model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
   return model
 
 
@@ -90,22 +88,24 @@ def in_memory_batches(prepared, batch_size: int, seed: int):
       rows)
 
 
-def train_on_batch_numbers(model, batches) -> tf.data.Dataset:
-  """Makes `model.fit` take batch numbers into `in_memory_batches` output.
+class BatchNumbers:
+  """A model's row source: batch number i → the i-th of `in_memory_batches`.
 
   Batch i is the i-th row of every leaf, a slice that shares the leaf's
   memory: the step does no input work, and the iterator hands it one
-  scalar.
-
-  Returns:
-    The batch numbers, cycled forever.
+  scalar (`ConversionModel.read_rows_from(BatchNumbers(batches))`).
   """
-  step = model.train_step
-  model.train_step = lambda i: step(tf.nest.map_structure(lambda b: b[i],
-                                                          batches))
-  model.train_function = None
-  count = int(tf.nest.flatten(batches)[0].shape[0])
-  return tf.data.Dataset.range(count).repeat().prefetch(2)
+
+  def __init__(self, batches):
+    self._batches = batches
+
+  def __call__(self, i):
+    return tf.nest.map_structure(lambda b: b[i], self._batches)
+
+  def dataset(self) -> tf.data.Dataset:
+    """The batch numbers, cycled forever."""
+    count = int(tf.nest.flatten(self._batches)[0].shape[0])
+    return tf.data.Dataset.range(count).repeat().prefetch(2)
 
 
 def _timer(model, dataset: tf.data.Dataset
@@ -146,19 +146,20 @@ def measure(statistics, prepared, batch_size: int, steps: int,
   window_steps = epochs_per_window * steps_per_epoch
   seeds = range(1 + windows * epochs_per_window)  # the first: warm-up
   pipeline_model = _model(statistics)
-  input_pipeline.train_on_indices(pipeline_model, prepared)
+  pipeline_model.read_rows_from(input_pipeline.InMemoryRows(prepared))
   pipeline = _timer(pipeline_model,
                     pipeline_epochs(n, batch_size, seeds))
   # Diagnostic: the same pipeline with one epoch order repeated, so that no
   # epoch after the first reloads its shuffled copy; its gap to the ceiling
   # is the per-step slicing alone.
   repeated_model = _model(statistics)
-  input_pipeline.train_on_indices(repeated_model, prepared)
+  repeated_model.read_rows_from(input_pipeline.InMemoryRows(prepared))
   repeated = _timer(repeated_model,
                     pipeline_epochs(n, batch_size, [1] * len(seeds)))
   memory_model = _model(statistics)
-  memory = _timer(memory_model, train_on_batch_numbers(
-      memory_model, in_memory_batches(prepared, batch_size, seed=0)))
+  numbers = BatchNumbers(in_memory_batches(prepared, batch_size, seed=0))
+  memory_model.read_rows_from(numbers)
+  memory = _timer(memory_model, numbers.dataset())
   pipeline(steps_per_epoch)  # warm-up: tracing, allocations
   repeated(steps_per_epoch)
   memory(steps_per_epoch)

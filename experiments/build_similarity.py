@@ -9,7 +9,7 @@ and similarity_report.json (with ground-truth AUCs on the simulator).
 
 import cabb_tf  # pylint: disable=unused-import  (selects Keras 2 first)
 from cabb_tf import gin_utils
-from cabb_tf.similarity import report
+from cabb_tf.analysis import similarity_report
 
 if __name__ == "__main__":
-  gin_utils.run_binary(report.build)
+  gin_utils.run_binary(similarity_report.build)

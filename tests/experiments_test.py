@@ -96,7 +96,7 @@ class BinariesTest(absltest.TestCase):
   def test_build_similarity(self):
     base_dir = self.create_tempdir().full_path
     _run("build_similarity.py", base_dir, "--gin_file=gin/similarity.gin",
-         *self.tiny, "--gin_bindings=report.build.schemes = "
+         *self.tiny, "--gin_bindings=similarity_report.build.schemes = "
          "('static', 'taxonomy_cf')")
     with open(os.path.join(base_dir, "similarity_report.json")) as f:
       report = json.load(f)

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 import cabb_tf  # pylint: disable=unused-import
 from cabb_tf import input_pipeline
-from cabb_tf.similarity import weighting
+from cabb_tf.inputs import weighting
+from cabb_tf.models import conversion
 
 ROWS = 23
 # Strings of up to 22 bytes are stored inline, longer ones each in their own
@@ -186,14 +187,12 @@ def _model():
   outputs = {head: tf.keras.layers.Dense(1, activation="sigmoid",
                                          name=head)(x)
              for head in ("caba", "cabb")}
-  model = tf.keras.Model(inputs, outputs)
-  model.compile(optimizer=tf.keras.optimizers.SGD(0.5),
-                loss={h: "binary_crossentropy" for h in outputs},
-                loss_weights={"caba": 1.0, "cabb": 0.75})
+  model = conversion.ConversionModel(inputs, outputs, cabb_weight=0.75)
+  model.compile(optimizer=tf.keras.optimizers.SGD(0.5))
   return model
 
 
-class TrainOnIndicesTest(tf.test.TestCase):
+class InMemoryRowsTest(tf.test.TestCase):
 
   def _reference(self, split, batch_size, seeds):
     """The same epochs fed as batches gathered with NumPy, one fit each."""
@@ -217,7 +216,7 @@ class TrainOnIndicesTest(tf.test.TestCase):
     seeds, batch_size = (0, 1, 1, 5), 6
     reference = self._reference(split, batch_size, seeds)
     model = _model()
-    input_pipeline.train_on_indices(model, _tensors(split))
+    model.read_rows_from(input_pipeline.InMemoryRows(_tensors(split)))
     for seed in seeds:
       model.fit(input_pipeline.index_batches(ROWS, batch_size, seed),
                 epochs=1, verbose=0)
@@ -232,29 +231,28 @@ class TrainOnIndicesTest(tf.test.TestCase):
     seeds, batch_size = (2, 3), 5
     reference = self._reference(split, batch_size, seeds)
     model = _model()
-    input_pipeline.train_on_indices(model, _tensors(split))
+    model.read_rows_from(input_pipeline.InMemoryRows(_tensors(split)))
     for seed in seeds:
       order = np.random.default_rng(seed).permutation(ROWS)
       model.fit(tf.data.Dataset.from_tensor_slices(order).batch(batch_size),
                 epochs=1, verbose=0)
     self.assertSameWeights(model, reference)
 
-  def test_wraps_the_step_already_there(self):
+  def test_rows_of_two_epochs_are_the_numpy_rows(self):
+    # Called eagerly: each epoch's first batch is gathered, the others are
+    # sliced from the copy that batch loaded.
     split = _numpy_split()
-    model = _model()
-
-    def price_total(batch):
-      features, _, _ = batch
-      return {"price_total": tf.reduce_sum(features["price_a"])}
-
-    model.train_step = price_total
-    input_pipeline.train_on_indices(model, _tensors(split))
-    history = model.fit(input_pipeline.index_batches(ROWS, 10, 4),
-                        epochs=1, verbose=0)
-    order = np.random.default_rng(4).permutation(ROWS)
-    # The logs are the last step's: rows 20 to 22 of the epoch.
-    self.assertAllClose(history.history["price_total"][-1],
-                        split[0]["price_a"][order[20:]].sum())
+    rows = input_pipeline.InMemoryRows(_tensors(split))
+    for seed in (4, 6):
+      order = np.random.default_rng(seed).permutation(ROWS)
+      for i, element in enumerate(input_pipeline.index_batches(ROWS, 10,
+                                                               seed)):
+        want = _numpy_rows(split, order[10 * i:10 * i + 10])
+        for got, expected in zip(tf.nest.flatten(rows(element)),
+                                 tf.nest.flatten(want)):
+          if expected.dtype.kind == "U":
+            expected = expected.astype(bytes)
+          self.assertAllEqual(got, expected)
 
 
 class IdLookupTest(tf.test.TestCase):
@@ -339,9 +337,9 @@ class IdLookupTest(tf.test.TestCase):
           price[:, tf.newaxis]])
       out = {h: tf.keras.layers.Dense(1, activation="sigmoid", name=h)(x)
              for h in ("caba", "cabb")}
-      m = tf.keras.Model({"leaf_a": ids, "price_a": price}, out)
-      m.compile(optimizer=tf.keras.optimizers.Adam(0.05),
-                loss={h: "binary_crossentropy" for h in out})
+      m = conversion.ConversionModel({"leaf_a": ids, "price_a": price}, out,
+                                     cabb_weight=1.0)
+      m.compile(optimizer=tf.keras.optimizers.Adam(0.05))
       return m
 
     features, labels, weights = split
@@ -354,8 +352,8 @@ class IdLookupTest(tf.test.TestCase):
         {"leaf_a": tf.int32, "price_a": tf.float32}, lookups),
                *tf.nest.map_structure(tf.constant, raw[1:]))
     per_step, once = model(rows_inside=True), model(rows_inside=False)
-    input_pipeline.train_on_indices(per_step, _tensors(raw))
-    input_pipeline.train_on_indices(once, indexed)
+    per_step.read_rows_from(input_pipeline.InMemoryRows(_tensors(raw)))
+    once.read_rows_from(input_pipeline.InMemoryRows(indexed))
     for seed in (0, 1):
       for m in (per_step, once):
         m.fit(input_pipeline.index_batches(ROWS, 5, seed), epochs=1,

@@ -53,7 +53,7 @@ class TrainTest(absltest.TestCase):
     # The directory says how the run was made.
     with open(os.path.join(full_dir, "config.gin")) as f:
       config = f.read()
-    self.assertIn("multitask_losses.cabb_weight = 0.75", config)
+    self.assertIn("train.run.cabb_weight = 0.75", config)
     self.assertIn("weighting_scheme = 'taxonomy_cf'", config)
     for phase in ("train", "eval"):
       events = tf.io.gfile.glob(os.path.join(full_dir, phase, "events.*"))
@@ -152,7 +152,7 @@ class TrainTest(absltest.TestCase):
         ("train.run.negative_weight = -1.0", "negative_weight"),
         ("train.run.optimizer = 'rmsprop'", "unknown optimizer"),
         ("train.run.weighting_scheme = 'popularity'", "weighting scheme"),
-        ("multitask_losses.cabb_weight = 1e999", "cabb_weight"),  # inf
+        ("train.run.cabb_weight = 1e999", "cabb_weight"),  # inf
     ):
       gin.clear_config()
       gin_utils.parse(["multitask.gin"], [

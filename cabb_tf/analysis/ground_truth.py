@@ -5,15 +5,15 @@ cross-item conversion — B bought *because* A was clicked — rather than
 noise. The simulator knows the truth, on two levels (fields of the TFDS
 dataset `cabb_synthetic`, saved in a run's `predictions.npz` as int codes):
 
-* **Leaf-pair relation** (`relation`, codes: index in `RELATIONS`): B's
-  leaf is A's leaf (`substitute`), a complement leaf of A's (`complement`)
+* **Leaf-pair relation** (`relation`, codes: index in
+  `data.truth.RELATIONS`): B's leaf is A's leaf (`substitute`), a complement leaf of A's (`complement`)
   or neither (`unrelated`). This is a property of the *pair* of leaves, not of
   the purchase. A leaf-similarity α (taxonomy + CF, Eq. 1–3) encodes almost
   exactly the same thing, so scoring α or the head against it is nearly
   circular: it checks that α is a good leaf-similarity, not that it finds the
   purchases a click caused. Kept as the **leaf-pair check**.
-* **Cause** (`cause`, codes: index in `CAUSES`): why this purchase of B
-  happened. When the simulator generated it from the click on A, the
+* **Cause** (`cause`, codes: index in `data.truth.CAUSES`): why this
+  purchase of B happened. When the simulator generated it from the click on A, the
   relation it was drawn with (`substitute`, `complement`, or `noise`: an
   unrelated popular item attached to a random click of the session);
   otherwise `other_click` — most CABB-positive rows are purchases generated
@@ -59,63 +59,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import numpy as np
 
 from cabb_tf import metrics
-
-RELATIONS = ("", "substitute", "complement", "unrelated")
-GENUINE = ("substitute", "complement")
-NOISE = ("unrelated",)
-GENUINE_CODES = tuple(RELATIONS.index(r) for r in GENUINE)
-NOISE_CODES = tuple(RELATIONS.index(r) for r in NOISE)
-
-# The values of the dataset field `cause`, '' (no B) first.
-CAUSES = ("", "substitute", "complement", "noise", "other_click")
-CAUSAL_GENUINE = ("substitute", "complement")
-CAUSAL_GENUINE_CODES = tuple(CAUSES.index(c) for c in CAUSAL_GENUINE)
-
-
-def _codes(strings: Sequence[Any], names: Sequence[str],
-           what: str) -> np.ndarray:
-  """Maps strings (str or UTF-8 bytes) to int8 indices in `names`."""
-  values = np.asarray(strings, dtype=object)
-  flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v)
-          for v in values.ravel()]
-  lookup = {r: i for i, r in enumerate(names)}
-  unknown = sorted(set(flat) - set(lookup))
-  if unknown:
-    raise ValueError(f"unknown {what}(s) {unknown}; the {what}s are "
-                     f"{list(names)}.")
-  return np.array([lookup[v] for v in flat], dtype=np.int8).reshape(
-      values.shape)
-
-
-def relation_codes(strings: Sequence[Any]) -> np.ndarray:
-  """Maps relation strings (str or UTF-8 bytes) to int8 codes.
-
-  Args:
-    strings: relations as in the TFDS field `relation`, any shape.
-
-  Returns:
-    int8 array of the same shape: the index of each string in `RELATIONS`.
-
-  Raises:
-    ValueError: on a string outside `RELATIONS`.
-  """
-  return _codes(strings, RELATIONS, "relation")
-
-
-def cause_codes(strings: Sequence[Any]) -> np.ndarray:
-  """Maps cause strings (str or UTF-8 bytes) to int8 codes.
-
-  Args:
-    strings: causes as in the TFDS field `cause`, any shape.
-
-  Returns:
-    int8 array of the same shape: the index of each string in `CAUSES`.
-
-  Raises:
-    ValueError: on a string outside `CAUSES`.
-  """
-  return _codes(strings, CAUSES, "cause")
-
+from cabb_tf.data import truth
 
 def cabb_prediction(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
   """The CABB-head prediction: `p_cabb`, or a baseline's `p_conversion`.
@@ -137,7 +81,7 @@ def _checked_codes(arrays: Mapping[str, np.ndarray], key: str,
   if codes.dtype.kind not in "iu":
     raise ValueError(f"'{key}' must hold int codes (index in "
                      f"{tuple(names)}), not {codes.dtype}; convert with "
-                     f"`ground_truth.{convert}`.")
+                     f"`cabb_tf.data.truth.{convert}`.")
   codes = codes.astype(np.int64)
   y = np.asarray(arrays["y_cabb"]).reshape(-1)
   if len(codes) != len(y):
@@ -167,8 +111,9 @@ def checked_relation(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
   if "relation" not in arrays:
     raise ValueError("the arrays hold no 'relation' codes: ground truth "
                      "exists for the simulator (cabb_synthetic) only; save "
-                     "them with `ground_truth.relation_codes`.")
-  return _checked_codes(arrays, "relation", RELATIONS, "relation_codes")
+                     "them with `cabb_tf.data.truth.relation_codes`.")
+  return _checked_codes(arrays, "relation", truth.RELATIONS,
+                        "relation_codes")
 
 
 def checked_cause(arrays: Mapping[str, np.ndarray]) -> Optional[np.ndarray]:
@@ -184,7 +129,7 @@ def checked_cause(arrays: Mapping[str, np.ndarray]) -> Optional[np.ndarray]:
   """
   if "cause" not in arrays:
     return None
-  return _checked_codes(arrays, "cause", CAUSES, "cause_codes")
+  return _checked_codes(arrays, "cause", truth.CAUSES, "cause_codes")
 
 
 def _nan_to_none(value: float) -> Optional[float]:
@@ -232,12 +177,12 @@ def alpha_auc(alpha: np.ndarray, genuine: np.ndarray,
 def _causal_report(y: np.ndarray, p: np.ndarray,
                    cause: np.ndarray) -> Dict[str, Any]:
   negative = y <= 0
-  genuine = np.isin(cause, CAUSAL_GENUINE_CODES)
+  genuine = np.isin(cause, truth.CAUSAL_GENUINE_CODES)
   other = ~negative & ~genuine
   genuine_subset = _subset(y, p, genuine | negative)
   other_subset = _subset(y, p, other | negative)
   positives = int((~negative).sum())
-  names = [c or "none" for c in CAUSES]
+  names = [c or "none" for c in truth.CAUSES]
   return {
       "genuine_subset": genuine_subset,
       "other_subset": other_subset,
@@ -290,12 +235,12 @@ def cabb_ground_truth_report(
   relation = checked_relation(arrays)
   cause = checked_cause(arrays)
   negative = y <= 0
-  genuine = np.isin(relation, GENUINE_CODES)
-  noise = np.isin(relation, NOISE_CODES)
+  genuine = np.isin(relation, truth.GENUINE_CODES)
+  noise = np.isin(relation, truth.NOISE_CODES)
 
   genuine_subset = _subset(y, p, genuine | negative)
   noise_subset = _subset(y, p, noise | negative)
-  names = [r or "none" for r in RELATIONS]
+  names = [r or "none" for r in truth.RELATIONS]
   report = {
       "all_rows": _subset(y, p, np.ones_like(negative)),
       "genuine_subset": genuine_subset,
@@ -319,7 +264,7 @@ def cabb_ground_truth_report(
     report["alpha_auc"] = {
         "leaf_pair": alpha_auc(alpha, genuine, genuine | noise),
         "causal": (None if cause is None else alpha_auc(
-            alpha, np.isin(cause, CAUSAL_GENUINE_CODES), ~negative)),
+            alpha, np.isin(cause, truth.CAUSAL_GENUINE_CODES), ~negative)),
     }
   return report
 

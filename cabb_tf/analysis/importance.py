@@ -18,6 +18,7 @@ import tensorflow as tf
 from cabb_tf import input_pipeline
 from cabb_tf import metrics
 from cabb_tf.data import features as features_lib
+from cabb_tf.models import conversion
 from cabb_tf.models import factory
 
 
@@ -43,13 +44,14 @@ def load_split(columns: Mapping[str, tf.Tensor], feature_statistics
   return inputs, labels
 
 
-def _head_ne(model: tf.keras.Model, inputs, columns, heads: Sequence[str],
+def _head_ne(model: tf.keras.Model, inputs, columns,
              batch_size: int) -> Dict[str, float]:
   outputs = model.predict({k: v for k, v in inputs.items()
                            if k in model.input_names},
                           batch_size=batch_size, verbose=0)
-  p_caba = outputs["caba" if "caba" in heads else heads[0]].reshape(-1)
-  p_cabb = outputs["cabb" if "cabb" in heads else heads[0]].reshape(-1)
+  by_task = conversion.task_outputs(outputs)
+  p_caba = by_task["caba"].reshape(-1)
+  p_cabb = by_task["cabb"].reshape(-1)
   return {
       "caba": metrics.normalized_entropy(columns["y_caba"], p_caba,
                                          columns["w_caba"]),
@@ -60,18 +62,18 @@ def _head_ne(model: tf.keras.Model, inputs, columns, heads: Sequence[str],
 def permutation_importance(model: tf.keras.Model,
                            inputs: Mapping[str, np.ndarray],
                            columns: Mapping[str, np.ndarray],
-                           task: str = "multitask",
                            seed: int = 0,
                            batch_size: int = 8192,
                            families: bool = True) -> Dict[str, Dict[str,
                                                                     float]]:
-  """Rise in each head's NE when a feature (or family) is shuffled.
+  """Rise in each task's NE when a feature (or family) is shuffled.
+
+  A baseline's one head is scored on both tasks (`conversion.task_outputs`).
 
   Args:
     model: a trained model.
     inputs: the test split's model inputs (see `load_split`).
     columns: its labels and weights.
-    task: the model's task (fixes its heads).
     seed: the shuffling seed.
     batch_size: prediction batch size.
     families: also shuffle each feature family of
@@ -80,8 +82,7 @@ def permutation_importance(model: tf.keras.Model,
   Returns:
     {"caba": {feature: ΔNE}, "cabb": {feature: ΔNE}}.
   """
-  heads = input_pipeline.heads_of(task)
-  base = _head_ne(model, inputs, columns, heads, batch_size)
+  base = _head_ne(model, inputs, columns, batch_size)
   rng = np.random.default_rng(seed)
   groups = {name: (name,) for name in inputs if name in model.input_names}
   if families:
@@ -96,7 +97,7 @@ def permutation_importance(model: tf.keras.Model,
     shuffled = dict(inputs)
     for name in names:
       shuffled[name] = inputs[name][order]
-    ne = _head_ne(model, shuffled, columns, heads, batch_size)
+    ne = _head_ne(model, shuffled, columns, batch_size)
     for head in ("caba", "cabb"):
       out[head][key] = float(ne[head] - base[head])
   return out

@@ -10,7 +10,6 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from cabb_tf import datasets as datasets_lib  # pylint: disable=g-import-not-at-top
-from cabb_tf import input_pipeline  # pylint: disable=g-import-not-at-top
 from cabb_tf.analysis import beyond  # pylint: disable=g-import-not-at-top
 from cabb_tf.similarity import category_cf  # pylint: disable=g-import-not-at-top
 
@@ -83,10 +82,10 @@ def calibration_curves(base_dir: str, variants: Dict[str, Any], seed: int,
     run_dir = os.path.join(base_dir, "runs", variant.key, f"seed_{seed}")
     with np.load(os.path.join(run_dir, "predictions.npz")) as f:
       arrays = dict(f)
-    heads = input_pipeline.heads_of(variant.task)
+    # p_caba / p_cabb: a baseline's one head stands for both tasks.
     for ax, head, label, weight in ((axes[0], "caba", "y_caba", "w_caba"),
                                     (axes[1], "cabb", "y_cabb", None)):
-      p = arrays[f"p_{head}" if head in heads else f"p_{heads[0]}"]
+      p = arrays[f"p_{head}"]
       y = arrays[label]
       w = arrays[weight] if weight else np.ones_like(y)
       edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))

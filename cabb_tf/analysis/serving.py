@@ -20,7 +20,7 @@ click_id and, on the simulator, relation):
   the model does not see item B);
 * targets per candidate — `bought_a`: y_caba; `converted_genuinely`: y_caba
   or any of the click's CABB rows with a genuine relation (substitute or
-  complement, `ground_truth.GENUINE`; needs `relation`); `any_purchase`:
+  complement, `data.truth.GENUINE`; needs `relation`); `any_purchase`:
   y_caba or any CABB row;
 * metric — the session-grouped AUC (GAUC): the AUC of the score among the
   candidates of a session, ties counting half, averaged over the sessions
@@ -46,6 +46,7 @@ import numpy as np
 
 from cabb_tf import metrics
 from cabb_tf.analysis import ground_truth
+from cabb_tf.data import truth
 
 DEFAULT_BETAS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 TARGETS = ("bought_a", "converted_genuinely", "any_purchase")
@@ -139,7 +140,7 @@ def click_candidates(arrays: Mapping[str, np.ndarray]) -> Dict[str, Any]:
   }
   if "relation" in arrays:
     relation = ground_truth.checked_relation(arrays)
-    genuine_row = y_cabb & np.isin(relation, ground_truth.GENUINE_CODES)
+    genuine_row = y_cabb & np.isin(relation, truth.GENUINE_CODES)
     genuine = np.bincount(click, weights=genuine_row,
                           minlength=num_clicks) > 0
     out["converted_genuinely"] = (bought_a | genuine).astype(np.float64)

@@ -15,6 +15,9 @@ A `tf.keras` functional model built from the dataset's feature statistics:
 * one small tower per head with a sigmoid output, returned in a dict keyed by
   head name (`caba`, `cabb`; baselines have one head).
 
+The model is a `conversion.ConversionModel`: it owns Eq. (6) (λ and the task
+balance are arguments of `build_model`) and the train step.
+
 Id features reach the model as indices, not strings. The string → index
 lookup of the training vocabulary (`id_lookups`: vocabulary entry k → k + 1,
 anything else → 0, the one OOV row) is not part of `build_model`'s model:
@@ -37,7 +40,9 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from cabb_tf.data import features as features_lib
+from cabb_tf.models import conversion
 from cabb_tf.models import experts
+from cabb_tf.models import task_balance
 
 # Id feature → id space. Features of one space share an embedding table.
 ID_SPACES: Dict[str, str] = {
@@ -191,9 +196,12 @@ def _cross_layer_count(bottom: str, cross_layers: Optional[int]) -> int:
   return cross_layers or 0
 
 
-@gin.configurable(denylist=["feature_statistics", "heads"])
+@gin.configurable(denylist=["feature_statistics", "heads", "cabb_weight",
+                             "balance"])
 def build_model(feature_statistics: Mapping,
                 heads: Sequence[str] = ("caba", "cabb"),
+                cabb_weight: float = 0.75,
+                balance: task_balance.Balance = task_balance.Balance(),
                 embedding_dim: int = 16,
                 embedding_dims: Optional[Mapping[str, int]] = None,
                 bottom_units: Sequence[int] = (128, 64),
@@ -210,6 +218,8 @@ def build_model(feature_statistics: Mapping,
       split (vocabularies and normalization moments).
     heads: output names; ("caba", "cabb") for the multitask model, one name
       for a baseline.
+    cabb_weight: λ of Eq. (6) (the run's `train.run.cabb_weight`).
+    balance: the task balance (the run's `task_balance.config()`).
     embedding_dim: embedding width of every id space not in `embedding_dims`.
     embedding_dims: optional width per id space (`ID_SPACES` values).
     bottom_units: widths of the shared MLP of the 'shared_mlp' and 'dcn'
@@ -231,8 +241,8 @@ def build_model(feature_statistics: Mapping,
     excluded_features: input features to leave out (ablations).
 
   Returns:
-    A `tf.keras.Model` from a dict of feature tensors (shape [batch];
-    `model_features`: id features as `id_lookups` row indices, the rest
+    A `conversion.ConversionModel` from a dict of feature tensors (shape
+    [batch]; `model_features`: id features as `id_lookups` row indices, the rest
     raw) to a dict {head: probabilities of shape [batch, 1]} (the trailing
     axis keeps Keras' per-example loss reduction over the last axis a
     no-op). `string_model` gives it raw string ids.
@@ -302,4 +312,5 @@ def build_model(feature_statistics: Mapping,
     tower = experts.mlp(tower_inputs[head], tower_units, dropout, l2, head)
     logit = tf.keras.layers.Dense(1, name=f"{head}_logit")(tower)
     outputs[head] = tf.keras.layers.Activation("sigmoid", name=head)(logit)
-  return tf.keras.Model(inputs=inputs, outputs=outputs, name="cabb_model")
+  return conversion.ConversionModel(inputs, outputs, cabb_weight=cabb_weight,
+                                    balance=balance, name="cabb_model")

@@ -5,14 +5,13 @@
 * `item_cf`     — the same cosine over items (`i2i_cf`).
 * `tree`        — α from the shared prefix of two taxonomy paths.
 * `i2i_embedding` — item embeddings from a TFRS retrieval model.
-* `weighting`   — the one gin switch between the schemes, and α in tf.data.
 * `benchmark`   — speed and memory of Eq. (1)–(2) against references.
 
 Every similarity object has `alpha(a, b)` (vectorized, unknown → fallback)
 and `index_of(keys)`; the leaf-based ones also `alpha_for_items(catalog, a,
-b)`. The Beam version of Eq. (1)–(2) is `cabb_tf.pipelines.similarity_beam`.
-`i2i_embedding` (TFRS embeddings) and `weighting` (the gin scheme switch)
-import TensorFlow-heavy dependencies and are imported by name only.
+b)`. The Beam version of Eq. (1)–(2) is `cabb_tf.pipelines.similarity_beam`;
+the gin switch between the schemes, and α as the input pipeline reads it,
+is `cabb_tf.inputs.weighting`.
 """
 
 from cabb_tf.similarity.category_cf import category_similarity

@@ -7,10 +7,9 @@ from absl.testing import parameterized
 import gin
 import numpy as np
 
-from cabb_tf.analysis import ground_truth
 from cabb_tf.analysis import serving
 
-_SUB, _COMP, _UNREL = 1, 2, 3  # ground_truth.RELATIONS codes.
+_SUB, _COMP, _UNREL = 1, 2, 3  # data.truth.RELATIONS codes.
 
 
 def _hand_arrays():

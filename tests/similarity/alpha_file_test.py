@@ -11,10 +11,10 @@ import tensorflow_datasets as tfds
 from cabb_tf import datasets
 from cabb_tf import input_pipeline
 from cabb_tf.data import features
+from cabb_tf.inputs import weighting
 from cabb_tf.pipelines import similarity_beam
 from cabb_tf.similarity import category_cf
 from cabb_tf.similarity import item_cf
-from cabb_tf.similarity import weighting
 
 _NAME = "cabb_synthetic/tiny"
 

@@ -6,8 +6,8 @@ import pandas as pd
 import tensorflow as tf
 
 from cabb_tf.data import schema
+from cabb_tf.inputs import weighting
 from cabb_tf.similarity import item_cf
-from cabb_tf.similarity import weighting
 
 
 def _events():

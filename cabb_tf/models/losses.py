@@ -8,7 +8,8 @@ In Keras the per-example weights arrive as sample weights,
 `sample_weight={'caba': w_caba, 'cabb': w_cabb}`: `w_caba` counts each click
 once across its rows and `w_cabb` is α(A, B) on CABB-positive rows and the
 negative weight (default 1) elsewhere. λ is the Keras `loss_weights` of the
-`cabb` output.
+`cabb` output; the conversion model (`models.conversion.ConversionModel`)
+compiles these with its own λ.
 
 Reduction: Keras' default `SUM_OVER_BATCH_SIZE` divides the weighted sum by
 the batch size, not by Σα. That is Eq. (5) up to the constant 1/|B| (the same
@@ -17,7 +18,6 @@ for both heads), so λ keeps the meaning it has in Eq. (6).
 
 from typing import Dict
 
-import gin
 import tensorflow as tf
 
 
@@ -34,7 +34,6 @@ def weighted_binary_crossentropy(name: str) -> tf.keras.losses.Loss:
   return tf.keras.losses.BinaryCrossentropy(from_logits=False, name=name)
 
 
-@gin.configurable
 def multitask_losses(cabb_weight: float = 0.75,
                      heads=("caba", "cabb")) -> Dict[str, Dict]:
   """Per-head losses and loss weights for `model.compile`, Eq. (6).

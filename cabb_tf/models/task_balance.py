@@ -1,13 +1,15 @@
 """Learned balance of the two task losses: a switch beside Eq. (6)'s fixed λ.
 
 Eq. (6) trains on L = L_CABA + λ·L_CABB with λ a hyperparameter (the paper's
-§7 proposes learning the balance instead). `attach(model, loss_weights)`
-(gin: `task_balance.method`) keeps that, or replaces the model's train step
-with one that minimizes L = Σ_k w_k·L_k (+ regularization) with task weights
-w_k that change during training:
+§7 proposes learning the balance instead). A `Balance` (gin: `task_balance.method`,
+made by `config()`) is a constructor argument of the conversion model
+(`models.conversion.ConversionModel`), which keeps Eq. (6) or, through the
+`Balancer` that `make_balancer` builds when the model is compiled, minimizes
+L = Σ_k w_k·L_k (+ regularization) with task weights w_k that change during
+training:
 
-* `fixed` — today's behaviour: w = the compiled `loss_weights`; the train
-  step is left untouched.
+* `fixed` — w = the compiled `loss_weights` (1 and λ); the model trains with
+  Keras' own step.
 * `uncertainty` — Kendall, Gal & Cipolla (CVPR 2018), Eq. (10) with the
   log-variance parametrization of their §3.2, s_k = log σ_k²:
 
@@ -36,7 +38,7 @@ objective; Keras' `loss` metric (train and validation, hence early stopping)
 stays the compiled Eq. (6) loss with the fixed λ, one yardstick for all
 methods. All state — log-variances, GradNorm weights, initial losses and
 optimizer slots, DWA's loss history and epoch accumulators — is in
-non-trainable `tf.Variable`s of a `tf.Module` set as `model.task_balance`, so
+non-trainable `tf.Variable`s of a `tf.Module` the model keeps as `model.task_balance`, so
 `tf.train.Checkpoint(model=model, ...)` saves and restores it, and it stays
 out of `model.trainable_variables` (and so out of `model.optimizer`).
 
@@ -46,10 +48,11 @@ and hyperparameters). For per-coordinate optimizers (SGD, Adam) stepped once
 per train step that is the same update as training them with
 `model.optimizer` itself (Kendall et al. train s jointly with the network);
 `learning_rate` overrides the copy's learning rate (GradNorm's weights often
-get their own). The copy is built when attached, so its
+get their own). The copy is built with the balancer, so its
 slots exist before a checkpoint is restored.
 """
 
+import dataclasses
 import math
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -65,8 +68,10 @@ _MIN_GRADNORM_WEIGHT = 1e-6
 class Balancer:
   """Task weights of a multi-head model and the train step that uses them.
 
-  Make one with `attach`. Its state is `self.state`, a `tf.Module` of
-  non-trainable variables (`model.task_balance` for the learned methods):
+  `make_balancer` makes one; the model calls `train_step` (learned methods)
+  and the trainer passes `callbacks()` to every `model.fit`. Its state is
+  `self.state`, a `tf.Module` of non-trainable variables
+  (`model.task_balance` for the learned methods):
   `epoch_loss_sum` ([K]: Σ over this epoch's steps of batch size × L_k),
   `epoch_objective_sum` (the same for the balanced objective),
   `epoch_count` (rows seen this epoch), the method's own variables and its
@@ -156,7 +161,7 @@ class Balancer:
   # The train step.
 
   def train_step(self, data):
-    """`model.train_step` with the balanced objective.
+    """One step on the balanced objective (the model's step calls it).
 
     Args:
       data: (features, labels, sample weights) as Keras passes them; labels
@@ -204,8 +209,8 @@ class Balancer:
                         weights_used[self.heads.index("caba")])
     return logs
 
-  def _install(self, learning_rate: Optional[float]) -> None:
-    """Builds the own optimizer; replaces `model.train_step`."""
+  def _build(self, learning_rate: Optional[float]) -> None:
+    """Takes the compiled per-head losses; builds the own optimizer."""
     model = self._model
     # Keras keeps the compiled dict as a (non-Mapping) trackable DictWrapper.
     if not hasattr(model.loss, "keys") or any(
@@ -224,9 +229,6 @@ class Balancer:
       self._optimizer = type(model.optimizer).from_config(config)
       self._optimizer.build(own)
       self.state.optimizer = self._optimizer
-    model.task_balance = self.state
-    model.train_step = self.train_step
-    model.train_function = None
 
 
 class _Uncertainty(Balancer):
@@ -258,9 +260,6 @@ class _GradNorm(Balancer):
   def __init__(self, model, loss_weights, asymmetry: float,
                shared_layer: Optional[str]):
     super().__init__(model, loss_weights)
-    if not (math.isfinite(asymmetry) and asymmetry >= 0):
-      raise ValueError("task_balance.asymmetry (GradNorm's a) must be >= 0, "
-                       f"got {asymmetry}.")
     self.asymmetry = float(asymmetry)
     self.shared_kernel = _shared_kernel(model, shared_layer)
     k = len(self.heads)
@@ -308,9 +307,6 @@ class _DynamicWeightAverage(Balancer):
 
   def __init__(self, model, loss_weights, temperature: float):
     super().__init__(model, loss_weights)
-    if not (math.isfinite(temperature) and temperature > 0):
-      raise ValueError("task_balance.temperature (DWA's T) must be > 0, got "
-                       f"{temperature}.")
     self.temperature = float(temperature)
     k = len(self.heads)
     self.state.task_weights = _variable(tf.ones([k]), "task_weights")
@@ -387,51 +383,82 @@ def _shared_kernel(model: tf.keras.Model,
   return kernel
 
 
-@gin.configurable("task_balance", denylist=["model", "loss_weights"])
-def attach(model: tf.keras.Model,
-           loss_weights: Mapping[str, float],
-           method: str = "fixed",
+@dataclasses.dataclass(frozen=True)
+class Balance:
+  """How a multi-head model balances its task losses (see the module doc).
+
+  Attributes:
+    method: one of `METHODS`. A model with one head always gets `fixed`.
+    learning_rate: learning rate of the log-variances (`uncertainty`) or
+      weights (`gradnorm`); None: that of the model's optimizer.
+    asymmetry: GradNorm's a (Chen et al. use 1.5 on NYUv2).
+    temperature: DWA's T (Liu et al. use 2).
+    shared_layer: name of the layer W whose kernel GradNorm takes gradient
+      norms on (None: the last `bottom_dense_<i>` of `factory.build_model`).
+  """
+  method: str = "fixed"
+  learning_rate: Optional[float] = None
+  asymmetry: float = 1.5
+  temperature: float = 2.0
+  shared_layer: Optional[str] = None
+
+  def __post_init__(self):
+    if self.method not in METHODS:
+      raise ValueError(f"unknown task_balance.method {self.method!r}; "
+                       f"expected one of {list(METHODS)}.")
+    if self.learning_rate is not None and not (
+        math.isfinite(self.learning_rate) and self.learning_rate > 0):
+      raise ValueError("task_balance.learning_rate must be > 0 or None, got "
+                       f"{self.learning_rate}.")
+    if not (math.isfinite(self.asymmetry) and self.asymmetry >= 0):
+      raise ValueError("task_balance.asymmetry (GradNorm's a) must be >= 0, "
+                       f"got {self.asymmetry}.")
+    if not (math.isfinite(self.temperature) and self.temperature > 0):
+      raise ValueError("task_balance.temperature (DWA's T) must be > 0, got "
+                       f"{self.temperature}.")
+
+
+@gin.configurable("task_balance")
+def config(method: str = "fixed",
            learning_rate: Optional[float] = None,
            asymmetry: float = 1.5,
            temperature: float = 2.0,
-           shared_layer: Optional[str] = None) -> Balancer:
-  """Balances the losses of a compiled multi-head model with `method`.
+           shared_layer: Optional[str] = None) -> Balance:
+  """The run's `Balance`, from gin (`task_balance.method = 'dwa'`, ...).
 
-  Call it after `model.compile` and before anything wraps `model.train_step`
-  (`input_pipeline.train_on_indices` wraps whatever step is there), and pass
-  `balancer.callbacks()` to every `model.fit`.
+  Raises:
+    ValueError: for an unknown method or an out-of-range parameter.
+  """
+  return Balance(method, learning_rate, asymmetry, temperature, shared_layer)
+
+
+def make_balancer(model: tf.keras.Model, loss_weights: Mapping[str, float],
+                  balance: Balance = Balance()) -> Balancer:
+  """The `Balancer` of a compiled multi-head model.
+
+  The model calls it (`ConversionModel.compile` builds it, its train step
+  calls `Balancer.train_step` for the learned methods); nothing here
+  replaces a method of the model.
 
   Args:
     model: the compiled model, with `model.loss` a dict of one loss per head.
     loss_weights: the compiled loss weights by head (Eq. 6: caba 1, cabb λ):
       its keys are the heads balanced, its values the `fixed` weights.
-    method: one of `METHODS`. A model with one head always gets `fixed`.
-    learning_rate: learning rate of the log-variances (`uncertainty`) or
-      weights (`gradnorm`); None: that of `model.optimizer`.
-    asymmetry: GradNorm's a (Chen et al. use 1.5 on NYUv2).
-    temperature: DWA's T (Liu et al. use 2).
-    shared_layer: name of the layer W whose kernel GradNorm takes gradient
-      norms on (None: the last `bottom_dense_<i>` of `factory.build_model`).
+    balance: the method and its parameters.
 
   Returns:
-    The `Balancer`.
+    The `Balancer` (method `fixed` for a one-head model).
 
   Raises:
-    ValueError: for an unknown method, an out-of-range parameter, an
-      uncompiled model or a model without the layer GradNorm needs.
+    ValueError: for an uncompiled model or one without the layer GradNorm
+      needs.
   """
-  if method not in METHODS:
-    raise ValueError(f"unknown task_balance.method {method!r}; expected one "
-                     f"of {list(METHODS)}.")
   if getattr(model, "optimizer", None) is None:
-    raise ValueError("attach the task balance after model.compile.")
+    raise ValueError("make the task balance after model.compile.")
   if not loss_weights:
     raise ValueError("loss_weights is empty: pass the compiled loss weights "
                      "by head.")
-  if learning_rate is not None and not (
-      math.isfinite(learning_rate) and learning_rate > 0):
-    raise ValueError("task_balance.learning_rate must be > 0 or None, got "
-                     f"{learning_rate}.")
+  method = balance.method
   if method != "fixed" and len(loss_weights) < 2:
     logging.info("Task balance %r: the model has one head, using 'fixed'.",
                  method)
@@ -441,9 +468,10 @@ def attach(model: tf.keras.Model,
   if method == "uncertainty":
     balancer = _Uncertainty(model, loss_weights)
   elif method == "gradnorm":
-    balancer = _GradNorm(model, loss_weights, asymmetry, shared_layer)
+    balancer = _GradNorm(model, loss_weights, balance.asymmetry,
+                         balance.shared_layer)
   else:
-    balancer = _DynamicWeightAverage(model, loss_weights, temperature)
-  balancer._install(learning_rate)  # pylint: disable=protected-access
+    balancer = _DynamicWeightAverage(model, loss_weights, balance.temperature)
+  balancer._build(balance.learning_rate)  # pylint: disable=protected-access
   logging.info("Task balance %r on heads %s.", method, balancer.heads)
   return balancer

@@ -1,4 +1,4 @@
-"""Tests for the ground-truth part of cabb_tf.similarity.report."""
+"""Tests for the ground-truth part of cabb_tf.analysis.similarity_report."""
 
 import tempfile
 import types
@@ -9,10 +9,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from cabb_tf.analysis import similarity_report as report
 from cabb_tf.datasets import cabb_synthetic
 from cabb_tf.datasets import click_examples
-from cabb_tf.similarity import report
-from cabb_tf.similarity import weighting
+from cabb_tf.inputs import weighting
 from tests.datasets import builder_testing
 
 _SCHEMES = ("static", "taxonomy_cf")

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 import cabb_tf  # pylint: disable=unused-import
-from cabb_tf import losses
+from cabb_tf.models import losses
 
 
 class LossesTest(tf.test.TestCase):

@@ -9,8 +9,9 @@ import tensorflow as tf
 
 import cabb_tf  # pylint: disable=unused-import
 from cabb_tf import input_pipeline
-from cabb_tf import losses
-from cabb_tf import task_balance
+from cabb_tf.models import conversion
+from cabb_tf.models import losses
+from cabb_tf.models import task_balance
 
 HEADS = ("caba", "cabb")
 BATCH = 4
@@ -38,8 +39,8 @@ def _data(rows: int = 2 * BATCH, seed: int = 0):
   return x, y, w
 
 
-def _model(optimizer, cabb_weight=0.75, init=None):
-  """The tiny two-head model, compiled as `train._compile` does."""
+def _network(init=None):
+  """The tiny two-head network: its input and {head: output}."""
   init = INIT if init is None else init
   constant = lambda name: tf.keras.initializers.Constant(init[name])
   x = tf.keras.Input((3,), name="x")
@@ -54,11 +55,26 @@ def _model(optimizer, cabb_weight=0.75, init=None):
         kernel_initializer=constant(f"{head}_logit/kernel"),
         bias_initializer=constant(f"{head}_logit/bias"))(h)
     outputs[head] = tf.keras.layers.Activation("sigmoid", name=head)(logit)
+  return x, outputs
+
+
+def _plain(optimizer, cabb_weight=0.75):
+  """The tiny model as a plain Keras model compiled with Eq. (6)."""
+  x, outputs = _network()
   model = tf.keras.Model(x, outputs)
-  config = losses.multitask_losses(cabb_weight=cabb_weight)
-  model.compile(optimizer=optimizer, loss=config["loss"],
-                loss_weights=config["loss_weights"])
-  return model, config["loss_weights"]
+  model.compile(optimizer=optimizer,
+                **losses.multitask_losses(cabb_weight=cabb_weight))
+  return model
+
+
+def _balanced(optimizer, cabb_weight=0.75, init=None, **balance):
+  """The tiny model as a compiled `ConversionModel` and its balancer."""
+  x, outputs = _network(init)
+  model = conversion.ConversionModel(
+      x, outputs, cabb_weight=cabb_weight,
+      balance=task_balance.Balance(**balance))
+  model.compile(optimizer=optimizer)
+  return model, model.balancer
 
 
 def _params(model):
@@ -123,13 +139,14 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(got[name], expected[name], atol=1e-6, rtol=1e-5,
                           msg=name)
 
-  def test_fixed_leaves_the_model_as_plain_keras(self):
+  def test_fixed_trains_as_plain_keras(self):
     data = _data()
-    plain, _ = _model(tf.keras.optimizers.SGD(.3))
-    model, loss_weights = _model(tf.keras.optimizers.SGD(.3))
-    balancer = task_balance.attach(model, loss_weights, method="fixed")
-    self.assertNotIn("train_step", vars(model))
+    plain = _plain(tf.keras.optimizers.SGD(.3))
+    model, balancer = _balanced(tf.keras.optimizers.SGD(.3), method="fixed")
     self.assertFalse(hasattr(model, "task_balance"))
+    # The same checkpointed variables as the plain model.
+    self.assertEqual([v.name for v in model.variables],
+                     [v.name for v in plain.variables])
     self.assertEqual(balancer.callbacks(), [])
     self.assertAllClose(balancer.effective_lambda(), .75)
     got = _fit(model, balancer, data)
@@ -142,9 +159,8 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
     # DWA's first epoch has w = (1, 1): the same step as Keras with loss
     # weights (1, 1), and the same per-head losses in the logs.
     data = _data(3 * BATCH)
-    plain, _ = _model(tf.keras.optimizers.SGD(.3), cabb_weight=1.0)
-    model, loss_weights = _model(tf.keras.optimizers.SGD(.3), cabb_weight=1.0)
-    balancer = task_balance.attach(model, loss_weights, method="dwa")
+    plain = _plain(tf.keras.optimizers.SGD(.3), cabb_weight=1.0)
+    model, balancer = _balanced(tf.keras.optimizers.SGD(.3), cabb_weight=1.0, method="dwa")
     got = _fit(model, balancer, data)
     want = plain.fit(data[0], data[1], sample_weight=data[2],
                      batch_size=BATCH, shuffle=False, verbose=0).history
@@ -156,8 +172,7 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
   def test_uncertainty_two_steps(self):
     lr = .5
     data = _data()
-    model, loss_weights = _model(tf.keras.optimizers.SGD(lr))
-    balancer = task_balance.attach(model, loss_weights, method="uncertainty")
+    model, balancer = _balanced(tf.keras.optimizers.SGD(lr), method="uncertainty")
     self.assertLen(model.trainable_variables, 6)  # s is not in there.
     history = _fit(model, balancer, data)
 
@@ -191,9 +206,7 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
     # At 50 the first step drives a weight below 0: it is floored at 1e-6.
     lr, a = .3, 1.5
     data = _data()
-    model, loss_weights = _model(tf.keras.optimizers.SGD(lr))
-    balancer = task_balance.attach(model, loss_weights, method="gradnorm",
-                                   learning_rate=weight_lr, asymmetry=a)
+    model, balancer = _balanced(tf.keras.optimizers.SGD(lr), method="gradnorm", learning_rate=weight_lr, asymmetry=a)
     history = _fit(model, balancer, data)
 
     params, w, initial = dict(INIT), np.ones(2), None
@@ -231,20 +244,20 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
     config = losses.multitask_losses()
     model.compile(optimizer="sgd", loss=config["loss"])
     weights = config["loss_weights"]
-    default = task_balance.attach(model, weights, method="gradnorm")
+    default = task_balance.make_balancer(
+        model, weights, task_balance.Balance("gradnorm"))
     self.assertEqual(default.shared_kernel.shape, (4, 3))
-    named = task_balance.attach(model, weights, method="gradnorm",
-                                shared_layer="bottom_dense_0")
+    named = task_balance.make_balancer(model, weights, task_balance.Balance(
+        "gradnorm", shared_layer="bottom_dense_0"))
     self.assertEqual(named.shared_kernel.shape, (3, 4))
     with self.assertRaisesRegex(ValueError, "shared_layer 'nope'"):
-      task_balance.attach(model, weights, method="gradnorm",
-                          shared_layer="nope")
+      task_balance.make_balancer(model, weights, task_balance.Balance(
+          "gradnorm", shared_layer="nope"))
 
   def test_dwa_step_uses_the_current_weights(self):
     lr = .4
     data = _data(BATCH)
-    model, loss_weights = _model(tf.keras.optimizers.SGD(lr))
-    balancer = task_balance.attach(model, loss_weights, method="dwa")
+    model, balancer = _balanced(tf.keras.optimizers.SGD(lr), method="dwa")
     balancer.state.task_weights.assign([.5, 1.5])
     history = _fit(model, balancer, data)
     _, grads = _reference(INIT, *data)
@@ -253,9 +266,7 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_dwa_weights_follow_eq_7_over_epochs(self):
     temperature = 3.0
-    model, loss_weights = _model(tf.keras.optimizers.SGD(.1))
-    balancer = task_balance.attach(model, loss_weights, method="dwa",
-                                   temperature=temperature)
+    model, balancer = _balanced(tf.keras.optimizers.SGD(.1), method="dwa", temperature=temperature)
     means = np.array([[.9, .6], [.8, .3], [.7, .27], [.69, .1]])
     expected = [np.ones(2), np.ones(2)]
     for t in range(2, len(means) + 1):
@@ -277,8 +288,7 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
   def test_dwa_epoch_losses_are_the_losses_keras_logs(self):
     # 10 rows in batches of 4, 4, 2: Keras weights batch means by size.
     data = _data(10)
-    model, loss_weights = _model(tf.keras.optimizers.SGD(.1))
-    balancer = task_balance.attach(model, loss_weights, method="dwa")
+    model, balancer = _balanced(tf.keras.optimizers.SGD(.1), method="dwa")
     history = _fit(model, balancer, data, epochs=2)
     self.assertAllClose(balancer.state.loss_history[0],
                         [history["caba_loss"][1], history["cabb_loss"][1]],
@@ -291,16 +301,14 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.parameters("uncertainty", "gradnorm", "dwa")
   def test_checkpoint_round_trip_resumes_identically(self, method):
     data = _data()
-    model, loss_weights = _model(tf.keras.optimizers.Adam(.05))
-    balancer = task_balance.attach(model, loss_weights, method=method)
+    model, balancer = _balanced(tf.keras.optimizers.Adam(.05), method=method)
     _fit(model, balancer, data, epochs=3)
     prefix = os.path.join(self.create_tempdir().full_path, "ckpt")
     tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(prefix)
 
     other_init = {k: v + .1 for k, v in INIT.items()}
-    restored, _ = _model(tf.keras.optimizers.Adam(.05), init=other_init)
-    restored_balancer = task_balance.attach(restored, loss_weights,
-                                            method=method)
+    restored, restored_balancer = _balanced(
+        tf.keras.optimizers.Adam(.05), init=other_init, method=method)
     # As train.run does before restoring.
     restored.optimizer.build(restored.trainable_variables)
     tf.train.Checkpoint(model=restored, optimizer=restored.optimizer).read(
@@ -316,17 +324,16 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(_params(restored), _params(model), rtol=0, atol=0)
     self.assertEqual(restored_balancer.weights(), balancer.weights())
 
-  def test_composes_with_train_on_indices(self):
+  def test_composes_with_in_memory_rows(self):
     data = _data()
-    direct, loss_weights = _model(tf.keras.optimizers.SGD(.3))
-    direct_balancer = task_balance.attach(direct, loss_weights,
-                                          method="uncertainty")
+    direct, direct_balancer = _balanced(tf.keras.optimizers.SGD(.3),
+                                        method="uncertainty")
     _fit(direct, direct_balancer, data)
-    model, _ = _model(tf.keras.optimizers.SGD(.3))
-    balancer = task_balance.attach(model, loss_weights, method="uncertainty")
+    model, balancer = _balanced(tf.keras.optimizers.SGD(.3),
+                                method="uncertainty")
     x, y, w = data
-    input_pipeline.train_on_indices(
-        model, tf.nest.map_structure(tf.constant, ({"x": x}, y, w)))
+    model.read_rows_from(input_pipeline.InMemoryRows(
+        tf.nest.map_structure(tf.constant, ({"x": x}, y, w))))
     model.fit(tf.data.Dataset.range(2 * BATCH).batch(BATCH), verbose=0,
               callbacks=balancer.callbacks())
     self.assertParamsClose(model, _params(direct))
@@ -336,38 +343,45 @@ class TaskBalanceTest(tf.test.TestCase, parameterized.TestCase):
   def test_gin_switch(self):
     gin.parse_config("task_balance.method = 'dwa'\n"
                      "task_balance.temperature = 5.0")
-    model, loss_weights = _model(tf.keras.optimizers.SGD(.1))
-    balancer = task_balance.attach(model, loss_weights)
+    x, outputs = _network()
+    model = conversion.ConversionModel(x, outputs,
+                                       balance=task_balance.config())
+    model.compile(optimizer=tf.keras.optimizers.SGD(.1))
+    balancer = model.balancer
     self.assertEqual(balancer.method, "dwa")
     self.assertEqual(balancer.temperature, 5.0)
 
   def test_single_head_model_stays_fixed(self):
     x = tf.keras.Input((3,), name="x")
-    model = tf.keras.Model(x, {"conversion": tf.keras.layers.Dense(
-        1, activation="sigmoid", name="conversion")(x)})
-    config = losses.multitask_losses(heads=("conversion",))
-    model.compile(optimizer="sgd", loss=config["loss"])
-    balancer = task_balance.attach(model, config["loss_weights"],
-                                   method="gradnorm")
-    self.assertEqual(balancer.method, "fixed")
-    self.assertEqual(balancer.effective_lambda(), 0.0)
-    self.assertNotIn("train_step", vars(model))
+    model = conversion.ConversionModel(x, {"conversion": tf.keras.layers.Dense(
+        1, activation="sigmoid", name="conversion")(x)},
+                                       balance=task_balance.Balance("gradnorm"))
+    model.compile(optimizer="sgd")
+    self.assertEqual(model.balancer.method, "fixed")
+    self.assertEqual(model.balancer.effective_lambda(), 0.0)
+    self.assertFalse(hasattr(model, "task_balance"))
 
   def test_bad_arguments(self):
-    model, loss_weights = _model(tf.keras.optimizers.SGD(.1))
     with self.assertRaisesRegex(ValueError, "expected one of"):
-      task_balance.attach(model, loss_weights, method="pcgrad")
+      task_balance.Balance("pcgrad")
     with self.assertRaisesRegex(ValueError, "temperature"):
-      task_balance.attach(model, loss_weights, method="dwa", temperature=0)
+      task_balance.Balance("dwa", temperature=0)
     with self.assertRaisesRegex(ValueError, "asymmetry"):
-      task_balance.attach(model, loss_weights, method="gradnorm",
-                          asymmetry=-1)
+      task_balance.Balance("gradnorm", asymmetry=-1)
     with self.assertRaisesRegex(ValueError, "learning_rate"):
-      task_balance.attach(model, loss_weights, method="uncertainty",
-                          learning_rate=0)
-    uncompiled = tf.keras.Model(model.input, model.output)
+      task_balance.config(method="uncertainty", learning_rate=0)
+    x, outputs = _network()
+    uncompiled = tf.keras.Model(x, outputs)
     with self.assertRaisesRegex(ValueError, "after model.compile"):
-      task_balance.attach(uncompiled, loss_weights, method="dwa")
+      task_balance.make_balancer(uncompiled, {"caba": 1.0, "cabb": .75},
+                                 task_balance.Balance("dwa"))
+    with self.assertRaisesRegex(ValueError, "cabb_weight"):
+      conversion.ConversionModel(x, outputs, cabb_weight=-1.0)
+    model = conversion.ConversionModel(x, outputs)
+    with self.assertRaisesRegex(ValueError, "compile the model first"):
+      _ = model.balancer
+    with self.assertRaisesRegex(ValueError, "sets loss_weights itself"):
+      model.compile(optimizer="sgd", loss_weights={"caba": 1.0, "cabb": 2.0})
 
 
 if __name__ == "__main__":

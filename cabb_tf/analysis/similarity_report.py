@@ -45,8 +45,8 @@ from cabb_tf import input_pipeline
 from cabb_tf import metrics
 from cabb_tf.analysis import plots
 from cabb_tf.data import report as report_lib
+from cabb_tf.inputs import weighting
 from cabb_tf.similarity import category_cf
-from cabb_tf.similarity import weighting
 
 GENUINE = ("substitute", "complement")
 CAUSAL_GENUINE = ("substitute", "complement")

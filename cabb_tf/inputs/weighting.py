@@ -55,8 +55,8 @@ import pandas as pd
 import tensorflow as tf
 
 from cabb_tf import datasets as datasets_lib
-from cabb_tf.datasets import click_examples
 from cabb_tf.data import schema
+from cabb_tf.datasets import click_examples
 from cabb_tf.similarity import category_cf
 from cabb_tf.similarity import i2i_embedding
 from cabb_tf.similarity import item_cf

@@ -1,0 +1,1 @@
+"""The input layer: splits, α and the rows a train step reads (docs/method.md)."""
