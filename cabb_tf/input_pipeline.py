@@ -1,10 +1,13 @@
 """tf.data input: TFDS click examples → model features, labels and weights.
 
-The CABB weight is attached here, in the graph, by a weighting scheme's
-lookup (`similarity.weighting`), never frozen into the dataset files:
+α is attached here, never frozen into the dataset files: `with_alpha` adds
+a split's `alpha` column once, by the weighting scheme's table lookup
+(`inputs.weighting`), and training, evaluation and the analyses read that
+column. The CABB weight has one rule, `cabb_weight`:
 
     w_cabb = α(A, B)            on CABB-positive rows (y_cabb = 1),
-    w_cabb = negative_weight    on the other rows (docs/method.md, "Labels", default 1).
+    w_cabb = negative_weight    on the other rows (docs/method.md, "Labels",
+                                default 1; the α-weighted CABB NE uses 1).
 
 Tasks (`TASKS`):
 
@@ -25,6 +28,7 @@ import tensorflow_datasets as tfds
 from cabb_tf import datasets  # pylint: disable=unused-import  (registers builders)
 from cabb_tf.datasets import click_examples
 from cabb_tf.datasets import locking
+from cabb_tf.inputs import cache as cache_lib
 
 AlphaFn = Callable[[Mapping[str, tf.Tensor]], tf.Tensor]
 # String tensor → integer row indices (e.g. a `StringLookup` layer).
@@ -164,8 +168,48 @@ def model_inputs(record: Mapping[str, tf.Tensor],
   return out
 
 
+ALPHA = "alpha"
+
+
+def with_alpha(record: Mapping[str, tf.Tensor],
+               alpha_fn: Optional[AlphaFn]) -> Dict[str, tf.Tensor]:
+  """`record` (a record, a batch or a whole split) with its `alpha` column.
+
+  Args:
+    record: the raw columns.
+    alpha_fn: the weighting scheme's in-graph α(record)
+      (`weighting.make_alpha_fn`); None means α = 1 (the baselines).
+
+  Returns:
+    A new dict: the columns and `alpha`, float32 with `y_cabb`'s shape.
+  """
+  y_cabb = tf.cast(record["y_cabb"], tf.float32)
+  alpha = (tf.ones_like(y_cabb) if alpha_fn is None else
+           tf.cast(alpha_fn(record), tf.float32))
+  return dict(record, **{ALPHA: alpha})
+
+
+def cabb_weight(y_cabb, alpha, negative_weight: float = 1.0):
+  """w_cabb: α on CABB-positive rows, `negative_weight` on the others.
+
+  The one rule of the CABB weight (Eq. 5; docs/method.md, "Labels"), for
+  tensors (training) and for NumPy arrays (scoring: the α-weighted CABB NE
+  weighs negatives by 1).
+  """
+  if isinstance(y_cabb, np.ndarray):
+    return np.where(y_cabb > 0, alpha, negative_weight)
+  return tf.where(y_cabb > 0, alpha,
+                  tf.fill(tf.shape(y_cabb), negative_weight))
+
+
+def _alpha_column(record: Mapping[str, tf.Tensor]) -> tf.Tensor:
+  if ALPHA not in record:
+    raise ValueError("the record has no 'alpha' column: add it with "
+                     "input_pipeline.with_alpha(record, alpha_fn).")
+  return record[ALPHA]
+
+
 def make_example_fn(task: str, feature_dtypes: Mapping[str, tf.DType],
-                    alpha_fn: Optional[AlphaFn],
                     negative_weight: float = 1.0,
                     id_lookups: Optional[Mapping[str, IdLookup]] = None):
   """Returns record → (features, labels, sample weights) for `Dataset.map`.
@@ -173,26 +217,23 @@ def make_example_fn(task: str, feature_dtypes: Mapping[str, tf.DType],
   Args:
     task: one of `TASKS`.
     feature_dtypes: the model's inputs (`factory.input_dtypes(model)`).
-    alpha_fn: the weighting scheme's in-graph α(record); None means α = 1.
     negative_weight: `w_cabb` on rows without a CABB purchase.
     id_lookups: string → row index of the id features the model takes as
       indices (`factory.id_lookups`; see `model_inputs`).
 
   Returns:
-    A function for `tf.data.Dataset.map` (batched or not), or for a whole
-    in-memory split (`prepare_columns`), which then looks every id up once.
+    A function of a record with its `alpha` column (`with_alpha`) for
+    `tf.data.Dataset.map` (batched or not), or for a whole in-memory split
+    (`prepare_columns`), which then looks every id up once.
   """
   heads = TASKS[task]
 
   def example(record):
     features = model_inputs(record, feature_dtypes, id_lookups)
     y_cabb = tf.cast(record["y_cabb"], tf.float32)
-    alpha = (tf.ones_like(y_cabb) if alpha_fn is None else
-             tf.cast(alpha_fn(record), tf.float32))
     weights_of = {
         "w_caba": tf.cast(record["w_caba"], tf.float32),
-        "w_cabb": tf.where(y_cabb > 0, alpha,
-                           tf.fill(tf.shape(y_cabb), negative_weight)),
+        "w_cabb": cabb_weight(y_cabb, _alpha_column(record), negative_weight),
     }
     labels = {head: tf.cast(record[label], tf.float32)[..., tf.newaxis]
               for head, (label, _) in heads.items()}
@@ -203,40 +244,44 @@ def make_example_fn(task: str, feature_dtypes: Mapping[str, tf.DType],
   return example
 
 
-def evaluation_columns(record: Mapping[str, tf.Tensor],
-                       alpha_fn: Optional[AlphaFn]) -> Dict[str, tf.Tensor]:
-  """Labels and weights every evaluation needs, whatever the task."""
-  y_cabb = tf.cast(record["y_cabb"], tf.float32)
-  alpha = (tf.ones_like(y_cabb) if alpha_fn is None else
-           tf.cast(alpha_fn(record), tf.float32))
+def evaluation_columns(record: Mapping[str, tf.Tensor]
+                       ) -> Dict[str, tf.Tensor]:
+  """Labels, weights and α (the `with_alpha` column) every evaluation
+  needs, whatever the task."""
   return {
       "y_caba": tf.cast(record["y_caba"], tf.float32),
-      "y_cabb": y_cabb,
+      "y_cabb": tf.cast(record["y_cabb"], tf.float32),
       "y_last_click": tf.cast(record["y_last_click"], tf.float32),
       "w_caba": tf.cast(record["w_caba"], tf.float32),
-      "alpha": alpha,
+      ALPHA: _alpha_column(record),
       "session_id": record["session_id"],
   }
 
 
-_COLUMNS: Dict[Tuple[str, str], Dict[str, tf.Tensor]] = {}
-
-
-def split_columns(data: "Data", split: str) -> Dict[str, tf.Tensor]:
-  """A split of `data` in memory as columns, read once per process.
+def split_columns(data: "Data", split: str,
+                  cache: Optional[cache_lib.Cache] = None
+                  ) -> Dict[str, tf.Tensor]:
+  """A split of `data` in memory as columns, read once per cache.
 
   Experiments train many models on one dataset; decoding its records once
   instead of once per run saves most of a short run's time.
+
+  Args:
+    data: the dataset.
+    split: 'train', 'validation' or 'test'.
+    cache: where the columns are kept (None: the process's
+      `cache.default()`).
 
   Raises:
     ValueError: if the split's files cannot be read (a damaged build),
       naming the directory to delete so that the next run rebuilds it.
   """
-  key = (str(data.builder.data_path), split)
-  if key not in _COLUMNS:
+  def read():
     with click_examples.reading_split(data.builder, split):
-      _COLUMNS[key] = to_columns(getattr(data, split))
-  return _COLUMNS[key]
+      return to_columns(getattr(data, split))
+
+  cache = cache or cache_lib.default()
+  return cache.column_split((str(data.builder.data_path), split), read)
 
 
 def to_columns(dataset: tf.data.Dataset,

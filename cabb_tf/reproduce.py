@@ -43,6 +43,7 @@ from cabb_tf.analysis import serving
 from cabb_tf.analysis import stats
 from cabb_tf.data import oracle as oracle_lib
 from cabb_tf.data import report as report_lib
+from cabb_tf.inputs import cache as cache_lib
 from cabb_tf.inputs import weighting
 
 
@@ -447,6 +448,8 @@ def run(base_dir: str,
                               for v in rows.values()))
   _bind(selected, seeds[0], defaults.data_dir, defaults)
   data = input_pipeline.load_data()  # The main dataset, built once here.
+  # The splits in memory and α tables the runs share; freed after the last.
+  cache = cache_lib.Cache()
   check_categories(data, [v.scheme for v in unique
                           if v.task == "multitask" and v.cabb_weight > 0])
   progress = _Progress(len(unique) * len(seeds))
@@ -463,7 +466,7 @@ def run(base_dir: str,
       if trained:
         _bind(variant, seed, data_dir, defaults)
         tf.keras.backend.clear_session()
-        train.run(run_dir, export=False, save_predictions=True)
+        train.run(run_dir, export=False, save_predictions=True, cache=cache)
         done = _read_metrics(run_dir)
       metrics[(variant, seed)] = done
       progress.finish(started, trained)
@@ -530,9 +533,10 @@ def run(base_dir: str,
 
   if importance:
     results["rq4"], results["rq4_families"], raw = _importance(
-        base_dir, data, selected, seeds, defaults)
+        base_dir, data, selected, seeds, defaults, cache)
   else:
     raw = None
+  cache.clear()
   if oracle_draws:
     results["oracle"] = _oracles(base_dir, tables, defaults, oracle_draws)
     results["floors"] = floors.table_floors(results, _dataset_of_tables(
@@ -737,9 +741,11 @@ def _paired_differences(base_dir, comparisons, seeds,
   return out
 
 
-def _importance(base_dir, data, variant, seeds, defaults: _Defaults):
+def _importance(base_dir, data, variant, seeds, defaults: _Defaults,
+                cache: cache_lib.Cache):
   inputs, columns = importance_lib.load_split(
-      input_pipeline.split_columns(data, "test"), data.feature_statistics)
+      input_pipeline.split_columns(data, "test", cache),
+      data.feature_statistics)
   raw = []
   for seed in seeds:
     _bind(variant, seed, defaults.data_dir, defaults)

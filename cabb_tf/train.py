@@ -32,6 +32,7 @@ from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
 from cabb_tf.data import report as report_lib
 from cabb_tf.data import truth
+from cabb_tf.inputs import cache as cache_lib
 from cabb_tf.inputs import weighting
 from cabb_tf.models import conversion
 from cabb_tf.models import experts
@@ -240,7 +241,7 @@ def _compile(model: conversion.ConversionModel, learning_rate: float,
 
 
 def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
-                   columns: Dict[str, tf.Tensor], task: str, alpha_fn,
+                   columns: Dict[str, tf.Tensor],
                    batch_size: int) -> Dict[str, np.ndarray]:
   """A model's predictions on an in-memory split, with its labels and weights.
 
@@ -253,9 +254,8 @@ def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
     features: the model's inputs for the split's rows
       (`input_pipeline.model_inputs(columns, ...)`, with the training
       `factory.id_lookups` for a model that takes id features as indices).
-    columns: the split as columns (`input_pipeline.split_columns`).
-    task: the model's task.
-    alpha_fn: the weighting scheme's α (for the α-weighted CABB NE).
+    columns: the split as columns with its α (`input_pipeline.with_alpha`
+      of `split_columns`; α for the α-weighted CABB NE).
     batch_size: prediction batch size.
 
   Returns:
@@ -268,8 +268,7 @@ def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
   arrays.update({f"p_{task}": value.reshape(-1) for task, value in
                  conversion.task_outputs(outputs).items()})
   arrays.update({key: value.numpy() for key, value in
-                 input_pipeline.evaluation_columns(columns,
-                                                   alpha_fn).items()})
+                 input_pipeline.evaluation_columns(columns).items()})
   arrays["click_id"] = columns["click_id"].numpy()
   if "relation" in columns:  # the simulator's ground truth
     arrays["relation"] = truth.relation_codes(
@@ -280,22 +279,22 @@ def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
 
 
 def predict_and_score(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
-                      columns: Dict[str, tf.Tensor], task: str, alpha_fn,
+                      columns: Dict[str, tf.Tensor],
                       batch_size: int) -> Dict[str, Any]:
   """`predict_arrays` and the raw metrics (`score`) of a split.
 
   Returns:
     A dict of `RAW_METRIC_KEYS` plus the arrays under `arrays`.
   """
-  arrays = predict_arrays(model, features, columns, task, alpha_fn,
-                          batch_size)
+  arrays = predict_arrays(model, features, columns, batch_size)
   return dict(score(arrays["y_caba"], arrays["y_cabb"], arrays["w_caba"],
                     arrays["alpha"], arrays["p_caba"], arrays["p_cabb"]),
               arrays=arrays)
 
 
 def _alpha_weights(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-  return np.where(arrays["y_cabb"] > 0, arrays["alpha"], 1.0)
+  """The α-weighted CABB NE's weights: α on positives, 1 on negatives."""
+  return input_pipeline.cabb_weight(arrays["y_cabb"], arrays["alpha"])
 
 
 def fit_recalibration(arrays: Mapping[str, np.ndarray]
@@ -345,7 +344,7 @@ def score_recalibrated(arrays: Mapping[str, np.ndarray],
 def score(y_caba, y_cabb, w_caba, alpha, p_caba, p_cabb) -> Dict[str, float]:
   """docs/metrics.md: CABA NE over clicks (w_caba), CABB NE over rows uniformly,
   α-weighted CABB NE, pooled overall NE, mean NE, AUC and calibration."""
-  w_cabb_alpha = np.where(y_cabb > 0, alpha, 1.0)
+  w_cabb_alpha = input_pipeline.cabb_weight(np.asarray(y_cabb), alpha)
   caba = metrics_lib.task_metrics(y_caba, p_caba, w_caba)
   cabb = metrics_lib.task_metrics(y_cabb, p_cabb, None)
   return {
@@ -408,7 +407,7 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
   tf.io.gfile.rename(tmp, export_dir)
 
 
-@gin.configurable(denylist=["base_dir"])
+@gin.configurable(denylist=["base_dir", "cache"])
 def run(base_dir: str,
         task: str = "multitask",
         weighting_scheme: str = "taxonomy_cf",
@@ -427,7 +426,8 @@ def run(base_dir: str,
         stop_after_epochs: Optional[int] = None,
         export: bool = True,
         save_predictions: bool = False,
-        in_memory: bool = True) -> Dict[str, float]:
+        in_memory: bool = True,
+        cache: Optional[cache_lib.Cache] = None) -> Dict[str, float]:
   """Trains, evaluates and exports one model.
 
   Args:
@@ -462,6 +462,9 @@ def run(base_dir: str,
       gather each shuffled batch inside the train step (fast); False
       streams records through a shuffle buffer of `shuffle_buffer` rows (for
       splits that do not fit in memory).
+    cache: the splits in memory and α tables shared with other runs of
+      this process (None: the process's `cache.default()`; `reproduce`
+      passes its own and frees it).
 
   Returns:
     The test metrics (`METRIC_KEYS`).
@@ -485,7 +488,8 @@ def run(base_dir: str,
   statistics = data.feature_statistics
   alpha_fn = None
   if task == "multitask":
-    alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder)
+    alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder,
+                                       cache=cache)
 
   model = factory.build_model(statistics, heads=heads, cabb_weight=cabb_weight,
                               balance=balance)
@@ -497,19 +501,26 @@ def run(base_dir: str,
   # Every configurable the run uses has been called by now.
   gin_utils.record(base_dir)
   example_fn = input_pipeline.make_example_fn(
-      task, factory.input_dtypes(model), alpha_fn, negative_weight,
-      id_lookups)
+      task, factory.input_dtypes(model), negative_weight, id_lookups)
+
+  def columns_of(split):
+    """A split in memory with its α column (computed once per split)."""
+    return input_pipeline.with_alpha(
+        input_pipeline.split_columns(data, split, cache), alpha_fn)
+
   if in_memory:
-    train_columns = input_pipeline.prepare_columns(
-        input_pipeline.split_columns(data, "train"), example_fn)
+    train_columns = input_pipeline.prepare_columns(columns_of("train"),
+                                                   example_fn)
     train_rows_count = input_pipeline.num_rows(train_columns)
     model.read_rows_from(input_pipeline.InMemoryRows(train_columns))
   else:
-    train_rows = data.train.map(example_fn,
-                                num_parallel_calls=tf.data.AUTOTUNE)
+    train_rows = data.train.map(
+        lambda record: example_fn(input_pipeline.with_alpha(record,
+                                                            alpha_fn)),
+        num_parallel_calls=tf.data.AUTOTUNE)
+  validation_columns = columns_of("validation")
   validation = tf.data.Dataset.from_tensor_slices(
-      input_pipeline.prepare_columns(
-          input_pipeline.split_columns(data, "validation"), example_fn)
+      input_pipeline.prepare_columns(validation_columns, example_fn)
   ).batch(eval_batch_size).cache()
 
   epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
@@ -579,17 +590,16 @@ def run(base_dir: str,
 
   best.read(best_prefix).expect_partial()
   # Calibration-fair scoring: Platt maps fitted on the validation split.
-  validation_columns = input_pipeline.split_columns(data, "validation")
   recalibration = fit_recalibration(predict_arrays(
       model, input_pipeline.model_inputs(
           validation_columns, factory.input_dtypes(model), id_lookups),
-      validation_columns, task, alpha_fn, eval_batch_size))
-  test_columns = input_pipeline.split_columns(data, "test")
+      validation_columns, eval_batch_size))
+  test_columns = columns_of("test")
   # The test split's model inputs, looked up once for scoring and gates.
   test_features = input_pipeline.model_inputs(
       test_columns, factory.input_dtypes(model), id_lookups)
-  result = predict_and_score(model, test_features, test_columns, task,
-                             alpha_fn, eval_batch_size)
+  result = predict_and_score(model, test_features, test_columns,
+                             eval_batch_size)
   arrays = result.pop("arrays")
   result.update(score_recalibrated(arrays, recalibration))
   extra = {}

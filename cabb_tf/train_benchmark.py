@@ -218,10 +218,10 @@ def run(base_dir: str,
   statistics = data.feature_statistics
   alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder)
   example_fn = input_pipeline.make_example_fn(
-      "multitask", factory.input_dtypes(_model(statistics)), alpha_fn,
+      "multitask", factory.input_dtypes(_model(statistics)),
       id_lookups=factory.id_lookups(statistics))
-  columns = input_pipeline.prepare_columns(
-      input_pipeline.to_columns(data.train), example_fn)
+  columns = input_pipeline.prepare_columns(input_pipeline.with_alpha(
+      input_pipeline.to_columns(data.train), alpha_fn), example_fn)
   results: List[Dict[str, Any]] = []
   for batch_size in batch_sizes:
     result = measure(statistics, columns, batch_size, steps, windows)

@@ -302,20 +302,44 @@ class IdLookupTest(tf.test.TestCase):
                                   {"brand_a": self._lookups()["brand_a"]})
 
   def test_a_prepared_split_holds_each_ids_row(self):
-    records = self._records()
+    raw = self._records()
+    records = input_pipeline.with_alpha(
+        tf.nest.map_structure(tf.constant, raw), None)
     example_fn = input_pipeline.make_example_fn(
-        "multitask", {"leaf_a": tf.int32, "brand_a": tf.int32}, None,
+        "multitask", {"leaf_a": tf.int32, "brand_a": tf.int32},
         id_lookups=self._lookups())
-    features, _, _ = input_pipeline.prepare_columns(
-        tf.nest.map_structure(tf.constant, records), example_fn)
+    features, _, _ = input_pipeline.prepare_columns(records, example_fn)
     for name in ("leaf_a", "brand_a"):
-      self.assertAllEqual(features[name], self._numpy_rows(name,
-                                                           records[name]))
+      self.assertAllEqual(features[name], self._numpy_rows(name, raw[name]))
     # The same rows record by record, as the streaming input maps them.
     dataset = tf.data.Dataset.from_tensor_slices(records).map(example_fn)
     streamed = np.array([f["leaf_a"].numpy() for f, _, _ in dataset])
-    self.assertAllEqual(streamed, self._numpy_rows("leaf_a",
-                                                   records["leaf_a"]))
+    self.assertAllEqual(streamed, self._numpy_rows("leaf_a", raw["leaf_a"]))
+
+  def test_alpha_is_a_column_and_w_cabb_has_one_rule(self):
+    raw = self._records()
+    alpha = np.linspace(0.1, 0.9, ROWS).astype(np.float32)
+    records = input_pipeline.with_alpha(
+        tf.nest.map_structure(tf.constant, raw),
+        lambda record: tf.constant(alpha))
+    self.assertAllEqual(records["alpha"], alpha)
+    example_fn = input_pipeline.make_example_fn("multitask", {},
+                                                negative_weight=0.25)
+    _, labels, weights = input_pipeline.prepare_columns(records, example_fn)
+    # By hand: α on CABB-positive rows, the negative weight elsewhere.
+    want = np.where(raw["y_cabb"] > 0, alpha, np.float32(0.25))
+    self.assertAllEqual(weights["cabb"], want)
+    self.assertAllEqual(weights["caba"], raw["w_caba"])
+    self.assertAllEqual(labels["cabb"][:, 0], raw["y_cabb"])
+    # Evaluation reads the same column; NumPy gets the same rule.
+    evaluated = input_pipeline.evaluation_columns(dict(
+        records, y_last_click=records["y_caba"], session_id=records["y_caba"]))
+    self.assertAllEqual(evaluated["alpha"], alpha)
+    np.testing.assert_array_equal(
+        input_pipeline.cabb_weight(raw["y_cabb"], alpha, 0.25), want)
+    # Without the column, a clear error.
+    with self.assertRaisesRegex(ValueError, "with_alpha"):
+      example_fn(tf.nest.map_structure(tf.constant, raw))
 
   def test_rows_once_per_split_train_like_a_lookup_every_step(self):
     """Rows looked up once before training, or strings looked up by the

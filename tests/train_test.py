@@ -92,7 +92,7 @@ class TrainTest(absltest.TestCase):
                                  predicted[head].reshape(-1), rtol=1e-6,
                                  atol=1e-7)
     columns = {k: v.numpy() for k, v in input_pipeline.evaluation_columns(
-        test, None).items()}
+        input_pipeline.with_alpha(test, None)).items()}
     rescored = train.score(columns["y_caba"], columns["y_cabb"],
                            columns["w_caba"], columns["alpha"],
                            served["caba"].numpy(), served["cabb"].numpy())
@@ -120,12 +120,13 @@ class TrainTest(absltest.TestCase):
     data = input_pipeline.load_data()
     statistics = data.feature_statistics
     model = train.load_best_model(base_dir, statistics, "caba_only")
-    validation = input_pipeline.split_columns(data, "validation")
+    validation = input_pipeline.with_alpha(
+        input_pipeline.split_columns(data, "validation"), None)
     arrays = train.predict_arrays(
         model, input_pipeline.model_inputs(validation,
                                            factory.input_dtypes(model),
                                            factory.id_lookups(statistics)),
-        validation, "caba_only", None, 4096)
+        validation, 4096)
     maps = train.fit_recalibration(arrays)
     for task, platt in maps.items():
       self.assertAlmostEqual(written["recalibration"][task]["slope"],

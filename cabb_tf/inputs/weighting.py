@@ -57,6 +57,7 @@ import tensorflow as tf
 from cabb_tf import datasets as datasets_lib
 from cabb_tf.data import schema
 from cabb_tf.datasets import click_examples
+from cabb_tf.inputs import cache as cache_lib
 from cabb_tf.similarity import category_cf
 from cabb_tf.similarity import i2i_embedding
 from cabb_tf.similarity import item_cf
@@ -252,10 +253,12 @@ def check_scale(scale: str) -> None:
                      f"must be one of {list(SCALES)}.")
 
 
-@gin.configurable(denylist=["scheme", "builder"])
+@gin.configurable(denylist=["scheme", "builder", "cache"])
 def make_alpha_fn(scheme: str, builder, fallback: float = 0.0,
                   scale: str = "raw",
-                  similarity_file: Optional[str] = None) -> Optional[AlphaFn]:
+                  similarity_file: Optional[str] = None,
+                  cache: Optional[cache_lib.Cache] = None
+                  ) -> Optional[AlphaFn]:
   """The in-graph α of a scheme for the records of a prepared TFDS dataset.
 
   Args:
@@ -268,6 +271,8 @@ def make_alpha_fn(scheme: str, builder, fallback: float = 0.0,
       or `similarity_beam.run`) to read α from instead of refitting the
       scheme on the dataset's training events; only for `FILE_SCHEMES`
       (module doc, "A precomputed similarity"). None refits.
+    cache: where the fitted table is kept for later runs (None: the
+      process's `cache.default()`).
 
   Returns:
     `alpha_fn(record) -> float32 tensor`, or None for `static` (α = 1, whose
@@ -281,13 +286,14 @@ def make_alpha_fn(scheme: str, builder, fallback: float = 0.0,
   """
   check_scheme(scheme)
   check_scale(scale)
+  cache = cache or cache_lib.default()
   if similarity_file is not None:
     check_file_scheme(scheme, similarity_file)
     key = (scheme, str(builder.data_path), fallback,
            _file_identity(similarity_file))
-    if key not in _TABLES:
-      _TABLES[key] = file_table(scheme, builder, similarity_file, fallback)
-    return _scaled(_TABLES[key], scheme, scale).alpha_fn()
+    table = cache.alpha_table(key, lambda: file_table(
+        scheme, builder, similarity_file, fallback))
+    return _scaled(table, scheme, scale).alpha_fn()
   if scheme == "static":
     return None
   # Experiments train many models on one dataset: fit each scheme once. The
@@ -299,9 +305,9 @@ def make_alpha_fn(scheme: str, builder, fallback: float = 0.0,
       item_cf.fit_item_similarity, tree.fit_tree_similarity,
       i2i_embedding.fit_i2i_embeddings))
   key = (scheme, str(builder.data_path), fallback, options)
-  if key not in _TABLES:
-    _TABLES[key] = _fit_table(scheme, builder, fallback)
-  return _scaled(_TABLES[key], scheme, scale).alpha_fn()
+  table = cache.alpha_table(key, lambda: _fit_table(scheme, builder,
+                                                     fallback))
+  return _scaled(table, scheme, scale).alpha_fn()
 
 
 def _scaled(table: PairTable, scheme: str, scale: str) -> PairTable:
@@ -316,9 +322,6 @@ def _scaled(table: PairTable, scheme: str, scale: str) -> PairTable:
   logging.info("Weighting %s: α scaled by 1 / %.4f (mean over training "
                "CABB-positive rows).", scheme, mean)
   return table.scaled(1.0 / mean)
-
-
-_TABLES: Dict[Tuple, PairTable] = {}
 
 
 def _fit_table(scheme: str, builder, fallback: float) -> PairTable:
