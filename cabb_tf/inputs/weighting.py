@@ -184,20 +184,21 @@ class PairTable:
 def cabb_rows(builder, fields: Sequence[str],
               with_split: bool = False) -> pd.DataFrame:
   """The CABB-positive rows of all splits of a dataset: `fields`, with bytes
-  decoded to str (and a `split` column when `with_split`)."""
+  decoded to str (and a `split` column when `with_split`).
+
+  Only `fields` and `y_cabb` are parsed (`click_examples.read_columns`), so a
+  build of 10^8 events' examples is scanned in minutes, not hours.
+  """
   frames = []
   for split in ("train", "validation", "test"):
-    with click_examples.reading_split(builder, split):
-      for batch in builder.as_dataset(split=split).batch(
-          65_536).as_numpy_iterator():
-        positive = batch["y_cabb"] > 0
-        frame = pd.DataFrame({
-            f: (pd.Series(batch[f][positive]).str.decode("utf-8")
-                if batch[f].dtype == object else batch[f][positive])
-            for f in fields})
-        if with_split:
-          frame["split"] = split
-        frames.append(frame)
+    for batch in click_examples.read_columns(builder, split, fields,
+                                             keep="y_cabb"):
+      frame = pd.DataFrame({
+          f: (pd.Series(batch[f]).str.decode("utf-8")
+              if batch[f].dtype == object else batch[f]) for f in fields})
+      if with_split:
+        frame["split"] = split
+      frames.append(frame)
   if not frames:
     columns = list(fields) + (["split"] if with_split else [])
     return pd.DataFrame({f: pd.Series([], dtype=object) for f in columns})

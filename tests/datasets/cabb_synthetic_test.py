@@ -192,6 +192,28 @@ class CabbSyntheticExamplesTest(tf.test.TestCase):
     self.assertIn("cause", cabb_synthetic.Builder.RELEASE_NOTES["1.1.0"])
     self.assertIn("cause", self.tiny.info.features)
 
+  def test_read_columns_gives_the_records_as_dataset_gives(self):
+    fields = sorted(self.tiny.info.features)
+    for split in click_examples.SPLITS:
+      want = pd.DataFrame(self.rows[split])
+      batches = list(click_examples.read_columns(self.tiny, split, fields,
+                                                 batch_size=97))
+      got = pd.concat([pd.DataFrame(b) for b in batches], ignore_index=True)
+      self.assertGreater(len(batches), 1)
+      key = ["click_id", "item_b"]
+      pd.testing.assert_frame_equal(
+          got.sort_values(key).reset_index(drop=True),
+          want[fields].sort_values(key).reset_index(drop=True))
+      # With `keep`, exactly the CABB-positive rows, of two fields only.
+      kept = pd.concat([pd.DataFrame(b) for b in click_examples.read_columns(
+          self.tiny, split, ["item_a", "leaf_b"], keep="y_cabb")],
+                       ignore_index=True)
+      positive = want[want["y_cabb"] > 0]
+      self.assertEqual(list(kept.columns), ["item_a", "leaf_b"])
+      self.assertEqual(sorted(kept.itertuples(index=False, name=None)),
+                       sorted(positive[["item_a", "leaf_b"]].itertuples(
+                           index=False, name=None)))
+
   def test_training_events_and_side_files(self):
     builder = self.tiny
     boundaries = builder.info.metadata["split_boundaries_ms"]
