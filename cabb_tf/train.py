@@ -26,6 +26,7 @@ import pandas as pd
 import tensorflow as tf
 
 from cabb_tf import calibration
+from cabb_tf import distribute
 from cabb_tf import files
 from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
@@ -427,6 +428,7 @@ def run(base_dir: str,
         export: bool = True,
         save_predictions: bool = False,
         in_memory: bool = True,
+        strategy: str = "default",
         cache: Optional[cache_lib.Cache] = None) -> Dict[str, float]:
   """Trains, evaluates and exports one model.
 
@@ -462,12 +464,15 @@ def run(base_dir: str,
       gather each shuffled batch inside the train step (fast); False
       streams records through a shuffle buffer of `shuffle_buffer` rows (for
       splits that do not fit in memory).
+    strategy: 'default', 'mirrored' or 'multi_worker' (`cabb_tf.distribute`,
+      docs/distributed.md): the steps see the same rows under each; only
+      the chief writes `base_dir` and scores the test split.
     cache: the splits in memory and α tables shared with other runs of
       this process (None: the process's `cache.default()`; `reproduce`
       passes its own and frees it).
 
   Returns:
-    The test metrics (`METRIC_KEYS`).
+    The test metrics (`METRIC_KEYS`); {} on a worker other than the chief.
 
   Raises:
     ValueError: before any work, on an argument out of its range (sizes,
@@ -478,8 +483,15 @@ def run(base_dir: str,
   check_arguments(task, weighting_scheme, cabb_weight, batch_size, max_epochs,
                   patience, learning_rate, optimizer, negative_weight,
                   shuffle_buffer, max_steps_per_epoch, eval_batch_size, seed)
+  distribute.check_strategy(strategy)
+  # First: a multi-worker strategy must exist before the TF runtime starts.
+  distribution = distribute.make_strategy(strategy)
+  chief = distribute.is_chief(distribution)
+  # What every worker must write (checkpoints); only the chief's is kept.
+  own_dir = base_dir if chief else distribute.scratch_dir(base_dir,
+                                                          distribution)
   balance = task_balance.config()
-  _check_writable(base_dir)
+  _check_writable(own_dir)
   heads = input_pipeline.heads_of(task)
   set_seed(seed, deterministic)
   data = input_pipeline.load_data()
@@ -491,15 +503,17 @@ def run(base_dir: str,
     alpha_fn = weighting.make_alpha_fn(weighting_scheme, data.builder,
                                        cache=cache)
 
-  model = factory.build_model(statistics, heads=heads, cabb_weight=cabb_weight,
-                              balance=balance)
+  with distribution.scope():
+    model = factory.build_model(statistics, heads=heads,
+                                cabb_weight=cabb_weight, balance=balance)
+    _compile(model, learning_rate, optimizer)
   # The model takes id features as row indices: the pipeline looks each
   # split's strings up once, not every train step.
   id_lookups = factory.id_lookups(statistics)
-  _compile(model, learning_rate, optimizer)
   balancer = model.balancer
   # Every configurable the run uses has been called by now.
-  gin_utils.record(base_dir)
+  if chief:
+    gin_utils.record(base_dir)
   example_fn = input_pipeline.make_example_fn(
       task, factory.input_dtypes(model), negative_weight, id_lookups)
 
@@ -518,6 +532,10 @@ def run(base_dir: str,
         lambda record: example_fn(input_pipeline.with_alpha(record,
                                                             alpha_fn)),
         num_parallel_calls=tf.data.AUTOTUNE)
+    if strategy != "default":
+      train_rows = distribute.with_shard_policy(
+          train_rows, len(data.builder.info.splits["train"].filepaths),
+          distribution)
   validation_columns = columns_of("validation")
   validation = tf.data.Dataset.from_tensor_slices(
       input_pipeline.prepare_columns(validation_columns, example_fn)
@@ -529,17 +547,25 @@ def run(base_dir: str,
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                    epoch=epoch, best_loss=best_loss, wait=wait)
   checkpoint_dir = os.path.join(base_dir, "checkpoints")
-  manager = _checkpoint_manager(checkpoint, checkpoint_dir)
+  manager = _checkpoint_manager(checkpoint,
+                                os.path.join(own_dir, "checkpoints"))
   best = tf.train.Checkpoint(model=model)
   best_prefix = os.path.join(base_dir, "best", "ckpt")
+  own_best_prefix = os.path.join(own_dir, "best", "ckpt")
   if _checkpoint_prefixes(checkpoint_dir, warn=False):
     # Build the optimizer's slots first so that they are restored too.
-    model.optimizer.build(model.trainable_variables)
+    with distribution.scope():
+      model.optimizer.build(model.trainable_variables)
+    # Every worker resumes from the chief's checkpoints.
     resumed = restore_latest_good(checkpoint, checkpoint_dir)
     logging.info("Resumed from %s at epoch %d", resumed, int(epoch.numpy()))
 
-  train_writer = tf.summary.create_file_writer(os.path.join(base_dir, "train"))
-  eval_writer = tf.summary.create_file_writer(os.path.join(base_dir, "eval"))
+  if chief:
+    train_writer = tf.summary.create_file_writer(
+        os.path.join(base_dir, "train"))
+    eval_writer = tf.summary.create_file_writer(os.path.join(base_dir, "eval"))
+  else:
+    train_writer = eval_writer = tf.summary.create_noop_writer()
   if int(epoch.numpy()) == 0:
     with eval_writer.as_default(step=0):
       tf.summary.text("config", tf.constant(
@@ -552,18 +578,23 @@ def run(base_dir: str,
   epochs_this_call = 0
   while int(epoch.numpy()) < max_epochs and int(wait.numpy()) < patience:
     e = int(epoch.numpy())
-    if in_memory:
+    steps = None
+    if in_memory and strategy != "default":
+      batches, steps = distribute.index_batches(
+          distribution, train_rows_count, batch_size, seed + e,
+          max_steps_per_epoch)
+    elif in_memory:
       batches = input_pipeline.index_batches(train_rows_count, batch_size,
                                              seed + e)
     else:
       batches = train_rows.shuffle(
           shuffle_buffer, seed=seed + e, reshuffle_each_iteration=False).batch(
               batch_size).prefetch(tf.data.AUTOTUNE)
-    if max_steps_per_epoch:
+    if max_steps_per_epoch and steps is None:
       batches = batches.take(max_steps_per_epoch)
     start = time.time()
     step_offset = int(model.optimizer.iterations.numpy())
-    history = model.fit(batches, epochs=1, verbose=0,
+    history = model.fit(batches, epochs=1, verbose=0, steps_per_epoch=steps,
                         callbacks=[_StopOnNan(step_offset),
                                    *balancer.callbacks()])
     step = int(model.optimizer.iterations.numpy())
@@ -578,7 +609,7 @@ def run(base_dir: str,
     if val_loss < float(best_loss.numpy()):
       best_loss.assign(val_loss)
       wait.assign(0)
-      best.write(best_prefix)
+      best.write(own_best_prefix)
     else:
       wait.assign_add(1)
     epoch.assign_add(1)
@@ -588,6 +619,18 @@ def run(base_dir: str,
       logging.info("Stopping after %d epochs as asked.", epochs_this_call)
       return {}
 
+  if not chief:
+    # The chief alone scores the test split and writes the results.
+    tf.io.gfile.rmtree(own_dir)
+    logging.info("Worker done; the chief evaluates and writes %s.", base_dir)
+    distribute.barrier(distribution)
+    return {}
+  step = int(model.optimizer.iterations.numpy())
+  if strategy != "default":
+    # Evaluation and export need no replicas: a plain copy of the model.
+    model = factory.build_model(statistics, heads=heads,
+                                cabb_weight=cabb_weight, balance=balance)
+  best = tf.train.Checkpoint(model=model)
   best.read(best_prefix).expect_partial()
   # Calibration-fair scoring: Platt maps fitted on the validation split.
   recalibration = fit_recalibration(predict_arrays(
@@ -614,7 +657,6 @@ def run(base_dir: str,
     arrays["p_cabb_recalibrated"] = recalibration["cabb"](arrays["p_cabb"])
     save_arrays(os.path.join(base_dir, "predictions.npz"), arrays)
   result = {k: float(v) for k, v in result.items()}
-  step = int(model.optimizer.iterations.numpy())
   _write_scalars(eval_writer, step, {f"test/{_tag(k)}": v
                                      for k, v in result.items()})
   # Mean gate weight per expert on the test split (MMoE / PLE bottoms).
@@ -636,6 +678,10 @@ def run(base_dir: str,
                         os.path.join(base_dir, "metrics.json"))
   if export:
     export_model(model, task, os.path.join(base_dir, "export"), statistics)
+  distribute.barrier(distribution)
+  workers = os.path.join(base_dir, "workers")
+  if tf.io.gfile.isdir(workers) and not tf.io.gfile.listdir(workers):
+    tf.io.gfile.rmtree(workers)
   logging.info("Test metrics: %s", json.dumps(result, indent=1))
   return result
 

@@ -1,0 +1,195 @@
+"""Training on more than one device or worker: `train.run.strategy`.
+
+    train.run.strategy = 'default' | 'mirrored' | 'multi_worker'
+
+* `default`      — one device, no distribution (the fast path of one CPU).
+* `mirrored`     — `tf.distribute.MirroredStrategy`: one process, the
+  replicas of its local devices (several GPUs, or CPUs split into logical
+  devices).
+* `multi_worker` — `tf.distribute.MultiWorkerMirroredStrategy`: one process
+  per worker, synchronous all-reduce; the cluster comes from `TF_CONFIG`
+  (docs/distributed.md).
+
+Under every strategy a step sees the same rows as under `default`: an
+epoch's order is `np.random.default_rng(seed).permutation(n)`, global batch
+k is `order[k * B:(k + 1) * B]`, and replica r of R takes the r-th of its R
+near-equal contiguous pieces (`replica_pieces`). Each worker holds the
+training split in memory and feeds its own replicas' pieces
+(`index_batches`); the streaming path shards records by file when a split
+has at least one file per worker, by record otherwise (`shard_policy`).
+
+Only the chief writes the run directory (`config.gin`, summaries,
+checkpoints, `metrics.json`, the export) and evaluates the test split; the
+other workers take part in the synchronous steps and the per-epoch
+validation, and write their checkpoints to a scratch directory
+(`scratch_dir`) that they delete at the end.
+"""
+
+import json
+import os
+from typing import Iterator, List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def check_strategy(name: str) -> None:
+  if name not in STRATEGIES:
+    raise ValueError(f"train.run.strategy must be one of {STRATEGIES}, got "
+                     f"{name!r}.")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+  """The `tf.distribute` strategy of `train.run.strategy`.
+
+  Create it before any other TensorFlow work of the process: a multi-worker
+  strategy configures the collective ops of the runtime, which TensorFlow
+  allows only before the runtime starts.
+
+  Raises:
+    ValueError: for an unknown name, or `multi_worker` without a `TF_CONFIG`
+      naming a cluster of workers and this process's task.
+  """
+  check_strategy(name)
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    return tf.distribute.MirroredStrategy()
+  config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+  cluster = config.get("cluster", {})
+  if not cluster.get("worker") and not cluster.get("chief"):
+    raise ValueError(
+        "train.run.strategy = 'multi_worker' needs the cluster in the "
+        "TF_CONFIG environment variable (TF_CONFIG = {\"cluster\": "
+        "{\"worker\": [\"host:port\", ...]}, \"task\": {\"type\": \"worker\", "
+        "\"index\": i}}); docs/distributed.md.")
+  if "task" not in config:
+    raise ValueError("TF_CONFIG names a cluster but not this process's task "
+                     "({\"task\": {\"type\": \"worker\", \"index\": i}}).")
+  return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _task(strategy: tf.distribute.Strategy):
+  """(task type, task id, cluster dict) of a multi-worker strategy."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return None, None, {}
+  return (resolver.task_type, resolver.task_id,
+          resolver.cluster_spec().as_dict())
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the run: the `chief` task, or worker 0 of
+  a cluster without one, or the one process of a local strategy."""
+  task_type, task_id, cluster = _task(strategy)
+  if task_type is None:
+    return True
+  if task_type == "chief":
+    return True
+  return task_type == "worker" and task_id == 0 and "chief" not in cluster
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+  """The input pipelines (processes) that feed the strategy's replicas."""
+  _, _, cluster = _task(strategy)
+  return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+
+
+def scratch_dir(base_dir: str, strategy: tf.distribute.Strategy) -> str:
+  """Where a worker other than the chief writes what a strategy makes every
+  worker write (checkpoints): `base_dir/workers/<type>_<id>`."""
+  task_type, task_id, _ = _task(strategy)
+  return os.path.join(base_dir, "workers", f"{task_type}_{task_id}")
+
+
+def replica_pieces(order: np.ndarray, batch_size: int,
+                   num_replicas: int) -> Iterator[List[np.ndarray]]:
+  """Each global batch of `order` split into `num_replicas` pieces.
+
+  Global batch k is `order[k * batch_size:(k + 1) * batch_size]`; its pieces
+  are contiguous and differ in size by at most one row. A last batch with
+  fewer rows than replicas is left out: every replica needs a row.
+
+  Yields:
+    One list of `num_replicas` index arrays per global batch.
+  """
+  for start in range(0, len(order), batch_size):
+    batch = order[start:start + batch_size]
+    if len(batch) < num_replicas:
+      return
+    yield np.array_split(batch, num_replicas)
+
+
+def num_steps(num_examples: int, batch_size: int, num_replicas: int) -> int:
+  """Global batches of an epoch (`replica_pieces`' count)."""
+  full, rest = divmod(num_examples, batch_size)
+  return full + (1 if rest >= num_replicas else 0)
+
+
+def index_batches(strategy: tf.distribute.Strategy, num_examples: int,
+                  batch_size: int, seed: int,
+                  max_steps: Optional[int] = None):
+  """One epoch of the in-memory split's row indices, per replica.
+
+  Args:
+    strategy: a strategy other than the default one.
+    num_examples: rows of the training split.
+    batch_size: the global batch size.
+    seed: the epoch's shuffling seed.
+    max_steps: a cap on the epoch's global batches.
+
+  Returns:
+    (a `tf.distribute.DistributedDataset` of int64 index vectors, one per
+    replica and step, the number of steps).
+  """
+  replicas = strategy.num_replicas_in_sync
+  order = np.random.default_rng(seed).permutation(num_examples)
+  steps = num_steps(num_examples, batch_size, replicas)
+  if max_steps:
+    steps = min(steps, max_steps)
+
+  def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    # A worker's replicas are the consecutive ids of its input pipeline.
+    local = replicas // context.num_input_pipelines
+    first = context.input_pipeline_id * local
+    pieces = [piece for step, batch in zip(
+        range(steps), replica_pieces(order, batch_size, replicas))
+              for piece in batch[first:first + local]]
+    ragged = tf.RaggedTensor.from_row_lengths(
+        np.concatenate(pieces).astype(np.int64) if pieces else
+        np.zeros(0, np.int64), [len(p) for p in pieces])
+    return tf.data.Dataset.from_tensor_slices(ragged).map(
+        lambda piece: piece)
+
+  return strategy.distribute_datasets_from_function(dataset_fn), steps
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Waits until every worker reaches this point (a one-number all-reduce).
+
+  The workers other than the chief wait here while the chief evaluates, so
+  that the cluster ends together: a worker that exits first is reported as
+  failed by the others' health checks.
+  """
+  if num_workers(strategy) > 1:
+    strategy.reduce(tf.distribute.ReduceOp.SUM,
+                    strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
+def shard_policy(num_files: int, workers: int
+                 ) -> tf.data.experimental.AutoShardPolicy:
+  """How the streaming path splits a split's records among workers: by file
+  when every worker gets one, else by record (each reads every file)."""
+  if num_files >= workers:
+    return tf.data.experimental.AutoShardPolicy.FILE
+  return tf.data.experimental.AutoShardPolicy.DATA
+
+
+def with_shard_policy(dataset: tf.data.Dataset, num_files: int,
+                      strategy: tf.distribute.Strategy) -> tf.data.Dataset:
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = shard_policy(
+      num_files, num_workers(strategy))
+  return dataset.with_options(options)

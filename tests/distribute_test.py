@@ -1,0 +1,202 @@
+"""Tests of `train.run.strategy`: the replicas' rows, and two real workers.
+
+The cluster test starts two `MultiWorkerMirroredStrategy` workers of
+experiments/train.py on localhost (TF_CONFIG) and compares the chief's
+results with one process under the default strategy on the same data: the
+replicas see the same rows per step, so only the order of floating-point
+sums differs.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+from absl.testing import absltest
+import numpy as np
+import tensorflow as tf
+
+from cabb_tf import distribute
+from cabb_tf import input_pipeline
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+class _Resolver:
+  """The part of a cluster resolver `distribute` reads."""
+
+  def __init__(self, cluster, task_type, task_id):
+    self.task_type, self.task_id = task_type, task_id
+    self._spec = tf.train.ClusterSpec(cluster)
+
+  def cluster_spec(self):
+    return self._spec
+
+
+class _Strategy:
+
+  def __init__(self, cluster, task_type, task_id):
+    self.cluster_resolver = _Resolver(cluster, task_type, task_id)
+
+
+class PiecesTest(absltest.TestCase):
+
+  def test_pieces_are_each_global_batch_in_order(self):
+    order = np.random.default_rng(3).permutation(103)
+    batches = list(distribute.replica_pieces(order, 20, 3))
+    # 5 full batches and a last one of 3 rows: one row per replica.
+    self.assertLen(batches, 6)
+    self.assertEqual(distribute.num_steps(103, 20, 3), 6)
+    for k, pieces in enumerate(batches):
+      self.assertLen(pieces, 3)
+      np.testing.assert_array_equal(np.concatenate(pieces),
+                                    order[20 * k:20 * (k + 1)])
+      sizes = [len(p) for p in pieces]
+      self.assertLessEqual(max(sizes) - min(sizes), 1)
+
+  def test_a_last_batch_smaller_than_the_replicas_is_left_out(self):
+    order = np.arange(42)
+    batches = list(distribute.replica_pieces(order, 20, 4))
+    self.assertLen(batches, 2)  # 2 rows left for 4 replicas
+    self.assertEqual(distribute.num_steps(42, 20, 4), 2)
+    self.assertEqual(distribute.num_steps(43, 20, 3), 3)
+
+  def test_one_replica_gets_the_batches_of_the_default_path(self):
+    dataset, steps = distribute.index_batches(
+        tf.distribute.get_strategy(), 50, 16, seed=7)
+    self.assertEqual(steps, 4)
+    got = [v.numpy() for v in dataset]
+    want = input_pipeline.index_batches(50, 16, seed=7)
+    want = [element["order"].numpy()[slice(*element["batch"].numpy()[1:])]
+            for element in want]
+    self.assertLen(got, len(want))
+    for a, b in zip(got, want):
+      np.testing.assert_array_equal(a, b)
+    capped, steps = distribute.index_batches(
+        tf.distribute.get_strategy(), 50, 16, seed=7, max_steps=2)
+    self.assertEqual((steps, len(list(capped))), (2, 2))
+
+
+class ClusterTest(absltest.TestCase):
+
+  def test_chief_is_the_chief_task_or_worker_zero(self):
+    workers = {"worker": ["a:1", "b:2"]}
+    self.assertTrue(distribute.is_chief(_Strategy(workers, "worker", 0)))
+    self.assertFalse(distribute.is_chief(_Strategy(workers, "worker", 1)))
+    with_chief = dict(workers, chief=["c:3"])
+    self.assertTrue(distribute.is_chief(_Strategy(with_chief, "chief", 0)))
+    self.assertFalse(distribute.is_chief(_Strategy(with_chief, "worker", 0)))
+    self.assertEqual(distribute.num_workers(_Strategy(with_chief, "chief", 0)),
+                     3)
+    self.assertTrue(distribute.is_chief(tf.distribute.get_strategy()))
+    self.assertEqual(
+        distribute.scratch_dir("/r", _Strategy(workers, "worker", 1)),
+        os.path.join("/r", "workers", "worker_1"))
+
+  def test_streaming_shards_by_file_only_with_a_file_per_worker(self):
+    policy = tf.data.experimental.AutoShardPolicy
+    self.assertEqual(distribute.shard_policy(1, 2), policy.DATA)
+    self.assertEqual(distribute.shard_policy(2, 2), policy.FILE)
+
+  def test_unknown_strategy_and_missing_cluster_are_errors(self):
+    with self.assertRaisesRegex(ValueError, "one of .*'multi_worker'"):
+      distribute.check_strategy("tpu")
+    old = os.environ.pop("TF_CONFIG", None)
+    try:
+      with self.assertRaisesRegex(ValueError, "TF_CONFIG"):
+        distribute.make_strategy("multi_worker")
+    finally:
+      if old is not None:
+        os.environ["TF_CONFIG"] = old
+
+
+def _free_ports(n):
+  sockets = [socket.socket() for _ in range(n)]
+  for s in sockets:
+    s.bind(("localhost", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+class TwoWorkersTest(absltest.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    root = absltest.get_default_test_tmpdir()
+    cls.args = [
+        "--gin_file=gin/multitask.gin", "--gin_file=gin/quick.gin",
+        f"--gin_bindings=load_data.data_dir = '{root}/tfds_distribute'",
+        "--gin_bindings=SYNTHETIC_DATASET = 'cabb_synthetic/tiny'",
+        "--gin_bindings=train.run.max_steps_per_epoch = 5"]
+
+  def _train(self, base_dir, *args, tf_config=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if tf_config:
+      env["TF_CONFIG"] = json.dumps(tf_config)
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "experiments" / "train.py"),
+         f"--base_dir={base_dir}", *self.args, *args], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+  def _cluster(self, base_dir, *args):
+    ports = _free_ports(2)
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    workers = [self._train(base_dir, "--gin_bindings=train.run.strategy = "
+                           "'multi_worker'", *args,
+                           tf_config={"cluster": cluster,
+                                      "task": {"type": "worker", "index": i}})
+               for i in range(2)]
+    for i, worker in enumerate(workers):
+      out, _ = worker.communicate(timeout=900)
+      self.assertEqual(worker.returncode, 0, f"worker {i}:\n{out[-6000:]}")
+
+  def _metrics(self, base_dir):
+    with open(os.path.join(base_dir, "metrics.json")) as f:
+      return json.load(f)
+
+  def test_two_workers_train_as_one_process_and_only_the_chief_writes(self):
+    single = self.create_tempdir().full_path
+    mirrored = self.create_tempdir().full_path
+    processes = [self._train(single), self._train(
+        mirrored, "--gin_bindings=train.run.strategy = 'mirrored'")]
+    for process in processes:
+      out, _ = process.communicate(timeout=900)
+      self.assertEqual(process.returncode, 0, out[-6000:])
+    multi = self.create_tempdir().full_path
+    self._cluster(multi)
+    want, got = self._metrics(single), self._metrics(multi)
+    # One local replica under MirroredStrategy: the default path's numbers.
+    for key in ("best_validation_loss", "caba_ne", "cabb_ne"):
+      self.assertAlmostEqual(self._metrics(mirrored)[key], want[key],
+                             delta=1e-6 * abs(want[key]), msg=key)
+    # Losses and NEs move smoothly with the weights; an AUC also counts
+    # pairs whose order a last-digit change flips.
+    for key, rtol in (("best_validation_loss", 1e-4), ("caba_ne", 1e-4),
+                      ("cabb_ne", 1e-4), ("overall_ne", 1e-4),
+                      ("caba_auc", 1e-3), ("cabb_auc", 1e-3)):
+      self.assertAlmostEqual(got[key], want[key], delta=rtol * abs(want[key]),
+                             msg=key)
+    self.assertEqual(got["epochs"], want["epochs"])
+    # One set of results: the worker's scratch checkpoints are gone.
+    self.assertCountEqual(os.listdir(multi), os.listdir(single))
+    self.assertTrue(os.path.exists(os.path.join(multi, "export",
+                                                "saved_model.pb")))
+
+  def test_two_workers_stream_records_and_export(self):
+    multi = self.create_tempdir().full_path
+    self._cluster(multi, "--gin_bindings=train.run.in_memory = False")
+    metrics = self._metrics(multi)
+    self.assertEqual(metrics["epochs"], 2)
+    self.assertTrue(np.isfinite(metrics["caba_ne"]))
+    self.assertFalse(os.path.exists(os.path.join(multi, "workers")))
+    self.assertTrue(os.path.exists(os.path.join(multi, "export",
+                                                "saved_model.pb")))
+
+
+if __name__ == "__main__":
+  absltest.main()
