@@ -18,8 +18,10 @@ Tasks (`TASKS`):
 """
 
 import dataclasses
+import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
@@ -60,11 +62,17 @@ class Data:
   num_examples: Dict[str, int]
 
 
-@gin.configurable
+# How a worker that does not build waits for the build (seconds).
+BUILD_POLL_S = 10.0
+BUILD_WAIT_S = 24 * 3600.0
+
+
+@gin.configurable(denylist=["build"])
 def load_data(name: str = "cabb_synthetic/default",
               data_dir: Optional[str] = None,
               manual_dir: Optional[str] = None,
-              prepared_dir: Optional[str] = None) -> Data:
+              prepared_dir: Optional[str] = None,
+              build: bool = True) -> Data:
   """Prepares (once) and opens a cabb_tf TFDS dataset.
 
   Args:
@@ -75,6 +83,9 @@ def load_data(name: str = "cabb_synthetic/default",
     prepared_dir: instead of `name`, a directory that
       `cabb_tf.pipelines.prepare_beam` wrote (docs/beam.md), read as it is
       with `tfds.builder_from_directory`.
+    build: prepare the dataset if it is missing. False (the workers of a
+      cluster other than the chief) waits until another process has
+      prepared it instead, up to `BUILD_WAIT_S`.
 
   Returns:
     The `Data` with raw record datasets of each split.
@@ -103,7 +114,8 @@ def load_data(name: str = "cabb_synthetic/default",
     return _open(builder)
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   try:
-    builder = locking.prepared_builder(name, data_dir, config)
+    builder = (locking.prepared_builder(name, data_dir, config) if build else
+               _wait_for_build(name, data_dir))
   except (AssertionError, FileNotFoundError) as e:
     raise ValueError(
         f"cannot prepare dataset {name!r}: {e}. For datasets that need a "
@@ -121,6 +133,32 @@ def load_data(name: str = "cabb_synthetic/default",
     # The source files are unchanged; the bindings just compared count as read.
     builder.check_reuse()
   return _open(builder)
+
+
+def _wait_for_build(name: str, data_dir: Optional[str]
+                    ) -> tfds.core.DatasetBuilder:
+  """The builder of `name` once another process has prepared it.
+
+  Raises:
+    ValueError: if it is not prepared within `BUILD_WAIT_S`.
+  """
+  start = time.monotonic()
+  logged = None
+  while True:
+    builder = tfds.builder(name, data_dir=data_dir)
+    if builder.is_prepared():
+      return builder
+    waited = time.monotonic() - start
+    if waited >= BUILD_WAIT_S:
+      raise ValueError(
+          f"dataset {name!r} was not prepared in {builder.data_path} within "
+          f"{waited:.0f} s: the chief builds it; is the chief running, with "
+          "the same load_data.data_dir?")
+    if logged is None or time.monotonic() - logged >= 60:
+      logged = time.monotonic()
+      logging.info("Waiting for the chief to prepare %s in %s (%.0f s).",
+                   name, builder.data_path, waited)
+    time.sleep(BUILD_POLL_S)
 
 
 def _open(builder: tfds.core.DatasetBuilder) -> Data:

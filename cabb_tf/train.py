@@ -494,7 +494,8 @@ def run(base_dir: str,
   _check_writable(own_dir)
   heads = input_pipeline.heads_of(task)
   set_seed(seed, deterministic)
-  data = input_pipeline.load_data()
+  # Only the chief builds a missing dataset; the other workers wait for it.
+  data = input_pipeline.load_data(build=chief)
   check_dataset(data.builder.info.metadata.get("data_report", {}), task,
                 data.builder.info.full_name)
   statistics = data.feature_statistics

@@ -143,17 +143,22 @@ class TwoWorkersTest(absltest.TestCase):
          f"--base_dir={base_dir}", *self.args, *args], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-  def _cluster(self, base_dir, *args):
+  def _cluster(self, base_dir, *args, data_dir=None):
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    if data_dir:
+      args += (f"--gin_bindings=load_data.data_dir = '{data_dir}'",)
     workers = [self._train(base_dir, "--gin_bindings=train.run.strategy = "
                            "'multi_worker'", *args,
                            tf_config={"cluster": cluster,
                                       "task": {"type": "worker", "index": i}})
                for i in range(2)]
+    outs = []
     for i, worker in enumerate(workers):
       out, _ = worker.communicate(timeout=900)
       self.assertEqual(worker.returncode, 0, f"worker {i}:\n{out[-6000:]}")
+      outs.append(out)
+    return outs
 
   def _metrics(self, base_dir):
     with open(os.path.join(base_dir, "metrics.json")) as f:
@@ -187,9 +192,15 @@ class TwoWorkersTest(absltest.TestCase):
     self.assertTrue(os.path.exists(os.path.join(multi, "export",
                                                 "saved_model.pb")))
 
-  def test_two_workers_stream_records_and_export(self):
+  def test_two_workers_stream_records_and_only_the_chief_builds(self):
     multi = self.create_tempdir().full_path
-    self._cluster(multi, "--gin_bindings=train.run.in_memory = False")
+    fresh = self.create_tempdir().full_path
+    chief, worker = self._cluster(
+        multi, "--gin_bindings=train.run.in_memory = False", data_dir=fresh)
+    # The dataset was missing: the chief built it, the worker waited.
+    waiting = "Waiting for the chief to prepare cabb_synthetic/tiny"
+    self.assertIn(waiting, worker)
+    self.assertNotIn(waiting, chief)
     metrics = self._metrics(multi)
     self.assertEqual(metrics["epochs"], 2)
     self.assertTrue(np.isfinite(metrics["caba_ne"]))

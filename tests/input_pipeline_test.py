@@ -2,6 +2,7 @@
 
 import glob
 import os
+from unittest import mock
 
 from absl.testing import parameterized
 import gin
@@ -392,6 +393,15 @@ if __name__ == "__main__":
 
 
 class DamagedDatasetTest(tf.test.TestCase):
+
+  def test_a_worker_that_does_not_build_waits_then_gives_up(self):
+    data_dir = self.create_tempdir().full_path
+    with mock.patch.object(input_pipeline, "BUILD_WAIT_S", 0.0):
+      with self.assertRaisesRegex(ValueError, "not prepared in .*chief"):
+        input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir,
+                                 build=False)
+    # Nothing was built by the waiting side.
+    self.assertEqual(os.listdir(data_dir), [])
 
   def test_a_damaged_split_names_the_directory_to_delete(self):
     data_dir = self.create_tempdir().full_path
