@@ -33,6 +33,7 @@ from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
 from cabb_tf.data import report as report_lib
 from cabb_tf.data import truth
+from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import cache as cache_lib
 from cabb_tf.inputs import weighting
 from cabb_tf.models import conversion
@@ -462,8 +463,9 @@ def run(base_dir: str,
       ground-truth and serving analyses).
     in_memory: read the training split into memory once, as columns, and
       gather each shuffled batch inside the train step (fast); False
-      streams records through a shuffle buffer of `shuffle_buffer` rows (for
-      splits that do not fit in memory).
+      streams serialized records through a shuffle buffer of
+      `shuffle_buffer` rows and parses a batch at a time (for splits that
+      do not fit in memory).
     strategy: 'default', 'mirrored' or 'multi_worker' (`cabb_tf.distribute`,
       docs/distributed.md): the steps see the same rows under each; only
       the chief writes `base_dir` and scores the test split.
@@ -529,13 +531,19 @@ def run(base_dir: str,
     train_rows_count = input_pipeline.num_rows(train_columns)
     model.read_rows_from(input_pipeline.InMemoryRows(train_columns))
   else:
-    train_rows = data.train.map(
-        lambda record: example_fn(input_pipeline.with_alpha(record,
-                                                            alpha_fn)),
-        num_parallel_calls=tf.data.AUTOTUNE)
+    # Shuffle serialized records, then parse and prepare whole batches: far
+    # cheaper than decoding and preparing records one at a time.
+    train_records = click_examples.serialized_records(data.builder, "train")
+    parse = click_examples.record_parser(data.builder,
+                                         list(data.builder.info.features))
+
+    def prepare_batch(serialized):
+      return example_fn(input_pipeline.with_alpha(parse(serialized),
+                                                  alpha_fn))
+
     if strategy != "default":
-      train_rows = distribute.with_shard_policy(
-          train_rows, len(data.builder.info.splits["train"].filepaths),
+      train_records = distribute.with_shard_policy(
+          train_records, len(data.builder.info.splits["train"].filepaths),
           distribution)
   validation_columns = columns_of("validation")
   validation = tf.data.Dataset.from_tensor_slices(
@@ -588,9 +596,11 @@ def run(base_dir: str,
       batches = input_pipeline.index_batches(train_rows_count, batch_size,
                                              seed + e)
     else:
-      batches = train_rows.shuffle(
+      batches = train_records.shuffle(
           shuffle_buffer, seed=seed + e, reshuffle_each_iteration=False).batch(
-              batch_size).prefetch(tf.data.AUTOTUNE)
+              batch_size).map(prepare_batch,
+                              num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                                  tf.data.AUTOTUNE)
     if max_steps_per_epoch and steps is None:
       batches = batches.take(max_steps_per_epoch)
     start = time.time()

@@ -30,6 +30,12 @@ process (which a busy machine disturbs less), each after a warm-up epoch.
 A third, diagnostic feed repeats one epoch order, so that no epoch after the
 first reloads its shuffled copy: its ratio to the ceiling ("no reloads")
 separates the cost of the per-epoch reload from that of per-step slicing.
+
+The streaming path (`train.run.in_memory = False`, for splits that do not fit
+in memory) is measured against the in-memory pipeline at each size: its feed
+shuffles serialized records and parses and prepares a batch at a time
+(`streaming_feeds`), and a reference feed decodes and prepares TFDS records
+one at a time, as the streaming path did before.
 The run also times training the default multitask model to early stopping.
 """
 
@@ -46,6 +52,7 @@ import tensorflow as tf
 from cabb_tf import input_pipeline
 from cabb_tf import train
 from cabb_tf.data import report as report_lib
+from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
 
@@ -191,12 +198,62 @@ def measure(statistics, prepared, batch_size: int, steps: int,
           "in_memory_window_rates": memory_rates}
 
 
+def streaming_feeds(data, example_fn, alpha_fn, batch_size: int,
+                    shuffle_buffer: int) -> Dict[str, tf.data.Dataset]:
+  """The streaming path's input (`train.run.in_memory = False`), endless.
+
+  `streaming` is `train.run`'s: serialized records shuffled, then parsed and
+  prepared a batch at a time. `per_record` is the earlier design, kept as a
+  reference: TFDS records decoded and prepared one at a time, then shuffled
+  and batched.
+  """
+  parse = click_examples.record_parser(data.builder,
+                                       list(data.builder.info.features))
+
+  def prepare(record):
+    return example_fn(input_pipeline.with_alpha(record, alpha_fn))
+
+  streaming = (click_examples.serialized_records(data.builder, "train")
+               .repeat().shuffle(shuffle_buffer, seed=0).batch(batch_size)
+               .map(lambda s: prepare(parse(s)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+               .prefetch(tf.data.AUTOTUNE))
+  per_record = (data.train.repeat()
+                .map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+                .shuffle(shuffle_buffer, seed=0).batch(batch_size)
+                .prefetch(tf.data.AUTOTUNE))
+  return {"streaming": streaming, "per_record": per_record}
+
+
+def measure_streaming(statistics, feeds: Dict[str, tf.data.Dataset],
+                      steps: int, windows: int,
+                      batch_size: int) -> Dict[str, Any]:
+  """Examples/s of each streaming feed: the median of `windows` windows of
+  `steps` steps each, after a warm-up window (which fills the buffer)."""
+  timers = {}
+  for name, feed in feeds.items():
+    timers[name] = _timer(_model(statistics), feed)
+    timers[name](steps)
+  rates = {name: [] for name in feeds}
+  for _ in range(windows):
+    for name, timer in timers.items():
+      wall, _ = timer(steps)
+      rates[name].append(steps * batch_size / wall)
+  out = {}
+  for name, values in rates.items():
+    out[f"{name}_examples_per_s"] = float(np.median(values))
+    out[f"{name}_window_rates"] = values
+  return out
+
+
 @gin.configurable(denylist=["base_dir"])
 def run(base_dir: str,
         batch_sizes: Sequence[int] = (1024, 4096, 16384),
         steps: int = 30,
         windows: int = 9,
         weighting_scheme: str = "taxonomy_cf",
+        streaming_windows: int = 3,
+        shuffle_buffer: int = 200_000,
         time_to_early_stopping: bool = True) -> Dict[str, Any]:
   """Measures training examples/s from the pipeline and from memory.
 
@@ -208,6 +265,8 @@ def run(base_dir: str,
       whole epochs).
     windows: timed windows per measurement (the median is reported).
     weighting_scheme: the scheme whose α lookup is in the pipeline.
+    streaming_windows: timed windows of each streaming feed (0: none).
+    shuffle_buffer: the streaming feeds' shuffle buffer (`train.run`'s).
     time_to_early_stopping: also train the default multitask model to early
       stopping (gin's `train.run` settings) and report its wall time.
 
@@ -225,6 +284,14 @@ def run(base_dir: str,
   results: List[Dict[str, Any]] = []
   for batch_size in batch_sizes:
     result = measure(statistics, columns, batch_size, steps, windows)
+    if streaming_windows:
+      result.update(measure_streaming(
+          statistics, streaming_feeds(data, example_fn, alpha_fn, batch_size,
+                                      shuffle_buffer),
+          steps, streaming_windows, batch_size))
+      for name in ("streaming", "per_record"):
+        result[f"{name}_ratio"] = (result[f"{name}_examples_per_s"] /
+                                   result["pipeline_examples_per_s"])
     logging.info("%s", result)
     results.append(result)
   out: Dict[str, Any] = {"dataset": data.builder.info.full_name,
@@ -261,6 +328,19 @@ def markdown_table(out: Dict[str, Any]) -> str:
                  f"{r['ratio']:.2f} | {r['paired_ratio']:.2f} | "
                  f"{r['cpu_time_ratio']:.2f} | {no_reload} | "
                  f"{r['window_steps']} |")
+  streamed = [r for r in out["results"] if "streaming_ratio" in r]
+  if streamed:
+    lines += ["", "Streaming (`train.run.in_memory = False`) against the "
+              "in-memory pipeline:", "",
+              "| batch size | streaming examples/s | streaming / in memory | "
+              "per-record decoding examples/s | per-record / in memory |",
+              "|---:|---:|---:|---:|---:|"]
+    for r in streamed:
+      lines.append(f"| {r['batch_size']:,} | "
+                   f"{r['streaming_examples_per_s']:,.0f} | "
+                   f"{r['streaming_ratio']:.2f} | "
+                   f"{r['per_record_examples_per_s']:,.0f} | "
+                   f"{r['per_record_ratio']:.2f} |")
   if "early_stopping" in out:
     e = out["early_stopping"]
     lines += ["", f"Default multitask model to early stopping: "

@@ -1,10 +1,14 @@
-"""Tests of the training benchmark's two inputs against NumPy gathers."""
+"""Tests of the training benchmark's inputs: against NumPy gathers, and the
+streaming path's batch parsing against per-record decoding."""
 
 import numpy as np
 import tensorflow as tf
 
 import cabb_tf  # pylint: disable=unused-import
+from cabb_tf import input_pipeline
 from cabb_tf import train_benchmark
+from cabb_tf.inputs import weighting
+from cabb_tf.models import factory
 
 ROWS = 10
 
@@ -58,6 +62,28 @@ class TrainBenchmarkTest(tf.test.TestCase):
                           np.random.default_rng(seed).permutation(ROWS))
       self.assertAllEqual(element["batch"],
                           [seed, 4 * (i % 3), min(4 * (i % 3) + 4, ROWS)])
+
+  def test_batch_parsing_streams_the_rows_of_per_record_decoding(self):
+    data = input_pipeline.load_data(
+        "cabb_synthetic/tiny", data_dir=self.create_tempdir().full_path)
+    statistics = data.feature_statistics
+    example_fn = input_pipeline.make_example_fn(
+        "multitask", factory.input_dtypes(factory.build_model(statistics)),
+        id_lookups=factory.id_lookups(statistics))
+    alpha_fn = weighting.make_alpha_fn("taxonomy_cf", data.builder)
+    # A buffer of one row shuffles nothing: both feeds give file order.
+    feeds = train_benchmark.streaming_feeds(data, example_fn, alpha_fn,
+                                            batch_size=64, shuffle_buffer=1)
+    got = list(feeds["streaming"].take(5))
+    want = list(feeds["per_record"].take(5))
+    for a, b in zip(got, want):
+      tf.nest.assert_same_structure(a, b)
+      for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b)):
+        self.assertEqual(x.dtype, y.dtype)
+        self.assertAllEqual(x, y)
+    # α reached the CABB weights: some positive rows weigh less than 1.
+    w_cabb = np.concatenate([w["cabb"].numpy() for _, _, w in got])
+    self.assertTrue(np.any((w_cabb > 0) & (w_cabb < 1)))
 
   def test_markdown_table(self):
     out = {"dataset": "d", "train_rows": 1000, "cpu_count": 2, "results": [

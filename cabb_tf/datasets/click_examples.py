@@ -586,6 +586,53 @@ def reading_split(builder: tfds.core.DatasetBuilder, split: str):
         "run rebuilds it.") from None
 
 
+def record_parser(builder: tfds.core.DatasetBuilder, fields: Sequence[str],
+                  keep: Optional[str] = None
+                  ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
+  """serialized records (a 1-D string tensor) → {field: column}.
+
+  Parses only `fields` (and `keep`) of a batch of records at once, with the
+  dtypes `builder.as_dataset` gives (tf.train.Example holds int64, float32
+  and bytes; TFDS casts back to the feature's dtype, and so does this).
+
+  Args:
+    builder: a prepared cabb_tf builder (for the features' dtypes).
+    fields: the features to parse.
+    keep: an integer feature; when set, only rows where it is > 0 are kept.
+  """
+  features = builder.info.features
+  wanted = list(dict.fromkeys(list(fields) + ([keep] if keep else [])))
+  spec, dtypes = {}, {}
+  for name in wanted:
+    dtype = tf.as_dtype(features[name].tf_dtype)
+    dtypes[name] = dtype
+    serialized = (tf.string if dtype == tf.string else tf.float32
+                  if dtype.is_floating else tf.int64)
+    spec[name] = tf.io.FixedLenFeature([], serialized)
+
+  def parse(records):
+    parsed = tf.io.parse_example(records, spec)
+    parsed = {k: tf.cast(v, dtypes[k]) if v.dtype != dtypes[k] else v
+              for k, v in parsed.items()}
+    if keep:
+      mask = parsed[keep] > 0
+      parsed = {k: tf.boolean_mask(v, mask) for k, v in parsed.items()}
+    return {k: parsed[k] for k in fields}
+
+  return parse
+
+
+def serialized_records(builder: tfds.core.DatasetBuilder,
+                       split: str) -> tf.data.Dataset:
+  """A split's serialized records, file after file (for a split of one
+  file, the order of `as_dataset(shuffle_files=False)`)."""
+  info = builder.info.splits[split]
+  files = tf.constant([os.fspath(path) for path in info.filepaths], tf.string)
+  # The count is known, as `as_dataset`'s is: Keras and tf.data plan with it.
+  return tf.data.TFRecordDataset(files, buffer_size=8 << 20).apply(
+      tf.data.experimental.assert_cardinality(info.num_examples))
+
+
 def column_dataset(builder: tfds.core.DatasetBuilder, split: str,
                    fields: Sequence[str], keep: Optional[str] = None,
                    batch_size: int = 65_536) -> tf.data.Dataset:
@@ -594,9 +641,7 @@ def column_dataset(builder: tfds.core.DatasetBuilder, split: str,
   Reading a few columns of a large build through `builder.as_dataset` decodes
   every feature of every record one record at a time; this parses only
   `fields` (and `keep`), a batch of serialized records at a time, straight
-  from the split's TFRecord files. Values have the dtypes `as_dataset` gives,
-  and rows come in the order of the files (for a split of one file, the
-  order of `as_dataset(shuffle_files=False)`).
+  from the split's TFRecord files (`serialized_records`, `record_parser`).
 
   Args:
     builder: a prepared cabb_tf builder.
@@ -611,31 +656,9 @@ def column_dataset(builder: tfds.core.DatasetBuilder, split: str,
     Iterate it inside `reading_split` to turn a damaged file into a clear
     error.
   """
-  features = builder.info.features
-  wanted = list(dict.fromkeys(list(fields) + ([keep] if keep else [])))
-  spec, dtypes = {}, {}
-  for name in wanted:
-    dtype = tf.as_dtype(features[name].tf_dtype)
-    dtypes[name] = dtype
-    # tf.train.Example holds three types; TFDS casts back to the feature's.
-    serialized = (tf.string if dtype == tf.string else tf.float32
-                  if dtype.is_floating else tf.int64)
-    spec[name] = tf.io.FixedLenFeature([], serialized)
-
-  def parse(records):
-    parsed = tf.io.parse_example(records, spec)
-    parsed = {k: tf.cast(v, dtypes[k]) if v.dtype != dtypes[k] else v
-              for k, v in parsed.items()}
-    if keep:
-      mask = parsed[keep] > 0
-      parsed = {k: tf.boolean_mask(v, mask) for k, v in parsed.items()}
-    return {k: parsed[k] for k in fields}
-
-  files = tf.constant([os.fspath(path) for path in
-                       builder.info.splits[split].filepaths], tf.string)
-  return (tf.data.TFRecordDataset(files, buffer_size=8 << 20)
-          .batch(batch_size)
-          .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return (serialized_records(builder, split).batch(batch_size)
+          .map(record_parser(builder, fields, keep),
+               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .prefetch(2))
 
 
