@@ -247,6 +247,19 @@ def _alpha_column(record: Mapping[str, tf.Tensor]) -> tf.Tensor:
   return record[ALPHA]
 
 
+# The record fields `make_example_fn` reads besides the model's inputs and α.
+EXAMPLE_FIELDS = ("y_caba", "y_cabb", "y_last_click", "w_caba")
+
+
+def example_fields(feature_dtypes: Mapping[str, tf.DType],
+                   alpha_fields: Tuple[str, ...] = ()) -> Tuple[str, ...]:
+  """The record fields a training example is made of: the model's inputs,
+  the labels and weights, and the fields α is looked up by
+  (`weighting.KEYS` of the scheme; none for the baselines)."""
+  return tuple(dict.fromkeys([*feature_dtypes, *EXAMPLE_FIELDS,
+                              *alpha_fields]))
+
+
 def make_example_fn(task: str, feature_dtypes: Mapping[str, tf.DType],
                     negative_weight: float = 1.0,
                     id_lookups: Optional[Mapping[str, IdLookup]] = None):

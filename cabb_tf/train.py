@@ -13,11 +13,12 @@ determinism on) ends with the same metrics as an uninterrupted run.
 `eval/` TensorBoard logs, `checkpoints/`, `best/` and `export/`.
 """
 
+import dataclasses
 import json
 import math
 import os
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from absl import logging
 import gin
@@ -513,7 +514,6 @@ def run(base_dir: str,
   # The model takes id features as row indices: the pipeline looks each
   # split's strings up once, not every train step.
   id_lookups = factory.id_lookups(statistics)
-  balancer = model.balancer
   # Every configurable the run uses has been called by now.
   if chief:
     gin_utils.record(base_dir)
@@ -525,106 +525,28 @@ def run(base_dir: str,
     return input_pipeline.with_alpha(
         input_pipeline.split_columns(data, split, cache), alpha_fn)
 
-  if in_memory:
-    train_columns = input_pipeline.prepare_columns(columns_of("train"),
-                                                   example_fn)
-    train_rows_count = input_pipeline.num_rows(train_columns)
-    model.read_rows_from(input_pipeline.InMemoryRows(train_columns))
-  else:
-    # Shuffle serialized records, then parse and prepare whole batches: far
-    # cheaper than decoding and preparing records one at a time.
-    train_records = click_examples.serialized_records(data.builder, "train")
-    parse = click_examples.record_parser(data.builder,
-                                         list(data.builder.info.features))
-
-    def prepare_batch(serialized):
-      return example_fn(input_pipeline.with_alpha(parse(serialized),
-                                                  alpha_fn))
-
-    if strategy != "default":
-      train_records = distribute.with_shard_policy(
-          train_records, len(data.builder.info.splits["train"].filepaths),
-          distribution)
+  # A streamed record is parsed for these fields only.
+  fields = input_pipeline.example_fields(
+      factory.input_dtypes(model),
+      weighting.KEYS[weighting_scheme] if alpha_fn else ())
+  rows = TrainingRows(model, data, columns_of, example_fn, alpha_fn, fields,
+                      in_memory, distribution, strategy != "default",
+                      batch_size, shuffle_buffer, max_steps_per_epoch)
   validation_columns = columns_of("validation")
   validation = tf.data.Dataset.from_tensor_slices(
       input_pipeline.prepare_columns(validation_columns, example_fn)
   ).batch(eval_batch_size).cache()
-
-  epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
-  best_loss = tf.Variable(np.inf, dtype=tf.float64, name="best_loss")
-  wait = tf.Variable(0, dtype=tf.int64, name="wait")
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                   epoch=epoch, best_loss=best_loss, wait=wait)
-  checkpoint_dir = os.path.join(base_dir, "checkpoints")
-  manager = _checkpoint_manager(checkpoint,
-                                os.path.join(own_dir, "checkpoints"))
-  best = tf.train.Checkpoint(model=model)
-  best_prefix = os.path.join(base_dir, "best", "ckpt")
-  own_best_prefix = os.path.join(own_dir, "best", "ckpt")
-  if _checkpoint_prefixes(checkpoint_dir, warn=False):
-    # Build the optimizer's slots first so that they are restored too.
-    with distribution.scope():
-      model.optimizer.build(model.trainable_variables)
-    # Every worker resumes from the chief's checkpoints.
-    resumed = restore_latest_good(checkpoint, checkpoint_dir)
-    logging.info("Resumed from %s at epoch %d", resumed, int(epoch.numpy()))
-
-  if chief:
-    train_writer = tf.summary.create_file_writer(
-        os.path.join(base_dir, "train"))
-    eval_writer = tf.summary.create_file_writer(os.path.join(base_dir, "eval"))
-  else:
-    train_writer = eval_writer = tf.summary.create_noop_writer()
-  if int(epoch.numpy()) == 0:
-    with eval_writer.as_default(step=0):
-      tf.summary.text("config", tf.constant(
-          "```\n" + gin.operative_config_str() + "\n```"))
-      _hparams(task, weighting_scheme, seed,
-               model.loss_weights.get("cabb", 0.0),
-               balancer.method,
-               gin_utils.bound("build_model.bottom", "shared_mlp"))
+  state = RunState(model, base_dir, own_dir, distribution)
+  state.resume()
+  writers = Writers.of(base_dir, chief)
+  if state.epoch_number == 0:
+    writers.record_config(task, weighting_scheme, seed, model)
 
   epochs_this_call = 0
-  while int(epoch.numpy()) < max_epochs and int(wait.numpy()) < patience:
-    e = int(epoch.numpy())
-    steps = None
-    if in_memory and strategy != "default":
-      batches, steps = distribute.index_batches(
-          distribution, train_rows_count, batch_size, seed + e,
-          max_steps_per_epoch)
-    elif in_memory:
-      batches = input_pipeline.index_batches(train_rows_count, batch_size,
-                                             seed + e)
-    else:
-      batches = train_records.shuffle(
-          shuffle_buffer, seed=seed + e, reshuffle_each_iteration=False).batch(
-              batch_size).map(prepare_batch,
-                              num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-                                  tf.data.AUTOTUNE)
-    if max_steps_per_epoch and steps is None:
-      batches = batches.take(max_steps_per_epoch)
-    start = time.time()
-    step_offset = int(model.optimizer.iterations.numpy())
-    history = model.fit(batches, epochs=1, verbose=0, steps_per_epoch=steps,
-                        callbacks=[_StopOnNan(step_offset),
-                                   *balancer.callbacks()])
-    step = int(model.optimizer.iterations.numpy())
-    logs = {k: v[-1] for k, v in history.history.items()}
-    _write_scalars(train_writer, step, _keras_logs(logs, heads))
-    _write_scalars(train_writer, step, balancer.summary_scalars())
-    val_logs = model.evaluate(validation, verbose=0, return_dict=True)
-    _write_scalars(eval_writer, step, _keras_logs(val_logs, heads))
-    val_loss = float(val_logs["loss"])
-    logging.info("epoch %d: train loss %.5f, validation loss %.5f (%.1fs)", e,
-                 logs["loss"], val_loss, time.time() - start)
-    if val_loss < float(best_loss.numpy()):
-      best_loss.assign(val_loss)
-      wait.assign(0)
-      best.write(own_best_prefix)
-    else:
-      wait.assign_add(1)
-    epoch.assign_add(1)
-    manager.save(checkpoint_number=int(epoch.numpy()))
+  while state.should_continue(max_epochs, patience):
+    val_loss = train_epoch(model, rows, seed + state.epoch_number,
+                           validation, writers, state.epoch_number)
+    state.end_epoch(val_loss)
     epochs_this_call += 1
     if stop_after_epochs and epochs_this_call >= stop_after_epochs:
       logging.info("Stopping after %d epochs as asked.", epochs_this_call)
@@ -637,55 +559,27 @@ def run(base_dir: str,
     distribute.barrier(distribution)
     return {}
   step = int(model.optimizer.iterations.numpy())
+  balancer = model.balancer
   if strategy != "default":
     # Evaluation and export need no replicas: a plain copy of the model.
     model = factory.build_model(statistics, heads=heads,
                                 cabb_weight=cabb_weight, balance=balance)
-  best = tf.train.Checkpoint(model=model)
-  best.read(best_prefix).expect_partial()
-  # Calibration-fair scoring: Platt maps fitted on the validation split.
-  recalibration = fit_recalibration(predict_arrays(
-      model, input_pipeline.model_inputs(
-          validation_columns, factory.input_dtypes(model), id_lookups),
-      validation_columns, eval_batch_size))
-  test_columns = columns_of("test")
-  # The test split's model inputs, looked up once for scoring and gates.
-  test_features = input_pipeline.model_inputs(
-      test_columns, factory.input_dtypes(model), id_lookups)
-  result = predict_and_score(model, test_features, test_columns,
-                             eval_batch_size)
-  arrays = result.pop("arrays")
-  result.update(score_recalibrated(arrays, recalibration))
-  extra = {}
-  withheld = withhold_cabb_metrics(result, arrays["y_cabb"])
-  if withheld:
-    extra["withheld"] = withheld
-  if task == "last_click":  # Baseline 1 on its own label.
-    extra["last_click_ne"] = float(metrics_lib.normalized_entropy(
-        arrays["y_last_click"], arrays["p_caba"], arrays["w_caba"]))
-  if save_predictions:
-    arrays["p_caba_recalibrated"] = recalibration["caba"](arrays["p_caba"])
-    arrays["p_cabb_recalibrated"] = recalibration["cabb"](arrays["p_cabb"])
-    save_arrays(os.path.join(base_dir, "predictions.npz"), arrays)
-  result = {k: float(v) for k, v in result.items()}
-  _write_scalars(eval_writer, step, {f"test/{_tag(k)}": v
-                                     for k, v in result.items()})
-  # Mean gate weight per expert on the test split (MMoE / PLE bottoms).
-  gates = experts.gate_weights(model, test_features, eval_batch_size)
-  del test_features
-  _write_scalars(eval_writer, step, {
-      f"gates/{gate}/expert_{i}": float(w)
-      for gate, weights in gates.items() for i, w in enumerate(weights)})
-  report_lib.write_json(dict(result, **extra, epochs=int(epoch.numpy()),
-                             best_validation_loss=float(best_loss.numpy()),
+  tf.train.Checkpoint(model=model).read(state.best_prefix).expect_partial()
+  scored = evaluate(
+      model, validation_columns, columns_of("test"), id_lookups, task,
+      eval_batch_size, writers, step,
+      os.path.join(base_dir, "predictions.npz") if save_predictions else None)
+  result = scored.metrics
+  report_lib.write_json(dict(result, **scored.extra, epochs=state.epoch_number,
+                             best_validation_loss=state.best_validation_loss,
                              task=task, weighting_scheme=weighting_scheme,
                              seed=seed, optimizer=optimizer,
                              recalibration={k: m.as_dict() for k, m in
-                                            recalibration.items()},
+                                            scored.recalibration.items()},
                              task_balance=balancer.method,
                              final_lambda=balancer.effective_lambda(),
                              gates={gate: w.tolist()
-                                    for gate, w in gates.items()}),
+                                    for gate, w in scored.gates.items()}),
                         os.path.join(base_dir, "metrics.json"))
   if export:
     export_model(model, task, os.path.join(base_dir, "export"), statistics)
@@ -695,6 +589,246 @@ def run(base_dir: str,
     tf.io.gfile.rmtree(workers)
   logging.info("Test metrics: %s", json.dumps(result, indent=1))
   return result
+
+
+class TrainingRows:
+  """The batches of each epoch: from memory, or streamed (`in_memory`).
+
+  In memory, the split's prepared columns are the model's row source
+  (`input_pipeline.InMemoryRows`) and an epoch is `index_batches` of the
+  epoch's seed (one piece per replica under a distribution strategy,
+  `distribute.index_batches`). Streamed, an epoch shuffles the split's
+  serialized records with the epoch's seed, then parses and prepares a batch
+  at a time (only the example's `fields`), far cheaper than decoding and
+  preparing records one at a time.
+  """
+
+  def __init__(self, model: conversion.ConversionModel, data,
+               columns_of: Callable[[str], Dict[str, tf.Tensor]],
+               example_fn, alpha_fn, fields: Tuple[str, ...],
+               in_memory: bool,
+               distribution: tf.distribute.Strategy, distributed: bool,
+               batch_size: int, shuffle_buffer: int,
+               max_steps: Optional[int]):
+    self._distribution = distribution
+    self._distributed = distributed
+    self._batch_size = batch_size
+    self._shuffle_buffer = shuffle_buffer
+    self._max_steps = max_steps
+    self._in_memory = in_memory
+    if in_memory:
+      columns = input_pipeline.prepare_columns(columns_of("train"),
+                                               example_fn)
+      self._num_rows = input_pipeline.num_rows(columns)
+      model.read_rows_from(input_pipeline.InMemoryRows(columns))
+      return
+    records = click_examples.serialized_records(data.builder, "train")
+    if self._distributed:
+      records = distribute.with_shard_policy(
+          records, len(data.builder.info.splits["train"].filepaths),
+          distribution)
+    self._records = records
+    parse = click_examples.record_parser(data.builder, fields)
+    self._prepare = lambda serialized: example_fn(
+        input_pipeline.with_alpha(parse(serialized), alpha_fn))
+
+  def epoch(self, seed: int) -> Tuple[Any, Optional[int]]:
+    """(the epoch's batches, its steps when Keras must be told them)."""
+    if self._in_memory and self._distributed:
+      return distribute.index_batches(self._distribution, self._num_rows,
+                                      self._batch_size, seed, self._max_steps)
+    if self._in_memory:
+      batches = input_pipeline.index_batches(self._num_rows, self._batch_size,
+                                             seed)
+    else:
+      batches = self._records.shuffle(
+          self._shuffle_buffer, seed=seed,
+          reshuffle_each_iteration=False).batch(self._batch_size).map(
+              self._prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+                  tf.data.AUTOTUNE)
+    if self._max_steps:
+      batches = batches.take(self._max_steps)
+    return batches, None
+
+
+class RunState:
+  """What an interrupted run resumes from, checkpointed after every epoch.
+
+  The model, the optimizer, the epoch and early stopping's state (the best
+  validation loss and the epochs since it) go into `checkpoints/`; the best
+  weights into `best/`. Keras' `EarlyStopping` keeps its best loss and wait
+  in Python, where `BackupAndRestore` does not save them, so a resumed run
+  would stop at another epoch than an uninterrupted one: they are variables
+  here, and a resumed run ends with the same metrics.
+
+  Under a distribution strategy every worker saves (the strategy needs
+  them all); the chief into `base_dir`, the others into their `own_dir`.
+  All resume from the chief's.
+  """
+
+  def __init__(self, model: conversion.ConversionModel, base_dir: str,
+               own_dir: str, distribution: tf.distribute.Strategy):
+    self._model = model
+    self._distribution = distribution
+    self.epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
+    self.best_loss = tf.Variable(np.inf, dtype=tf.float64, name="best_loss")
+    self.wait = tf.Variable(0, dtype=tf.int64, name="wait")
+    self._checkpoint = tf.train.Checkpoint(
+        model=model, optimizer=model.optimizer, epoch=self.epoch,
+        best_loss=self.best_loss, wait=self.wait)
+    self._directory = os.path.join(base_dir, "checkpoints")
+    self._manager = _checkpoint_manager(self._checkpoint,
+                                        os.path.join(own_dir, "checkpoints"))
+    self._best = tf.train.Checkpoint(model=model)
+    self.best_prefix = os.path.join(base_dir, "best", "ckpt")
+    self._own_best_prefix = os.path.join(own_dir, "best", "ckpt")
+
+  @property
+  def epoch_number(self) -> int:
+    return int(self.epoch.numpy())
+
+  @property
+  def best_validation_loss(self) -> float:
+    return float(self.best_loss.numpy())
+
+  def resume(self) -> None:
+    """Restores the newest readable checkpoint of the chief, if any."""
+    if not _checkpoint_prefixes(self._directory, warn=False):
+      return
+    # Build the optimizer's slots first so that they are restored too.
+    with self._distribution.scope():
+      self._model.optimizer.build(self._model.trainable_variables)
+    resumed = restore_latest_good(self._checkpoint, self._directory)
+    logging.info("Resumed from %s at epoch %d", resumed, self.epoch_number)
+
+  def should_continue(self, max_epochs: int, patience: int) -> bool:
+    """Early stopping: epochs left, and fewer than `patience` without a
+    lower validation loss."""
+    return (self.epoch_number < max_epochs and
+            int(self.wait.numpy()) < patience)
+
+  def end_epoch(self, val_loss: float) -> None:
+    """Keeps the best weights, counts the epoch and checkpoints the run."""
+    if val_loss < self.best_validation_loss:
+      self.best_loss.assign(val_loss)
+      self.wait.assign(0)
+      self._best.write(self._own_best_prefix)
+    else:
+      self.wait.assign_add(1)
+    self.epoch.assign_add(1)
+    self._manager.save(checkpoint_number=self.epoch_number)
+
+
+class Writers:
+  """The run's TensorBoard writers (`train/`, `eval/`); no-ops on a worker
+  other than the chief."""
+
+  def __init__(self, train_writer, eval_writer):
+    self.train = train_writer
+    self.eval = eval_writer
+
+  @classmethod
+  def of(cls, base_dir: str, chief: bool) -> "Writers":
+    if not chief:
+      noop = tf.summary.create_noop_writer()
+      return cls(noop, noop)
+    return cls(tf.summary.create_file_writer(os.path.join(base_dir, "train")),
+               tf.summary.create_file_writer(os.path.join(base_dir, "eval")))
+
+  def record_config(self, task: str, weighting_scheme: str, seed: int,
+                    model: conversion.ConversionModel) -> None:
+    """The operative gin config and the HParams of the run, at step 0."""
+    with self.eval.as_default(step=0):
+      tf.summary.text("config", tf.constant(
+          "```\n" + gin.operative_config_str() + "\n```"))
+      _hparams(task, weighting_scheme, seed,
+               model.loss_weights.get("cabb", 0.0), model.balancer.method,
+               gin_utils.bound("build_model.bottom", "shared_mlp"))
+
+
+def train_epoch(model: conversion.ConversionModel, rows: TrainingRows,
+                seed: int, validation: tf.data.Dataset, writers: Writers,
+                epoch: int) -> float:
+  """One epoch of training, then the validation loss (logged and written).
+
+  Returns:
+    The validation loss.
+
+  Raises:
+    NanLossError: if the training loss stops being finite.
+  """
+  batches, steps = rows.epoch(seed)
+  start = time.time()
+  step_offset = int(model.optimizer.iterations.numpy())
+  history = model.fit(batches, epochs=1, verbose=0, steps_per_epoch=steps,
+                      callbacks=[_StopOnNan(step_offset),
+                                 *model.balancer.callbacks()])
+  step = int(model.optimizer.iterations.numpy())
+  logs = {k: v[-1] for k, v in history.history.items()}
+  _write_scalars(writers.train, step, _keras_logs(logs, model.heads))
+  _write_scalars(writers.train, step, model.balancer.summary_scalars())
+  val_logs = model.evaluate(validation, verbose=0, return_dict=True)
+  _write_scalars(writers.eval, step, _keras_logs(val_logs, model.heads))
+  val_loss = float(val_logs["loss"])
+  logging.info("epoch %d: train loss %.5f, validation loss %.5f (%.1fs)",
+               epoch, logs["loss"], val_loss, time.time() - start)
+  return val_loss
+
+
+@dataclasses.dataclass
+class Evaluation:
+  """The test scores of a run's best weights."""
+  metrics: Dict[str, float]
+  # Withheld metrics and Baseline 1's NE on its own label, when they apply.
+  extra: Dict[str, Any]
+  # The Platt map of each task, fitted on the validation split.
+  recalibration: Dict[str, Any]
+  # Mean gate weight per expert (MMoE / PLE bottoms).
+  gates: Dict[str, np.ndarray]
+
+
+def evaluate(model: tf.keras.Model, validation_columns, test_columns,
+             id_lookups, task: str, batch_size: int, writers: Writers,
+             step: int, predictions_path: Optional[str] = None) -> Evaluation:
+  """Scores the best weights on the test split (done once, by the chief).
+
+  The Platt maps of the recalibrated metrics are fitted on the validation
+  split (docs/metrics.md).
+
+  Returns:
+    The `Evaluation`; its metrics are also written to `writers.eval`.
+  """
+  dtypes = factory.input_dtypes(model)
+  recalibration = fit_recalibration(predict_arrays(
+      model, input_pipeline.model_inputs(validation_columns, dtypes,
+                                         id_lookups),
+      validation_columns, batch_size))
+  # The test split's model inputs, looked up once for scoring and gates.
+  test_features = input_pipeline.model_inputs(test_columns, dtypes,
+                                              id_lookups)
+  result = predict_and_score(model, test_features, test_columns, batch_size)
+  arrays = result.pop("arrays")
+  result.update(score_recalibrated(arrays, recalibration))
+  extra = {}
+  withheld = withhold_cabb_metrics(result, arrays["y_cabb"])
+  if withheld:
+    extra["withheld"] = withheld
+  if task == "last_click":  # Baseline 1 on its own label.
+    extra["last_click_ne"] = float(metrics_lib.normalized_entropy(
+        arrays["y_last_click"], arrays["p_caba"], arrays["w_caba"]))
+  if predictions_path:
+    arrays["p_caba_recalibrated"] = recalibration["caba"](arrays["p_caba"])
+    arrays["p_cabb_recalibrated"] = recalibration["cabb"](arrays["p_cabb"])
+    save_arrays(predictions_path, arrays)
+  result = {k: float(v) for k, v in result.items()}
+  _write_scalars(writers.eval, step, {f"test/{_tag(k)}": v
+                                      for k, v in result.items()})
+  # Mean gate weight per expert on the test split (MMoE / PLE bottoms).
+  gates = experts.gate_weights(model, test_features, batch_size)
+  _write_scalars(writers.eval, step, {
+      f"gates/{gate}/expert_{i}": float(w)
+      for gate, weights in gates.items() for i, w in enumerate(weights)})
+  return Evaluation(result, extra, recalibration, gates)
 
 
 def _checkpoint_prefixes(directory: str, warn: bool = True) -> list:

@@ -199,16 +199,16 @@ def measure(statistics, prepared, batch_size: int, steps: int,
 
 
 def streaming_feeds(data, example_fn, alpha_fn, batch_size: int,
-                    shuffle_buffer: int) -> Dict[str, tf.data.Dataset]:
+                    shuffle_buffer: int,
+                    fields: Sequence[str]) -> Dict[str, tf.data.Dataset]:
   """The streaming path's input (`train.run.in_memory = False`), endless.
 
-  `streaming` is `train.run`'s: serialized records shuffled, then parsed and
-  prepared a batch at a time. `per_record` is the earlier design, kept as a
+  `streaming` is `train.run`'s: serialized records shuffled, then `fields`
+  (`input_pipeline.example_fields`) parsed and prepared a batch at a time. `per_record` is the earlier design, kept as a
   reference: TFDS records decoded and prepared one at a time, then shuffled
   and batched.
   """
-  parse = click_examples.record_parser(data.builder,
-                                       list(data.builder.info.features))
+  parse = click_examples.record_parser(data.builder, fields)
 
   def prepare(record):
     return example_fn(input_pipeline.with_alpha(record, alpha_fn))
@@ -281,13 +281,16 @@ def run(base_dir: str,
       id_lookups=factory.id_lookups(statistics))
   columns = input_pipeline.prepare_columns(input_pipeline.with_alpha(
       input_pipeline.to_columns(data.train), alpha_fn), example_fn)
+  fields = input_pipeline.example_fields(
+      factory.input_dtypes(_model(statistics)),
+      weighting.KEYS[weighting_scheme])
   results: List[Dict[str, Any]] = []
   for batch_size in batch_sizes:
     result = measure(statistics, columns, batch_size, steps, windows)
     if streaming_windows:
       result.update(measure_streaming(
           statistics, streaming_feeds(data, example_fn, alpha_fn, batch_size,
-                                      shuffle_buffer),
+                                      shuffle_buffer, fields),
           steps, streaming_windows, batch_size))
       for name in ("streaming", "per_record"):
         result[f"{name}_ratio"] = (result[f"{name}_examples_per_s"] /
