@@ -385,6 +385,9 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
   `caba` and `cabb` probabilities (a baseline returns its one prediction as
   both), each of shape [batch].
 
+  The id vocabularies are asset files of the SavedModel
+  (`assets/<space>.vocab`, one entry a line).
+
   Args:
     model: the trained model (`factory.build_model`'s: id features as
       indices).
@@ -394,7 +397,11 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
       the export looks raw string ids up in their vocabularies
       (`factory.string_model`), so serving takes the records' raw features.
   """
-  model = factory.string_model(model, feature_statistics)
+  tmp = export_dir + ".tmp"
+  # The vocabularies become asset files of the SavedModel (`assets/`), not
+  # constants of its graph: a 10^6-id vocabulary stays out of saved_model.pb.
+  vocabularies = export_dir + ".vocabularies"
+  model = factory.string_model(model, feature_statistics, vocabularies)
   specs = {name: tf.TensorSpec([None], dtype, name=name)
            for name, dtype in factory.input_dtypes(model).items()}
 
@@ -403,8 +410,9 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
     outputs = conversion.task_outputs(model(features, training=False))
     return {task: tf.reshape(p, [-1]) for task, p in outputs.items()}
 
-  tmp = export_dir + ".tmp"
   tf.saved_model.save(model, tmp, signatures={"serving_default": serve})
+  if tf.io.gfile.exists(vocabularies):
+    tf.io.gfile.rmtree(vocabularies)
   if tf.io.gfile.exists(export_dir):
     tf.io.gfile.rmtree(export_dir)
   tf.io.gfile.rename(tmp, export_dir)

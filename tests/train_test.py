@@ -8,6 +8,7 @@ from absl.testing import absltest
 import gin
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 import cabb_tf  # pylint: disable=unused-import
 from cabb_tf import gin_utils
@@ -62,6 +63,26 @@ class TrainTest(absltest.TestCase):
     self.assertNotEmpty(tf.io.gfile.glob(
         os.path.join(full_dir, "checkpoints", "ckpt-3*")))
 
+    # The vocabularies are asset files, one entry a line, not graph
+    # constants; nothing is left beside the export.
+    data = input_pipeline.load_data()
+    vocabulary = data.feature_statistics["vocabulary"]["leaf_a"]
+    with open(os.path.join(full_dir, "export", "assets", "leaf.vocab")) as f:
+      self.assertEqual(f.read().splitlines(), list(vocabulary))
+    saved = saved_model_pb2.SavedModel()
+    with open(os.path.join(full_dir, "export", "saved_model.pb"), "rb") as f:
+      saved.ParseFromString(f.read())
+    constants = set()
+    for graph in saved.meta_graphs:
+      nodes = list(graph.graph_def.node) + [
+          n for function in graph.graph_def.library.function
+          for n in function.node_def]
+      for node in nodes:
+        if node.op == "Const":
+          constants.update(node.attr["value"].tensor.string_val)
+    self.assertFalse({v.encode() for v in vocabulary} <= constants)
+    self.assertFalse(os.path.exists(os.path.join(full_dir,
+                                                 "export.vocabularies")))
     # The exported model serves both heads from raw features.
     loaded = tf.saved_model.load(os.path.join(full_dir, "export"))
     serve = loaded.signatures["serving_default"]

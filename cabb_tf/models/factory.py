@@ -33,8 +33,10 @@ as strings; `model_features` are the built model's inputs, ids as int32
 indices (`input_dtypes` reads them off a built model).
 """
 
+import os
 from typing import Dict, Mapping, Optional, Sequence
 
+from absl import logging
 import gin
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -105,7 +107,26 @@ def _vocabulary(feature_statistics: Mapping, name: str) -> list:
   return list(feature_statistics["vocabulary"][name]) or ["<none>"]
 
 
-def id_lookups(feature_statistics: Mapping
+def write_vocabulary(feature_statistics: Mapping, name: str,
+                     directory: str) -> Optional[str]:
+  """Writes an id feature's vocabulary as a text file, one entry a line.
+
+  Returns:
+    The file (`<directory>/<space>.vocab`), or None when an entry holds a
+    line break, which a line-per-entry file cannot hold.
+  """
+  vocabulary = _vocabulary(feature_statistics, name)
+  if any("\n" in v or "\r" in v for v in vocabulary):
+    return None
+  path = os.path.join(directory, f"{ID_SPACES[name]}.vocab")
+  tf.io.gfile.makedirs(directory)
+  with tf.io.gfile.GFile(path, "w") as f:
+    f.write("".join(f"{v}\n" for v in vocabulary))
+  return path
+
+
+def id_lookups(feature_statistics: Mapping,
+               vocabulary_dir: Optional[str] = None
                ) -> Dict[str, tf.keras.layers.StringLookup]:
   """The string → embedding-row lookup of every id feature.
 
@@ -115,6 +136,10 @@ def id_lookups(feature_statistics: Mapping
 
   Args:
     feature_statistics: the training split's `fit_feature_statistics`.
+    vocabulary_dir: when given, each vocabulary is written there as a text
+      file (`write_vocabulary`) that the lookup reads, so that a SavedModel
+      holds it as an asset file rather than as constants of its graph; a
+      vocabulary that cannot be a text file stays a constant (logged).
 
   Returns:
     {id feature: lookup layer} for the id features in the statistics.
@@ -125,9 +150,17 @@ def id_lookups(feature_statistics: Mapping
     if name not in feature_statistics["vocabulary"]:
       continue
     if space not in by_space:
+      vocabulary = None
+      if vocabulary_dir is not None:
+        vocabulary = write_vocabulary(feature_statistics, name,
+                                      vocabulary_dir)
+        if vocabulary is None:
+          logging.warning("The %s vocabulary has an entry with a line break; "
+                          "it stays in the graph, not in an asset file.",
+                          space)
       by_space[space] = tf.keras.layers.StringLookup(
-          vocabulary=_vocabulary(feature_statistics, name), num_oov_indices=1,
-          mask_token=None, name=f"{space}_lookup")
+          vocabulary=vocabulary or _vocabulary(feature_statistics, name),
+          num_oov_indices=1, mask_token=None, name=f"{space}_lookup")
     out[name] = by_space[space]
   return out
 
@@ -150,13 +183,15 @@ def index_ids(features: Mapping[str, tf.Tensor],
           for name, value in features.items()}
 
 
-def string_model(model: tf.keras.Model,
-                 feature_statistics: Mapping) -> tf.keras.Model:
+def string_model(model: tf.keras.Model, feature_statistics: Mapping,
+                 vocabulary_dir: Optional[str] = None) -> tf.keras.Model:
   """The model on raw features: id features as strings, looked up inside.
 
   Args:
     model: a model from `build_model` (id inputs as indices).
     feature_statistics: the training statistics it was built from.
+    vocabulary_dir: where the lookups' vocabulary files go (`id_lookups`);
+      None keeps them in the graph.
 
   Returns:
     A `tf.keras.Model` that shares `model`'s layers and weights, takes the
@@ -164,7 +199,7 @@ def string_model(model: tf.keras.Model,
     `model`'s outputs for the indices `id_lookups` gives those strings. A
     model without index inputs is returned as it is.
   """
-  lookups = id_lookups(feature_statistics)
+  lookups = id_lookups(feature_statistics, vocabulary_dir)
   dtypes = input_dtypes(model)
   indexed = [n for n, d in dtypes.items() if n in lookups and d.is_integer]
   if not indexed:
