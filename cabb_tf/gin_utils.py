@@ -255,14 +255,29 @@ def record(base_dir: str) -> str:
 
 
 def write_text_atomic(path: str, text: str) -> None:
-  """Writes `text` to `path` through a temporary file and a rename."""
+  """Writes `text` to `path` through a temporary file and a rename.
+
+  The temporary file is the process's own, so that processes writing the
+  same path at once do not take each other's.
+  """
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
+  tmp = f"{path}.tmp.{os.getpid()}"
   with open(tmp, "w") as f:
     f.write(text)
   os.replace(tmp, path)
 
 
+
+
+# Whether this process writes its binary's --base_dir (`disown_base_dir`).
+_OWNS_BASE_DIR = {"value": True}
+
+
+def disown_base_dir() -> None:
+  """Tells `run_binary` that another process writes this run's `--base_dir`
+  (a worker of a cluster other than the chief): the operative config is then
+  logged, not written."""
+  _OWNS_BASE_DIR["value"] = False
 
 
 def run_binary(entry: Callable[[str], Any]) -> None:
@@ -289,7 +304,10 @@ def run_binary(entry: Callable[[str], Any]) -> None:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     parse(gin_files.value, gin_bindings.value)
     entry(base_dir.value)
-    record(base_dir.value)
+    if _OWNS_BASE_DIR["value"]:
+      record(base_dir.value)
+    else:
+      logging.info("Operative gin config:\n%s", gin.operative_config_str())
     try:
       report_unused_bindings()
     except Exception as e:  # pylint: disable=broad-except

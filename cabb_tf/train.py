@@ -498,6 +498,8 @@ def run(base_dir: str,
   # First: a multi-worker strategy must exist before the TF runtime starts.
   distribution = distribute.make_strategy(strategy)
   chief = distribute.is_chief(distribution)
+  if not chief:
+    gin_utils.disown_base_dir()
   # What every worker must write (checkpoints); only the chief's is kept.
   own_dir = base_dir if chief else distribute.scratch_dir(base_dir,
                                                           distribution)

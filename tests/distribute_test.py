@@ -187,7 +187,8 @@ class TwoWorkersTest(absltest.TestCase):
       self.assertAlmostEqual(got[key], want[key], delta=rtol * abs(want[key]),
                              msg=key)
     self.assertEqual(got["epochs"], want["epochs"])
-    # One set of results: the worker's scratch checkpoints are gone.
+    # One set of results: the worker's scratch checkpoints are gone, and no
+    # temporary file is left.
     self.assertCountEqual(os.listdir(multi), os.listdir(single))
     self.assertTrue(os.path.exists(os.path.join(multi, "export",
                                                 "saved_model.pb")))

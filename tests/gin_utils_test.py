@@ -1,5 +1,7 @@
 """Tests for `cabb_tf.gin_utils`: parsing and the report of unused bindings."""
 
+import os
+
 import gin
 import tensorflow as tf
 
@@ -87,6 +89,24 @@ class UnusedBindingsTest(tf.test.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class WriteTextAtomicTest(tf.test.TestCase):
+
+  def test_another_writers_temporary_file_is_left_alone(self):
+    directory = self.create_tempdir().full_path
+    path = os.path.join(directory, "config.gin")
+    # Another process (another worker of a cluster) is writing the same file.
+    theirs = path + ".tmp"
+    with open(theirs, "w") as f:
+      f.write("theirs")
+    gin_utils.write_text_atomic(path, "ours")
+    with open(path) as f:
+      self.assertEqual(f.read(), "ours")
+    with open(theirs) as f:
+      self.assertEqual(f.read(), "theirs")
+    self.assertCountEqual(os.listdir(directory), ["config.gin",
+                                                  "config.gin.tmp"])
 
 
 class BoundTest(tf.test.TestCase):
