@@ -160,6 +160,8 @@ def index_batches(strategy: tf.distribute.Strategy, num_examples: int,
     ragged = tf.RaggedTensor.from_row_lengths(
         np.concatenate(pieces).astype(np.int64) if pieces else
         np.zeros(0, np.int64), [len(p) for p in pieces])
+    # A slice of a ragged matrix is a ragged vector of ragged rank 0; the
+    # identity map turns it into the plain vector a train step takes.
     return tf.data.Dataset.from_tensor_slices(ragged).map(
         lambda piece: piece)
 

@@ -270,14 +270,15 @@ def write_text_atomic(path: str, text: str) -> None:
 
 
 # Whether this process writes its binary's --base_dir (`disown_base_dir`).
-_OWNS_BASE_DIR = {"value": True}
+_owns_base_dir = True
 
 
 def disown_base_dir() -> None:
   """Tells `run_binary` that another process writes this run's `--base_dir`
   (a worker of a cluster other than the chief): the operative config is then
   logged, not written."""
-  _OWNS_BASE_DIR["value"] = False
+  global _owns_base_dir
+  _owns_base_dir = False
 
 
 def run_binary(entry: Callable[[str], Any]) -> None:
@@ -304,7 +305,7 @@ def run_binary(entry: Callable[[str], Any]) -> None:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     parse(gin_files.value, gin_bindings.value)
     entry(base_dir.value)
-    if _OWNS_BASE_DIR["value"]:
+    if _owns_base_dir:
       record(base_dir.value)
     else:
       logging.info("Operative gin config:\n%s", gin.operative_config_str())

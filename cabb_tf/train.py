@@ -494,7 +494,6 @@ def run(base_dir: str,
   check_arguments(task, weighting_scheme, cabb_weight, batch_size, max_epochs,
                   patience, learning_rate, optimizer, negative_weight,
                   shuffle_buffer, max_steps_per_epoch, eval_batch_size, seed)
-  distribute.check_strategy(strategy)
   # First: a multi-worker strategy must exist before the TF runtime starts.
   distribution = distribute.make_strategy(strategy)
   chief = distribute.is_chief(distribution)
@@ -539,8 +538,9 @@ def run(base_dir: str,
   fields = input_pipeline.example_fields(
       factory.input_dtypes(model),
       weighting.KEYS[weighting_scheme] if alpha_fn else ())
+  distributed = strategy != "default"
   rows = TrainingRows(model, data, columns_of, example_fn, alpha_fn, fields,
-                      in_memory, distribution, strategy != "default",
+                      in_memory, distribution if distributed else None,
                       batch_size, shuffle_buffer, max_steps_per_epoch)
   validation_columns = columns_of("validation")
   validation = tf.data.Dataset.from_tensor_slices(
@@ -570,7 +570,7 @@ def run(base_dir: str,
     return {}
   step = int(model.optimizer.iterations.numpy())
   balancer = model.balancer
-  if strategy != "default":
+  if distributed:
     # Evaluation and export need no replicas: a plain copy of the model.
     model = factory.build_model(statistics, heads=heads,
                                 cabb_weight=cabb_weight, balance=balance)
@@ -607,21 +607,20 @@ class TrainingRows:
   In memory, the split's prepared columns are the model's row source
   (`input_pipeline.InMemoryRows`) and an epoch is `index_batches` of the
   epoch's seed (one piece per replica under a distribution strategy,
-  `distribute.index_batches`). Streamed, an epoch shuffles the split's
-  serialized records with the epoch's seed, then parses and prepares a batch
-  at a time (only the example's `fields`), far cheaper than decoding and
-  preparing records one at a time.
+  `distribute.index_batches`). Streamed, an epoch is
+  `input_pipeline.stream_batches` of the split's serialized records, parsed
+  for the example's `fields` only.
   """
 
   def __init__(self, model: conversion.ConversionModel, data,
                columns_of: Callable[[str], Dict[str, tf.Tensor]],
                example_fn, alpha_fn, fields: Tuple[str, ...],
                in_memory: bool,
-               distribution: tf.distribute.Strategy, distributed: bool,
+               distribution: Optional[tf.distribute.Strategy],
                batch_size: int, shuffle_buffer: int,
                max_steps: Optional[int]):
+    """`distribution` is None for the default strategy (one device)."""
     self._distribution = distribution
-    self._distributed = distributed
     self._batch_size = batch_size
     self._shuffle_buffer = shuffle_buffer
     self._max_steps = max_steps
@@ -633,29 +632,26 @@ class TrainingRows:
       model.read_rows_from(input_pipeline.InMemoryRows(columns))
       return
     records = click_examples.serialized_records(data.builder, "train")
-    if self._distributed:
+    if distribution is not None:
       records = distribute.with_shard_policy(
           records, len(data.builder.info.splits["train"].filepaths),
           distribution)
     self._records = records
-    parse = click_examples.record_parser(data.builder, fields)
-    self._prepare = lambda serialized: example_fn(
-        input_pipeline.with_alpha(parse(serialized), alpha_fn))
+    self._parse = click_examples.record_parser(data.builder, fields)
+    self._example_fn, self._alpha_fn = example_fn, alpha_fn
 
   def epoch(self, seed: int) -> Tuple[Any, Optional[int]]:
     """(the epoch's batches, its steps when Keras must be told them)."""
-    if self._in_memory and self._distributed:
+    if self._in_memory and self._distribution is not None:
       return distribute.index_batches(self._distribution, self._num_rows,
                                       self._batch_size, seed, self._max_steps)
     if self._in_memory:
       batches = input_pipeline.index_batches(self._num_rows, self._batch_size,
                                              seed)
     else:
-      batches = self._records.shuffle(
-          self._shuffle_buffer, seed=seed,
-          reshuffle_each_iteration=False).batch(self._batch_size).map(
-              self._prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-                  tf.data.AUTOTUNE)
+      batches = input_pipeline.stream_batches(
+          self._records, self._parse, self._example_fn, self._alpha_fn,
+          self._batch_size, self._shuffle_buffer, seed)
     if self._max_steps:
       batches = batches.take(self._max_steps)
     return batches, None

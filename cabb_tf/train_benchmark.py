@@ -203,21 +203,18 @@ def streaming_feeds(data, example_fn, alpha_fn, batch_size: int,
                     fields: Sequence[str]) -> Dict[str, tf.data.Dataset]:
   """The streaming path's input (`train.run.in_memory = False`), endless.
 
-  `streaming` is `train.run`'s: serialized records shuffled, then `fields`
-  (`input_pipeline.example_fields`) parsed and prepared a batch at a time. `per_record` is the earlier design, kept as a
-  reference: TFDS records decoded and prepared one at a time, then shuffled
-  and batched.
+  `streaming` is `train.run`'s (`input_pipeline.stream_batches`, parsing
+  `fields`, `input_pipeline.example_fields`). `per_record` is the earlier
+  design, kept as a reference: TFDS records decoded and prepared one at a
+  time, then shuffled and batched.
   """
-  parse = click_examples.record_parser(data.builder, fields)
-
   def prepare(record):
     return example_fn(input_pipeline.with_alpha(record, alpha_fn))
 
-  streaming = (click_examples.serialized_records(data.builder, "train")
-               .repeat().shuffle(shuffle_buffer, seed=0).batch(batch_size)
-               .map(lambda s: prepare(parse(s)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-               .prefetch(tf.data.AUTOTUNE))
+  streaming = input_pipeline.stream_batches(
+      click_examples.serialized_records(data.builder, "train").repeat(),
+      click_examples.record_parser(data.builder, fields), example_fn,
+      alpha_fn, batch_size, shuffle_buffer, seed=0)
   per_record = (data.train.repeat()
                 .map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
                 .shuffle(shuffle_buffer, seed=0).batch(batch_size)
@@ -280,7 +277,7 @@ def run(base_dir: str,
       "multitask", factory.input_dtypes(_model(statistics)),
       id_lookups=factory.id_lookups(statistics))
   columns = input_pipeline.prepare_columns(input_pipeline.with_alpha(
-      input_pipeline.to_columns(data.train), alpha_fn), example_fn)
+      input_pipeline.split_columns(data, "train"), alpha_fn), example_fn)
   fields = input_pipeline.example_fields(
       factory.input_dtypes(_model(statistics)),
       weighting.KEYS[weighting_scheme])
