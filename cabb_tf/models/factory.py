@@ -20,7 +20,8 @@ balance are arguments of `build_model`) and the train step.
 
 Id features reach the model as indices, not strings. The string → index
 lookup of the training vocabulary (`id_lookups`: vocabulary entry k → k + 1,
-anything else → 0, the one OOV row) is not part of `build_model`'s model:
+anything else → 0, the one OOV row; or hashed into N rows, `hash_buckets`)
+is not part of `build_model`'s model:
 training does it once per split in the input pipeline
 (`input_pipeline.make_example_fn(..., id_lookups=...)`), so no train step
 hashes strings. Where raw records meet a model — evaluation, analyses,
@@ -96,9 +97,49 @@ def input_dtypes(model: tf.keras.Model) -> Dict[str, tf.DType]:
   return {name: tensor.dtype for name, tensor in model.input.items()}
 
 
+@gin.configurable("id_hashing")
+def hash_buckets(buckets: Optional[Mapping[str, int]] = None
+                 ) -> Dict[str, int]:
+  """Hash buckets for the ids outside each id space's vocabulary.
+
+  The training vocabulary of a space holds its most frequent ids, up to a
+  cap (`features.fit_feature_statistics`' `max_vocabulary`). By default
+  every other id shares one out-of-vocabulary row. With N buckets for a
+  space (gin: `id_hashing.buckets = {'item': 2 ** 20}`), an id outside the
+  vocabulary is hashed into one of N rows instead, so a table of millions of
+  ids keeps most of them apart without a vocabulary of millions of strings.
+  Training, evaluation and the export look ids up the same way
+  (`id_lookups`), and the embedding table has the vocabulary plus N rows
+  (`vocabulary_size`). Under `parameter_server` such a table is split
+  across the ps tasks (`distribute.variable_partitioner`).
+
+  Returns:
+    {id space: buckets} for the spaces that hash (`ID_SPACES` values).
+
+  Raises:
+    ValueError: for an unknown space or a number of buckets below 1.
+  """
+  buckets = dict(buckets or {})
+  for space, count in buckets.items():
+    if space not in set(ID_SPACES.values()):
+      raise ValueError(f"id_hashing.buckets: unknown id space {space!r}; the "
+                       f"spaces are {sorted(set(ID_SPACES.values()))}.")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+      raise ValueError(f"id_hashing.buckets[{space!r}] must be an integer "
+                       f">= 1, got {count!r}.")
+  return buckets
+
+
+def oov_rows(space: str) -> int:
+  """Rows of an id space's table for ids outside its vocabulary."""
+  return hash_buckets().get(space, 1)
+
+
 def vocabulary_size(feature_statistics: Mapping, name: str) -> int:
-  """Rows of an id feature's embedding table: its vocabulary and one OOV."""
-  return len(_vocabulary(feature_statistics, name)) + 1
+  """Rows of an id feature's embedding table: its vocabulary and its OOV
+  rows (one, or the space's hash buckets)."""
+  return (len(_vocabulary(feature_statistics, name)) +
+          oov_rows(ID_SPACES[name]))
 
 
 def _vocabulary(feature_statistics: Mapping, name: str) -> list:
@@ -112,11 +153,12 @@ def write_vocabulary(feature_statistics: Mapping, name: str,
   """Writes an id feature's vocabulary as a text file, one entry a line.
 
   Returns:
-    The file (`<directory>/<space>.vocab`), or None when an entry holds a
-    line break, which a line-per-entry file cannot hold.
+    The file (`<directory>/<space>.vocab`), or None when an entry is empty
+    or holds a line break, which a line-per-entry file cannot hold
+    (TensorFlow's text-file table refuses empty lines).
   """
   vocabulary = _vocabulary(feature_statistics, name)
-  if any("\n" in v or "\r" in v for v in vocabulary):
+  if any(not v or "\n" in v or "\r" in v for v in vocabulary):
     return None
   path = os.path.join(directory, f"{ID_SPACES[name]}.vocab")
   tf.io.gfile.makedirs(directory)
@@ -130,9 +172,11 @@ def id_lookups(feature_statistics: Mapping,
                ) -> Dict[str, tf.keras.layers.StringLookup]:
   """The string → embedding-row lookup of every id feature.
 
-  Each is a `StringLookup` of the training vocabulary with one OOV index and
-  no mask: vocabulary entry k → k + 1, any other string → 0 (the OOV row).
-  Features of one id space share one layer.
+  Each is a `StringLookup` of the training vocabulary with no mask and the
+  space's OOV rows (`oov_rows`): with one, vocabulary entry k → k + 1 and
+  any other string → 0; with N hash buckets, vocabulary entry k → k + N and
+  any other string → its hash modulo N. Features of one id space share one
+  layer.
 
   Args:
     feature_statistics: the training split's `fit_feature_statistics`.
@@ -155,12 +199,13 @@ def id_lookups(feature_statistics: Mapping,
         vocabulary = write_vocabulary(feature_statistics, name,
                                       vocabulary_dir)
         if vocabulary is None:
-          logging.warning("The %s vocabulary has an entry with a line break; "
-                          "it stays in the graph, not in an asset file.",
-                          space)
+          logging.warning("The %s vocabulary has an empty entry or one with a "
+                          "line break; it stays in the graph, not in an asset "
+                          "file.", space)
       by_space[space] = tf.keras.layers.StringLookup(
           vocabulary=vocabulary or _vocabulary(feature_statistics, name),
-          num_oov_indices=1, mask_token=None, name=f"{space}_lookup")
+          num_oov_indices=oov_rows(space), mask_token=None,
+          name=f"{space}_lookup")
     out[name] = by_space[space]
   return out
 

@@ -1,6 +1,7 @@
 """Tests of the model factory: structure, shared tables, baselines, bottoms."""
 
 from absl.testing import parameterized
+import gin
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -237,6 +238,23 @@ class IdLookupTest(tf.test.TestCase, parameterized.TestCase):
                        ["acme", "", "?", "acme"])
     self.assertAllEqual(got, tf.gather(table, rows))
 
+  def test_vocabularies_a_text_file_cannot_hold_stay_constants(self):
+    directory = self.get_temp_dir()
+    stats = statistics()
+    path = factory.write_vocabulary(stats, "item_a", directory)
+    with open(path) as f:
+      self.assertEqual(f.read(), "i1\ni2\ni3\n")
+    # brand_a holds "" (an empty line), which a text-file table refuses.
+    self.assertIsNone(factory.write_vocabulary(stats, "brand_a", directory))
+    stats["vocabulary"]["item_a"] = ["i1", "a\nb"]
+    self.assertIsNone(factory.write_vocabulary(stats, "item_a", directory))
+    # Either way the lookups map as the in-memory ones do.
+    from_files = factory.id_lookups(statistics(), vocabulary_dir=directory)
+    raw = raw_batch()
+    self.assertAllEqual(
+        factory.index_ids(raw, from_files)["brand_a"],
+        factory.index_ids(raw, factory.id_lookups(statistics()))["brand_a"])
+
   def test_string_model_of_a_model_without_ids_is_the_model(self):
     model = factory.build_model(statistics(),
                                 excluded_features=tuple(factory.ID_SPACES))
@@ -245,3 +263,56 @@ class IdLookupTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class HashBucketsTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    gin.clear_config()
+    gin.bind_parameter("id_hashing.buckets", {"item": 1 << 20, "brand": 3})
+
+  def tearDown(self):
+    gin.clear_config()
+    super().tearDown()
+
+  def test_vocabulary_rows_follow_the_buckets_and_others_hash_into_them(self):
+    lookups = factory.id_lookups(statistics())
+    # By hand: vocabulary entry k is row k + N.
+    self.assertAllEqual(lookups["item_a"](tf.constant(["i1", "i2", "i3"])),
+                        [(1 << 20) + 0, (1 << 20) + 1, (1 << 20) + 2])
+    self.assertAllEqual(lookups["brand_a"](tf.constant(["", "acme"])),
+                        [3, 4])
+    # Spaces without buckets keep the one OOV row.
+    self.assertAllEqual(lookups["user_id"](tf.constant(["zz", "u2"])), [0, 2])
+    # Unseen ids: the 64-bit FarmHash fingerprint modulo N, the function a
+    # serving system must use too; 2,000 ids in 2^20 rows mostly stay apart.
+    unseen = tf.constant([f"new{k}" for k in range(2000)])
+    rows = lookups["item_a"](unseen).numpy()
+    self.assertAllEqual(rows, tf.strings.to_hash_bucket_fast(unseen, 1 << 20))
+    self.assertTrue(np.all(rows < (1 << 20)))
+    self.assertGreaterEqual(len(set(rows.tolist())), 1990)
+
+  def test_tables_have_the_vocabulary_and_the_buckets(self):
+    model = factory.build_model(statistics(), excluded_features=("user_id",))
+    self.assertEqual(model.get_layer("item_embedding").input_dim,
+                     3 + (1 << 20))
+    self.assertEqual(model.get_layer("brand_embedding").input_dim, 2 + 3)
+    self.assertEqual(model.get_layer("leaf_embedding").input_dim, 2 + 1)
+    raw = raw_batch()
+    del raw["user_id"]
+    indexed = factory.index_ids(raw, factory.id_lookups(statistics()))
+    # "new" is hashed, not row 0: its own row of the table.
+    self.assertAllEqual(indexed["item_a"][3],
+                        tf.strings.to_hash_bucket_fast("new", 1 << 20))
+    exported = factory.string_model(model, statistics(),
+                                    vocabulary_dir=self.get_temp_dir())
+    for head in ("caba", "cabb"):
+      self.assertAllEqual(exported(raw)[head], model(indexed)[head])
+
+  def test_bad_buckets_are_errors(self):
+    for bad in ({"items": 4}, {"item": 0}, {"item": 2.5}):
+      gin.clear_config()
+      gin.bind_parameter("id_hashing.buckets", bad)
+      with self.assertRaisesRegex(ValueError, "id_hashing.buckets"):
+        factory.id_lookups(statistics())
