@@ -1,6 +1,7 @@
 """Training on more than one device or worker: `train.run.strategy`.
 
-    train.run.strategy = 'default' | 'mirrored' | 'multi_worker'
+    train.run.strategy = ('default' | 'mirrored' | 'multi_worker'
+                          | 'parameter_server')
 
 * `default`      — one device, no distribution (the fast path of one CPU).
 * `mirrored`     — `tf.distribute.MirroredStrategy`: one process, the
@@ -9,8 +10,13 @@
 * `multi_worker` — `tf.distribute.MultiWorkerMirroredStrategy`: one process
   per worker, synchronous all-reduce; the cluster comes from `TF_CONFIG`
   (docs/distributed.md).
+* `parameter_server` — `tf.distribute.ParameterServerStrategy`: a chief
+  (the coordinator, which runs `train.run`) dispatches steps to worker
+  tasks asynchronously, and the variables live on `ps` tasks, large
+  embedding tables split across them (`variable_partitioner`). The worker
+  and ps tasks only serve (`serve`).
 
-Under every strategy a step sees the same rows as under `default`: an
+Under every synchronous strategy a step sees the same rows as under `default`: an
 epoch's order is `np.random.default_rng(seed).permutation(n)`, global batch
 k is `order[k * B:(k + 1) * B]`, and replica r of R takes the r-th of its R
 near-equal contiguous pieces (`replica_pieces`). Each worker holds the
@@ -23,16 +29,25 @@ checkpoints, `metrics.json`, the export) and evaluates the test split; the
 other workers take part in the synchronous steps and the per-epoch
 validation, and write their checkpoints to a scratch directory
 (`scratch_dir`) that they delete at the end.
+
+Under `parameter_server` the steps are asynchronous: each worker draws its
+batches from its own permutation of the epoch (`worker_batches`), and the
+chief, which alone runs the trainer, writes everything and computes the
+validation loss on a plain copy of the weights.
 """
 
 import json
 import os
-from typing import Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
+from absl import logging
+import gin
 import numpy as np
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+STRATEGIES = ("default", "mirrored", "multi_worker", "parameter_server")
+# The task types of a parameter-server cluster that serve the chief.
+SERVER_TASKS = ("worker", "ps")
 
 
 def check_strategy(name: str) -> None:
@@ -49,17 +64,44 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
   allows only before the runtime starts.
 
   Raises:
-    ValueError: for an unknown name, or `multi_worker` without a `TF_CONFIG`
-      naming a cluster of workers and this process's task.
+    ValueError: for an unknown name; `multi_worker` without a `TF_CONFIG`
+      naming a cluster of workers and this process's task;
+      `parameter_server` without a chief, workers and ps tasks in it, or in
+      a process other than the chief.
   """
   check_strategy(name)
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
     return tf.distribute.MirroredStrategy()
+  config = _tf_config(name)
+  if name == "parameter_server":
+    if config["task"].get("type") != "chief":
+      raise ValueError(
+          "Under train.run.strategy = 'parameter_server' only the chief runs "
+          "train.run; worker and ps tasks run distribute.serve "
+          "(experiments/train.py does this for them).")
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    num_ps = len(config["cluster"]["ps"])
+    return tf.distribute.ParameterServerStrategy(
+        resolver, variable_partitioner=variable_partitioner(num_ps))
+  return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def _tf_config(name: str) -> Dict:
+  """`TF_CONFIG` of a cluster strategy, checked for what `name` needs."""
   config = json.loads(os.environ.get("TF_CONFIG") or "{}")
   cluster = config.get("cluster", {})
-  if not cluster.get("worker") and not cluster.get("chief"):
+  if name == "parameter_server":
+    if not (cluster.get("chief") and cluster.get("worker") and
+            cluster.get("ps")):
+      raise ValueError(
+          "train.run.strategy = 'parameter_server' needs a cluster of a "
+          "chief, workers and ps tasks in the TF_CONFIG environment variable "
+          "(TF_CONFIG = {\"cluster\": {\"chief\": [\"host:port\"], "
+          "\"worker\": [...], \"ps\": [...]}, \"task\": {\"type\": "
+          "\"chief\", \"index\": 0}}); docs/distributed.md.")
+  elif not cluster.get("worker") and not cluster.get("chief"):
     raise ValueError(
         "train.run.strategy = 'multi_worker' needs the cluster in the "
         "TF_CONFIG environment variable (TF_CONFIG = {\"cluster\": "
@@ -68,7 +110,60 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
   if "task" not in config:
     raise ValueError("TF_CONFIG names a cluster but not this process's task "
                      "({\"task\": {\"type\": \"worker\", \"index\": i}}).")
-  return tf.distribute.MultiWorkerMirroredStrategy()
+  return config
+
+
+@gin.configurable
+def variable_partitioner(num_ps: int, min_shard_bytes: int = 256 << 10
+                         ) -> tf.distribute.experimental.partitioners.Partitioner:
+  """How `parameter_server` splits a variable across the ps tasks.
+
+  A variable is cut along its first axis (an embedding table's rows) into
+  at most `num_ps` shards of at least `min_shard_bytes` each: the small
+  dense layers stay whole, a large id table is spread over every ps.
+  """
+  return tf.distribute.experimental.partitioners.MinSizePartitioner(
+      min_shard_bytes=min_shard_bytes, max_shards=num_ps)
+
+
+def serve(name: str) -> None:
+  """Runs this process's TensorFlow server if it is a worker or ps task of
+  a `parameter_server` cluster; returns at once otherwise.
+
+  A server task executes the steps (worker) or holds the variables (ps)
+  that the chief sends it. It never returns: the job ends when its launcher
+  stops it, after the chief has finished (docs/distributed.md).
+  """
+  if name != "parameter_server":
+    return
+  config = _tf_config(name)
+  task_type = config["task"].get("type")
+  if task_type not in SERVER_TASKS:
+    return
+  resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+  # A failed remote call is reported to the chief rather than retried here.
+  os.environ["GRPC_FAIL_FAST"] = "use_caller"
+  server = tf.distribute.Server(
+      resolver.cluster_spec(), job_name=task_type,
+      task_index=resolver.task_id, protocol=resolver.rpc_layer or "grpc",
+      start=True)
+  logging.info("Serving as %s %d of a parameter-server cluster.", task_type,
+               resolver.task_id)
+  server.join()
+
+
+def is_parameter_server(strategy: tf.distribute.Strategy) -> bool:
+  return isinstance(strategy, tf.distribute.ParameterServerStrategy)
+
+
+def split_variables(model: tf.keras.Model) -> Dict[str, List[str]]:
+  """The variables of `model` split across ps tasks: name → shard devices."""
+  split = {}
+  for layer in model.layers:
+    for name, value in vars(layer).items():
+      if isinstance(value, tf.__internal__.distribute.ShardedVariable):
+        split[f"{layer.name}/{name}"] = [v.device for v in value.variables]
+  return split
 
 
 def _task(strategy: tf.distribute.Strategy):
@@ -175,7 +270,7 @@ def barrier(strategy: tf.distribute.Strategy) -> None:
   that the cluster ends together: a worker that exits first is reported as
   failed by the others' health checks.
   """
-  if num_workers(strategy) > 1:
+  if num_workers(strategy) > 1 and not is_parameter_server(strategy):
     strategy.reduce(tf.distribute.ReduceOp.SUM,
                     strategy.run(lambda: tf.constant(1.0)), axis=None)
 
@@ -195,3 +290,29 @@ def with_shard_policy(dataset: tf.data.Dataset, num_files: int,
   options.experimental_distribute.auto_shard_policy = shard_policy(
       num_files, num_workers(strategy))
   return dataset.with_options(options)
+
+
+def worker_batches(rows: Callable[[tf.Tensor], object], num_examples: int,
+                   batch_size: int, seed: int
+                   ) -> tf.keras.utils.experimental.DatasetCreator:
+  """One epoch's batches for `parameter_server`, made on each worker.
+
+  Every worker shuffles the split's row indices by its own permutation (the
+  epoch's `seed` and the time the worker makes its dataset, so that two
+  workers do not train on the same batches), cuts it into batches of
+  `batch_size` and turns each into rows with `rows` (an in-memory split's
+  `input_pipeline.row_gatherer`, which travels to the worker with the
+  dataset). The steps are dispatched asynchronously to whichever worker is
+  free, so an epoch is a number of steps, not one pass over each row
+  exactly once; the stream repeats.
+  """
+
+  def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    del context  # one input pipeline per worker, with no worker index
+    worker = tf.cast(tf.timestamp() * 1e6, tf.int64)
+    order = tf.argsort(tf.random.stateless_uniform(
+        [num_examples], seed=tf.stack([tf.constant(seed, tf.int64), worker])))
+    return tf.data.Dataset.from_tensor_slices(tf.cast(order, tf.int64)).batch(
+        batch_size).repeat().map(rows).prefetch(tf.data.AUTOTUNE)
+
+  return tf.keras.utils.experimental.DatasetCreator(dataset_fn)

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import tempfile
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -475,9 +476,11 @@ def run(base_dir: str,
       streams serialized records through a shuffle buffer of
       `shuffle_buffer` rows and parses a batch at a time (for splits that
       do not fit in memory).
-    strategy: 'default', 'mirrored' or 'multi_worker' (`cabb_tf.distribute`,
-      docs/distributed.md): the steps see the same rows under each; only
-      the chief writes `base_dir` and scores the test split.
+    strategy: 'default', 'mirrored', 'multi_worker' or 'parameter_server'
+      (`cabb_tf.distribute`, docs/distributed.md): the steps see the same
+      rows under the first three; 'parameter_server' is asynchronous, and
+      its worker and ps tasks only serve. Only the chief writes `base_dir`
+      and scores the test split.
     cache: the splits in memory and α tables shared with other runs of
       this process (None: the process's `cache.default()`; `reproduce`
       passes its own and frees it).
@@ -494,6 +497,8 @@ def run(base_dir: str,
   check_arguments(task, weighting_scheme, cabb_weight, batch_size, max_epochs,
                   patience, learning_rate, optimizer, negative_weight,
                   shuffle_buffer, max_steps_per_epoch, eval_batch_size, seed)
+  # A parameter-server cluster's worker and ps tasks serve until stopped.
+  distribute.serve(strategy)
   # First: a multi-worker strategy must exist before the TF runtime starts.
   distribution = distribute.make_strategy(strategy)
   chief = distribute.is_chief(distribution)
@@ -520,6 +525,9 @@ def run(base_dir: str,
     model = factory.build_model(statistics, heads=heads,
                                 cabb_weight=cabb_weight, balance=balance)
     _compile(model, learning_rate, optimizer)
+  for name, devices in distribute.split_variables(model).items():
+    logging.info("%s is split in %d: %s", name, len(devices),
+                 ", ".join(devices))
   # The model takes id features as row indices: the pipeline looks each
   # split's strings up once, not every train step.
   id_lookups = factory.id_lookups(statistics)
@@ -546,6 +554,14 @@ def run(base_dir: str,
   validation = tf.data.Dataset.from_tensor_slices(
       input_pipeline.prepare_columns(validation_columns, example_fn)
   ).batch(eval_batch_size).cache()
+  # Under parameter_server the steps run remotely: the chief validates a
+  # plain copy of the weights.
+  validator = None
+  if distribute.is_parameter_server(distribution):
+    plain = factory.build_model(statistics, heads=heads,
+                                cabb_weight=cabb_weight, balance=balance)
+    _compile(plain, learning_rate, optimizer)
+    validator = PlainCopy(plain)
   state = RunState(model, base_dir, own_dir, distribution)
   state.resume()
   writers = Writers.of(base_dir, chief)
@@ -555,13 +571,16 @@ def run(base_dir: str,
   epochs_this_call = 0
   while state.should_continue(max_epochs, patience):
     val_loss = train_epoch(model, rows, seed + state.epoch_number,
-                           validation, writers, state.epoch_number)
+                           validation, writers, state.epoch_number,
+                           validator)
     state.end_epoch(val_loss)
     epochs_this_call += 1
     if stop_after_epochs and epochs_this_call >= stop_after_epochs:
       logging.info("Stopping after %d epochs as asked.", epochs_this_call)
       return {}
 
+  if validator:
+    validator.close()
   if not chief:
     # The chief alone scores the test split and writes the results.
     tf.io.gfile.rmtree(own_dir)
@@ -625,12 +644,24 @@ class TrainingRows:
     self._shuffle_buffer = shuffle_buffer
     self._max_steps = max_steps
     self._in_memory = in_memory
+    self._remote = (distribution is not None and
+                    distribute.is_parameter_server(distribution))
     if in_memory:
       columns = input_pipeline.prepare_columns(columns_of("train"),
                                                example_fn)
       self._num_rows = input_pipeline.num_rows(columns)
-      model.read_rows_from(input_pipeline.InMemoryRows(columns))
+      if self._remote:
+        # The workers' datasets gather the rows; the step takes them as is.
+        self._gather = input_pipeline.row_gatherer(columns)
+        model.read_rows_from(None)
+      else:
+        model.read_rows_from(input_pipeline.InMemoryRows(columns))
       return
+    if self._remote:
+      raise ValueError(
+          "train.run.strategy = 'parameter_server' trains from memory only "
+          "(train.run.in_memory = True); stream with 'multi_worker' "
+          "(docs/distributed.md).")
     records = click_examples.serialized_records(data.builder, "train")
     if distribution is not None:
       records = distribute.with_shard_policy(
@@ -642,6 +673,12 @@ class TrainingRows:
 
   def epoch(self, seed: int) -> Tuple[Any, Optional[int]]:
     """(the epoch's batches, its steps when Keras must be told them)."""
+    if self._remote:
+      steps = distribute.num_steps(self._num_rows, self._batch_size, 1)
+      if self._max_steps:
+        steps = min(steps, self._max_steps)
+      return distribute.worker_batches(self._gather, self._num_rows,
+                                       self._batch_size, seed), steps
     if self._in_memory and self._distribution is not None:
       return distribute.index_batches(self._distribution, self._num_rows,
                                       self._batch_size, seed, self._max_steps)
@@ -752,10 +789,38 @@ class Writers:
                gin_utils.bound("build_model.bottom", "shared_mlp"))
 
 
+class PlainCopy:
+  """An undistributed model given another's current weights.
+
+  Under `parameter_server` a model's steps run on the workers, and the
+  chief computes the validation loss on this copy instead (the weights go
+  through a checkpoint, which also joins a table split across ps tasks).
+  """
+
+  def __init__(self, model: conversion.ConversionModel):
+    """`model`: built and compiled like the one it copies, outside any
+    strategy's scope."""
+    self._model = model
+    # Removed by `close`, or when the copy is garbage collected.
+    self._directory = tempfile.TemporaryDirectory(prefix="cabb_plain_copy_")
+
+  def of(self, model: tf.keras.Model) -> conversion.ConversionModel:
+    prefix = tf.train.Checkpoint(model=model).write(
+        os.path.join(self._directory.name, "ckpt"))
+    tf.train.Checkpoint(model=self._model).read(prefix).expect_partial()
+    return self._model
+
+  def close(self) -> None:
+    self._directory.cleanup()
+
+
 def train_epoch(model: conversion.ConversionModel, rows: TrainingRows,
                 seed: int, validation: tf.data.Dataset, writers: Writers,
-                epoch: int) -> float:
+                epoch: int, validator: Optional[PlainCopy] = None) -> float:
   """One epoch of training, then the validation loss (logged and written).
+
+  `validator`: where the validation loss is computed when it cannot be on
+  `model` itself (`parameter_server`).
 
   Returns:
     The validation loss.
@@ -766,14 +831,22 @@ def train_epoch(model: conversion.ConversionModel, rows: TrainingRows,
   batches, steps = rows.epoch(seed)
   start = time.time()
   step_offset = int(model.optimizer.iterations.numpy())
+  # Keras runs no batch-level callback under parameter_server, whose steps
+  # are remote: there the epoch's loss is checked instead.
+  per_step = [] if validator else [_StopOnNan(step_offset)]
   history = model.fit(batches, epochs=1, verbose=0, steps_per_epoch=steps,
-                      callbacks=[_StopOnNan(step_offset),
-                                 *model.balancer.callbacks()])
+                      callbacks=[*per_step, *model.balancer.callbacks()])
   step = int(model.optimizer.iterations.numpy())
   logs = {k: v[-1] for k, v in history.history.items()}
+  if not math.isfinite(float(logs["loss"])):
+    raise NanLossError(
+        f"training loss is {logs['loss']} in epoch {epoch} (steps "
+        f"{step_offset + 1}–{step}): lower the learning rate (gin: "
+        "train.run.learning_rate) or check the inputs for NaNs.")
   _write_scalars(writers.train, step, _keras_logs(logs, model.heads))
   _write_scalars(writers.train, step, model.balancer.summary_scalars())
-  val_logs = model.evaluate(validation, verbose=0, return_dict=True)
+  scorer = validator.of(model) if validator else model
+  val_logs = scorer.evaluate(validation, verbose=0, return_dict=True)
   _write_scalars(writers.eval, step, _keras_logs(val_logs, model.heads))
   val_loss = float(val_logs["loss"])
   logging.info("epoch %d: train loss %.5f, validation loss %.5f (%.1fs)",

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from cabb_tf import distribute
 from cabb_tf import input_pipeline
+from cabb_tf import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -111,6 +112,39 @@ class ClusterTest(absltest.TestCase):
       if old is not None:
         os.environ["TF_CONFIG"] = old
 
+  def test_parameter_server_needs_its_cluster_and_runs_on_the_chief(self):
+    old = os.environ.get("TF_CONFIG")
+    cluster = {"chief": ["a:1"], "worker": ["b:2"], "ps": ["c:3"]}
+    try:
+      os.environ["TF_CONFIG"] = json.dumps(
+          {"cluster": {"worker": ["b:2"]}, "task": {"type": "worker",
+                                                    "index": 0}})
+      with self.assertRaisesRegex(ValueError, "chief, workers and ps"):
+        distribute.make_strategy("parameter_server")
+      os.environ["TF_CONFIG"] = json.dumps(
+          {"cluster": cluster, "task": {"type": "worker", "index": 0}})
+      with self.assertRaisesRegex(ValueError, "only the chief runs"):
+        distribute.make_strategy("parameter_server")
+      # Other strategies never serve.
+      self.assertIsNone(distribute.serve("multi_worker"))
+    finally:
+      os.environ.pop("TF_CONFIG", None)
+      if old is not None:
+        os.environ["TF_CONFIG"] = old
+
+  def test_each_worker_draws_the_epoch_in_its_own_order(self):
+    creator = distribute.worker_batches(lambda index: index, 50, 16, seed=3)
+    orders = []
+    for _ in range(2):  # two workers make their datasets
+      batches = [b.numpy() for b in creator(
+          tf.distribute.InputContext()).take(5)]
+      # 50 rows in batches of 16: 4 batches are one pass, then it repeats.
+      self.assertEqual([len(b) for b in batches], [16, 16, 16, 2, 16])
+      np.testing.assert_array_equal(np.sort(np.concatenate(batches[:4])),
+                                    np.arange(50))
+      orders.append(np.concatenate(batches[:4]))
+    self.assertFalse(np.array_equal(orders[0], orders[1]))
+
 
 def _free_ports(n):
   sockets = [socket.socket() for _ in range(n)]
@@ -122,7 +156,8 @@ def _free_ports(n):
   return ports
 
 
-class TwoWorkersTest(absltest.TestCase):
+class _TrainProcesses(absltest.TestCase):
+  """experiments/train.py processes on the tiny simulated dataset."""
 
   @classmethod
   def setUpClass(cls):
@@ -143,6 +178,13 @@ class TwoWorkersTest(absltest.TestCase):
          f"--base_dir={base_dir}", *self.args, *args], cwd=REPO, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
+  def _metrics(self, base_dir):
+    with open(os.path.join(base_dir, "metrics.json")) as f:
+      return json.load(f)
+
+
+class TwoWorkersTest(_TrainProcesses):
+
   def _cluster(self, base_dir, *args, data_dir=None):
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
@@ -159,10 +201,6 @@ class TwoWorkersTest(absltest.TestCase):
       self.assertEqual(worker.returncode, 0, f"worker {i}:\n{out[-6000:]}")
       outs.append(out)
     return outs
-
-  def _metrics(self, base_dir):
-    with open(os.path.join(base_dir, "metrics.json")) as f:
-      return json.load(f)
 
   def test_two_workers_train_as_one_process_and_only_the_chief_writes(self):
     single = self.create_tempdir().full_path
@@ -208,6 +246,69 @@ class TwoWorkersTest(absltest.TestCase):
     self.assertFalse(os.path.exists(os.path.join(multi, "workers")))
     self.assertTrue(os.path.exists(os.path.join(multi, "export",
                                                 "saved_model.pb")))
+
+
+class ParameterServerTest(_TrainProcesses):
+  """A chief, a worker and two ps tasks on localhost."""
+
+  def test_chief_worker_and_ps_train_and_export(self):
+    ports = _free_ports(4)
+    cluster = {"chief": [f"localhost:{ports[0]}"],
+               "worker": [f"localhost:{ports[1]}"],
+               "ps": [f"localhost:{p}" for p in ports[2:]]}
+    base_dir = self.create_tempdir().full_path
+    # The item ids, hashed into 2^16 rows beyond the vocabulary: a table of
+    # about 4 MB, which the partitioner splits across both ps tasks.
+    args = ("--gin_bindings=train.run.strategy = 'parameter_server'",
+            "--gin_bindings=build_model.excluded_features = ('user_id',)",
+            "--gin_bindings=id_hashing.buckets = {'item': 65536}")
+    servers = [self._train(base_dir, *args, tf_config={
+        "cluster": cluster, "task": {"type": task, "index": i}})
+               for task, i in (("ps", 0), ("ps", 1), ("worker", 0))]
+    try:
+      chief = self._train(base_dir, *args, tf_config={
+          "cluster": cluster, "task": {"type": "chief", "index": 0}})
+      out, _ = chief.communicate(timeout=900)
+    finally:
+      for server in servers:
+        server.kill()
+      logs = [server.communicate()[0] for server in servers]
+    self.assertEqual(chief.returncode, 0, out[-6000:])
+    for log, task in zip(logs, ("ps 0", "ps 1", "worker 0")):
+      self.assertIn(f"Serving as {task} of a parameter-server cluster", log)
+    split = [line for line in out.splitlines()
+             if "item_embedding/embeddings is split in 2" in line]
+    self.assertLen(split, 1, out[-6000:])
+    self.assertIn("/job:ps/replica:0/task:0", split[0])
+    self.assertIn("/job:ps/replica:0/task:1", split[0])
+    # The steps ran on the worker and moved the weights: the validation
+    # loss fell from the first epoch to the second.
+    losses = [float(line.split("validation loss ")[1].split()[0])
+              for line in out.splitlines() if "validation loss" in line]
+    self.assertLen(losses, 2)
+    self.assertLess(losses[1], losses[0])
+    metrics = self._metrics(base_dir)
+    self.assertAlmostEqual(metrics["best_validation_loss"], min(losses),
+                           delta=1e-5)
+    # The export (a plain copy of the best weights the ps tasks held)
+    # serves the probabilities the chief's test metrics came from.
+    data = input_pipeline.load_data(
+        name="cabb_synthetic/tiny",
+        data_dir=f"{absltest.get_default_test_tmpdir()}/tfds_distribute")
+    test = input_pipeline.split_columns(data, "test")
+    serve = tf.saved_model.load(os.path.join(
+        base_dir, "export")).signatures["serving_default"]
+    dtypes = {n: s.dtype for n, s in
+              serve.structured_input_signature[1].items()}
+    served = serve(**input_pipeline.model_inputs(test, dtypes))
+    columns = {k: v.numpy() for k, v in input_pipeline.evaluation_columns(
+        input_pipeline.with_alpha(test, None)).items()}
+    rescored = train.score(columns["y_caba"], columns["y_cabb"],
+                           columns["w_caba"], columns["alpha"],
+                           served["caba"].numpy(), served["cabb"].numpy())
+    for key in ("caba_ne", "cabb_ne", "overall_ne", "caba_auc", "cabb_auc"):
+      self.assertAlmostEqual(rescored[key], metrics[key], places=5, msg=key)
+    self.assertFalse(os.path.exists(os.path.join(base_dir, "workers")))
 
 
 if __name__ == "__main__":
