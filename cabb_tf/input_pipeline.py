@@ -19,7 +19,8 @@ Tasks (`TASKS`):
 
 import dataclasses
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import (Any, Callable, Dict, Iterator, Mapping, Optional,
+                    Sequence, Tuple)
 
 from absl import logging
 import gin
@@ -293,6 +294,54 @@ def make_example_fn(task: str, feature_dtypes: Mapping[str, tf.DType],
     return features, labels, weights
 
   return example
+
+
+# The record fields an evaluation reads besides the model's inputs and α
+# (`evaluation_columns`, the row ids, and the simulator's ground truth when
+# the dataset has it).
+EVALUATION_FIELDS = (*EXAMPLE_FIELDS, "session_id", "click_id", "relation",
+                     "cause")
+
+
+def evaluation_fields(data: "Data", feature_dtypes: Mapping[str, tf.DType],
+                      alpha_fields: Tuple[str, ...] = ()) -> Tuple[str, ...]:
+  """The record fields of `data` that scoring a split reads."""
+  present = data.builder.info.features
+  return tuple(dict.fromkeys([
+      *example_fields(feature_dtypes, alpha_fields),
+      *(name for name in EVALUATION_FIELDS if name in present)]))
+
+
+def split_batches(data: "Data", split: str, fields: Sequence[str],
+                  alpha_fn: Optional[AlphaFn],
+                  batch_size: int) -> tf.data.Dataset:
+  """A split's rows in file order as batches of columns, with α.
+
+  The streaming path's evaluation: only `fields` are parsed, a batch of
+  serialized records at a time, and no more than a few batches are held.
+  The batches are those of the in-memory split (`split_columns`) cut every
+  `batch_size` rows.
+  """
+  parse = click_examples.record_parser(data.builder, fields)
+  return click_examples.serialized_records(data.builder, split).batch(
+      batch_size).map(lambda serialized: with_alpha(parse(serialized),
+                                                    alpha_fn),
+                      num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=True).prefetch(2)
+
+
+def stream_columns(data: "Data", split: str, fields: Sequence[str],
+                   alpha_fn: Optional[AlphaFn],
+                   batch_size: int) -> Iterator[Dict[str, tf.Tensor]]:
+  """`split_batches`, iterated.
+
+  Raises:
+    ValueError: as `click_examples.reading_split`, when the split's files
+      cannot be read.
+  """
+  batches = split_batches(data, split, fields, alpha_fn, batch_size)
+  with click_examples.reading_split(data.builder, split):
+    yield from batches
 
 
 def evaluation_columns(record: Mapping[str, tf.Tensor]

@@ -19,7 +19,8 @@ import math
 import os
 import tempfile
 import time
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import (Any, Callable, Dict, Iterable, Mapping, Optional,
+                    Tuple)
 
 from absl import logging
 import gin
@@ -282,20 +283,6 @@ def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
   return arrays
 
 
-def predict_and_score(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
-                      columns: Dict[str, tf.Tensor],
-                      batch_size: int) -> Dict[str, Any]:
-  """`predict_arrays` and the raw metrics (`score`) of a split.
-
-  Returns:
-    A dict of `RAW_METRIC_KEYS` plus the arrays under `arrays`.
-  """
-  arrays = predict_arrays(model, features, columns, batch_size)
-  return dict(score(arrays["y_caba"], arrays["y_cabb"], arrays["w_caba"],
-                    arrays["alpha"], arrays["p_caba"], arrays["p_cabb"]),
-              arrays=arrays)
-
-
 def _alpha_weights(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
   """The α-weighted CABB NE's weights: α on positives, 1 on negatives."""
   return input_pipeline.cabb_weight(arrays["y_cabb"], arrays["alpha"])
@@ -550,10 +537,25 @@ def run(base_dir: str,
   rows = TrainingRows(model, data, columns_of, example_fn, alpha_fn, fields,
                       in_memory, distribution if distributed else None,
                       batch_size, shuffle_buffer, max_steps_per_epoch)
-  validation_columns = columns_of("validation")
-  validation = tf.data.Dataset.from_tensor_slices(
-      input_pipeline.prepare_columns(validation_columns, example_fn)
-  ).batch(eval_batch_size).cache()
+  if in_memory:
+    def eval_batches(split):
+      """The split in memory: one batch of every row."""
+      return [columns_of(split)]
+    validation = tf.data.Dataset.from_tensor_slices(
+        input_pipeline.prepare_columns(columns_of("validation"), example_fn)
+    ).batch(eval_batch_size).cache()
+  else:
+    # Evaluation streams too: the splits are read a batch at a time, only
+    # the fields scoring uses, and never held whole.
+    scored_fields = input_pipeline.evaluation_fields(
+        data, factory.input_dtypes(model),
+        weighting.KEYS[weighting_scheme] if alpha_fn else ())
+
+    def eval_batches(split):
+      return input_pipeline.stream_columns(data, split, scored_fields,
+                                           alpha_fn, eval_batch_size)
+    validation = input_pipeline.split_batches(
+        data, "validation", fields, alpha_fn, eval_batch_size).map(example_fn)
   # Under parameter_server the steps run remotely: the chief validates a
   # plain copy of the weights.
   validator = None
@@ -589,14 +591,15 @@ def run(base_dir: str,
     return {}
   step = int(model.optimizer.iterations.numpy())
   balancer = model.balancer
-  if distributed:
-    # Evaluation and export need no replicas: a plain copy of the model.
-    model = factory.build_model(statistics, heads=heads,
-                                cabb_weight=cabb_weight, balance=balance)
+  # Evaluation and export need no replicas and no optimizer: a plain copy
+  # of the model (the export would otherwise hold the optimizer's slots,
+  # twice the weights under Adam).
+  model = factory.build_model(statistics, heads=heads,
+                              cabb_weight=cabb_weight, balance=balance)
   tf.train.Checkpoint(model=model).read(state.best_prefix).expect_partial()
   scored = evaluate(
-      model, validation_columns, columns_of("test"), id_lookups, task,
-      eval_batch_size, writers, step,
+      model, eval_batches("validation"), eval_batches("test"), id_lookups,
+      task, eval_batch_size, writers, step,
       os.path.join(base_dir, "predictions.npz") if save_predictions else None)
   result = scored.metrics
   report_lib.write_json(dict(result, **scored.extra, epochs=state.epoch_number,
@@ -866,7 +869,40 @@ class Evaluation:
   gates: Dict[str, np.ndarray]
 
 
-def evaluate(model: tf.keras.Model, validation_columns, test_columns,
+def predict_split(model: tf.keras.Model,
+                  batches: Iterable[Mapping[str, tf.Tensor]], id_lookups,
+                  batch_size: int) -> Tuple[Dict[str, np.ndarray],
+                                            Dict[str, np.ndarray]]:
+  """`predict_arrays` of a split given as batches of columns (with α), and
+  the mean gate weights (`experts.gate_weights`) over its rows.
+
+  A split in memory is one batch; a streamed one is many, and only their
+  predictions, labels and weights are kept.
+
+  Raises:
+    ValueError: if the split has no rows.
+  """
+  dtypes = factory.input_dtypes(model)
+  parts, gates, rows = [], [], []
+  for columns in batches:
+    features = input_pipeline.model_inputs(columns, dtypes, id_lookups)
+    parts.append(predict_arrays(model, features, columns, batch_size))
+    gates.append(experts.gate_weights(model, features, batch_size))
+    rows.append(len(parts[-1]["p_caba"]))
+  if not parts or not sum(rows):
+    raise ValueError("a split to score has no rows.")
+  if len(parts) == 1:
+    return parts[0], gates[0]
+  arrays = {key: np.concatenate([part[key] for part in parts])
+            for key in parts[0]}
+  mean_gates = {gate: sum(g[gate] * n for g, n in zip(gates, rows)) /
+                sum(rows) for gate in gates[0]}
+  return arrays, mean_gates
+
+
+def evaluate(model: tf.keras.Model,
+             validation: Iterable[Mapping[str, tf.Tensor]],
+             test: Iterable[Mapping[str, tf.Tensor]],
              id_lookups, task: str, batch_size: int, writers: Writers,
              step: int, predictions_path: Optional[str] = None) -> Evaluation:
   """Scores the best weights on the test split (done once, by the chief).
@@ -874,19 +910,26 @@ def evaluate(model: tf.keras.Model, validation_columns, test_columns,
   The Platt maps of the recalibrated metrics are fitted on the validation
   split (docs/metrics.md).
 
+  Args:
+    model: the best weights.
+    validation: the validation split as batches of columns with α (one
+      batch when it is in memory; `input_pipeline.stream_columns`).
+    test: the test split, the same way.
+    id_lookups: the training `factory.id_lookups`.
+    task: the run's task.
+    batch_size: prediction batch size.
+    writers: the run's summary writers.
+    step: the summaries' step.
+    predictions_path: where to save the test predictions, or None.
+
   Returns:
     The `Evaluation`; its metrics are also written to `writers.eval`.
   """
-  dtypes = factory.input_dtypes(model)
-  recalibration = fit_recalibration(predict_arrays(
-      model, input_pipeline.model_inputs(validation_columns, dtypes,
-                                         id_lookups),
-      validation_columns, batch_size))
-  # The test split's model inputs, looked up once for scoring and gates.
-  test_features = input_pipeline.model_inputs(test_columns, dtypes,
-                                              id_lookups)
-  result = predict_and_score(model, test_features, test_columns, batch_size)
-  arrays = result.pop("arrays")
+  recalibration = fit_recalibration(
+      predict_split(model, validation, id_lookups, batch_size)[0])
+  arrays, gates = predict_split(model, test, id_lookups, batch_size)
+  result = score(arrays["y_caba"], arrays["y_cabb"], arrays["w_caba"],
+                 arrays["alpha"], arrays["p_caba"], arrays["p_cabb"])
   result.update(score_recalibrated(arrays, recalibration))
   extra = {}
   withheld = withhold_cabb_metrics(result, arrays["y_cabb"])
@@ -903,7 +946,6 @@ def evaluate(model: tf.keras.Model, validation_columns, test_columns,
   _write_scalars(writers.eval, step, {f"test/{_tag(k)}": v
                                       for k, v in result.items()})
   # Mean gate weight per expert on the test split (MMoE / PLE bottoms).
-  gates = experts.gate_weights(model, test_features, batch_size)
   _write_scalars(writers.eval, step, {
       f"gates/{gate}/expert_{i}": float(w)
       for gate, weights in gates.items() for i, w in enumerate(weights)})

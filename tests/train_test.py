@@ -15,6 +15,7 @@ from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
 from cabb_tf import train
+from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
 
 
@@ -106,6 +107,13 @@ class TrainTest(absltest.TestCase):
     served = serve(**input_pipeline.model_inputs(
         test, {n: s.dtype for n, s in inputs.items()}))
     model = train.load_best_model(full_dir, statistics, "multitask")
+    # It holds the model's weights and nothing else (no optimizer slots).
+    saved = [np.prod(shape, dtype=np.int64) for name, shape in
+             tf.train.list_variables(os.path.join(full_dir, "export",
+                                                  "variables", "variables"))
+             if name.startswith("variables/")]
+    self.assertEqual(sum(saved), sum(int(np.prod(w.shape))
+                                     for w in model.weights))
     predicted = model.predict(input_pipeline.model_inputs(
         test, factory.input_dtypes(model), factory.id_lookups(statistics)),
                               batch_size=4096, verbose=0)
@@ -164,6 +172,61 @@ class TrainTest(absltest.TestCase):
     self.assertLessEqual(ne(arrays["y_cabb"], maps["cabb"](arrays["p_cabb"])),
                          ne(arrays["y_cabb"], arrays["p_cabb"]) + 1e-12)
     self.assertCountEqual(result.keys(), train.METRIC_KEYS)
+
+  def test_streamed_evaluation_scores_as_the_split_in_memory(self):
+    base_dir = self.create_tempdir().full_path
+    self._run(base_dir, "multitask.gin",
+              bindings=["train.run.max_epochs = 1",
+                        "build_model.bottom = 'mmoe'"])
+    data = input_pipeline.load_data()
+    statistics = data.feature_statistics
+    model = train.load_best_model(base_dir, statistics, "multitask")
+    train._compile(model, 1e-3)  # pylint: disable=protected-access
+    alpha_fn = weighting.make_alpha_fn("taxonomy_cf", data.builder)
+    lookups = factory.id_lookups(statistics)
+    dtypes = factory.input_dtypes(model)
+    writers = train.Writers.of(base_dir, chief=False)
+
+    def in_memory(split):
+      return [input_pipeline.with_alpha(
+          input_pipeline.split_columns(data, split), alpha_fn)]
+
+    fields = input_pipeline.evaluation_fields(
+        data, dtypes, weighting.KEYS["taxonomy_cf"])
+
+    def streamed(split):  # 1,000 rows a batch: many batches per split
+      return input_pipeline.stream_columns(data, split, fields, alpha_fn,
+                                           1000)
+
+    predictions = []
+    for source in (in_memory, streamed):
+      path = os.path.join(self.create_tempdir().full_path, "p.npz")
+      predictions.append((train.evaluate(
+          model, source("validation"), source("test"), lookups, "multitask",
+          1000, writers, 0, path), np.load(path)))
+    (want, want_arrays), (got, got_arrays) = predictions
+    self.assertCountEqual(got_arrays.files, want_arrays.files)
+    for key in want_arrays.files:
+      np.testing.assert_array_equal(got_arrays[key], want_arrays[key],
+                                    err_msg=key)
+    self.assertEqual(got.metrics, want.metrics)
+    for task, platt in want.recalibration.items():
+      self.assertEqual(got.recalibration[task].as_dict(), platt.as_dict())
+    self.assertNotEmpty(want.gates)
+    for gate, weights in want.gates.items():
+      np.testing.assert_allclose(got.gates[gate], weights, rtol=1e-12)
+    # The per-epoch validation loss: the same from the streamed batches.
+    example_fn = input_pipeline.make_example_fn("multitask", dtypes, 1.0,
+                                                lookups)
+    held = tf.data.Dataset.from_tensor_slices(input_pipeline.prepare_columns(
+        in_memory("validation")[0], example_fn)).batch(1000)
+    streamed_validation = input_pipeline.split_batches(
+        data, "validation", input_pipeline.example_fields(
+            dtypes, weighting.KEYS["taxonomy_cf"]), alpha_fn, 1000).map(
+                example_fn)
+    losses = [model.evaluate(dataset, verbose=0, return_dict=True)["loss"]
+              for dataset in (held, streamed_validation)]
+    self.assertAlmostEqual(losses[1], losses[0], places=6)
 
   def test_bad_arguments_fail_before_any_work(self):
     base_dir = self.create_tempdir().full_path

@@ -345,9 +345,12 @@ def build_model(feature_statistics: Mapping,
     if name not in inputs:
       continue
     if space not in tables:
+      rows = vocabulary_size(feature_statistics, name)
+      logging.info("The %s table: %d rows (%d for ids outside the "
+                   "vocabulary).", space, rows, oov_rows(space))
       tables[space] = tf.keras.layers.Embedding(
-          vocabulary_size(feature_statistics, name),
-          embedding_dims.get(space, embedding_dim), name=f"{space}_embedding")
+          rows, embedding_dims.get(space, embedding_dim),
+          name=f"{space}_embedding")
     parts.append(tables[space](inputs[name]))
 
   for name, cardinality in INTEGER_CATEGORIES.items():
