@@ -346,8 +346,9 @@ def build_model(feature_statistics: Mapping,
       continue
     if space not in tables:
       rows = vocabulary_size(feature_statistics, name)
-      logging.info("The %s table: %d rows (%d for ids outside the "
-                   "vocabulary).", space, rows, oov_rows(space))
+      if oov_rows(space) > 1:
+        logging.info("The %s table: %d rows (%d hash buckets for ids "
+                     "outside the vocabulary).", space, rows, oov_rows(space))
       tables[space] = tf.keras.layers.Embedding(
           rows, embedding_dims.get(space, embedding_dim),
           name=f"{space}_embedding")
