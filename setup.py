@@ -59,20 +59,32 @@ setuptools.setup(
     long_description=(_HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="Apache 2.0",
-    python_requires=">=3.11,<3.12",
+    # TensorFlow 2.21 has wheels for Python 3.10-3.13; the package is
+    # tested on 3.11 (CI) and 3.12 (a fresh non-editable install).
+    python_requires=">=3.11,<3.14",
     packages=setuptools.find_packages(include=["cabb_tf", "cabb_tf.*"]),
-    # The gin files live in the repository's gin/ (cabb_tf.gin_utils.GIN_DIR):
-    # experiments run from a checkout installed with `pip install -e .`.
+    # The gin files ship in the package (cabb_tf.gin_utils.GIN_DIR; a
+    # checkout's gin/ links there), so an installed package finds them by
+    # name from any directory.
     package_data={
+        "cabb_tf": ["configs/*.gin", "configs/*/*.gin"],
         "cabb_tf.datasets": [
             "*/README.md", "*/CITATIONS.bib", "*/checksums.tsv",
             "*/dummy_data/*", "*/dummy_data/**/*",
         ],
     },
     install_requires=_INSTALL_REQUIRES,
+    entry_points={"console_scripts": [
+        "cabb-train=cabb_tf.cli:train",
+        "cabb-reproduce=cabb_tf.cli:reproduce",
+        "cabb-prepare=cabb_tf.cli:prepare",
+        "cabb-similarity=cabb_tf.cli:similarity",
+    ]},
     extras_require=_EXTRAS,
     classifiers=[
         "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",
     ],
 )

@@ -25,16 +25,34 @@ import gin
 from gin import config_parser
 
 
-# The repository's gin/ directory; gin files include each other relative to
-# it (`include 'datasets/synthetic.gin'`).
-GIN_DIR = pathlib.Path(__file__).resolve().parents[1] / "gin"
+# The package's gin files; they include each other relative to this
+# directory (`include 'datasets/synthetic.gin'`). They ship inside the
+# package, so an installed cabb_tf finds them by name from any directory;
+# `gin/` of a checkout links here.
+GIN_DIR = pathlib.Path(__file__).resolve().parent / "configs"
+
+
+def find_gin_file(name: str) -> Optional[pathlib.Path]:
+  """A gin file named as given, else one of the package's: `multitask.gin`,
+  `datasets/taobao.gin`, or the checkout's spelling `gin/multitask.gin`
+  from any directory. None if there is none."""
+  path = pathlib.Path(name)
+  if path.exists():
+    return path
+  parts = path.parts
+  for relative in (path, pathlib.Path(*parts[1:]) if len(parts) > 1 and
+                   parts[0] == "gin" else None):
+    if relative is not None and not relative.is_absolute() and (
+        GIN_DIR / relative).exists():
+      return GIN_DIR / relative
+  return None
 
 
 def parse(gin_files: Optional[Sequence[str]],
           gin_bindings: Optional[Sequence[str]]) -> None:
   """Parses gin files and bindings, failing on unknown configurables.
 
-  Files are looked up as given, then relative to the repository's `gin/`.
+  Files are looked up as given, then among the package's (`find_gin_file`).
 
   Args:
     gin_files: paths of gin files.
@@ -46,10 +64,8 @@ def parse(gin_files: Optional[Sequence[str]],
   gin.add_config_file_search_path(str(GIN_DIR))
   files = []
   for name in gin_files or ():
-    path = pathlib.Path(name)
-    if not path.exists() and (GIN_DIR / name).exists():
-      path = GIN_DIR / name
-    if not path.exists():
+    path = find_gin_file(name)
+    if path is None:
       raise ValueError(f"gin file {name!r} does not exist (looked in the "
                        f"current directory and {GIN_DIR}).")
     files.append(str(path))
@@ -133,10 +149,8 @@ def _binding_locations(parsed: Sequence[Tuple[str, str]]
             f"{where}:{line}" if where != "--gin_bindings" else where)
 
   def visit_file(name):
-    path = pathlib.Path(name)
-    if not path.exists() and (GIN_DIR / name).exists():
-      path = GIN_DIR / name
-    if not path.exists():
+    path = find_gin_file(name)
+    if path is None:
       return
     visit(path.read_text(), str(path), str(path.resolve()))
 

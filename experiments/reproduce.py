@@ -9,9 +9,7 @@ directories (TensorBoard: --logdir=<base_dir>/runs) to --base_dir; started
 again with the same --base_dir it continues where it stopped.
 """
 
-import cabb_tf  # pylint: disable=unused-import  (selects Keras 2 first)
-from cabb_tf import gin_utils
-from cabb_tf import reproduce
+from cabb_tf import cli
 
 if __name__ == "__main__":
-  gin_utils.run_binary(reproduce.run)
+  cli.reproduce()

@@ -9,9 +9,7 @@ checkpoints and export/ (a SavedModel) to --base_dir; an interrupted run
 resumes when started again with the same --base_dir.
 """
 
-import cabb_tf  # pylint: disable=unused-import  (selects Keras 2 first)
-from cabb_tf import gin_utils
-from cabb_tf import train
+from cabb_tf import cli
 
 if __name__ == "__main__":
-  gin_utils.run_binary(train.run)
+  cli.train()

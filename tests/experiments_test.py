@@ -15,8 +15,8 @@ import cabb_tf  # pylint: disable=unused-import
 from cabb_tf import gin_utils
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-GIN_FILES = sorted(str(p.relative_to(REPO / "gin"))
-                   for p in (REPO / "gin").rglob("*.gin"))
+GIN_FILES = sorted(str(p.relative_to(gin_utils.GIN_DIR))
+                   for p in gin_utils.GIN_DIR.rglob("*.gin"))
 
 
 def _run(binary: str, base_dir: str, *args: str) -> str:

@@ -80,6 +80,26 @@ class UnusedBindingsTest(tf.test.TestCase):
                         for where in unused.values()))
     self.assertEqual(gin_utils.report_unused_bindings(), [])
 
+  def test_package_files_are_found_by_name_from_any_directory(self):
+    elsewhere = self.create_tempdir().full_path
+    old = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+      for name in ("multitask.gin", "gin/multitask.gin",
+                   "datasets/taobao.gin", "gin/datasets/taobao.gin"):
+        self.assertEqual(gin_utils.find_gin_file(name),
+                         gin_utils.GIN_DIR / name.removeprefix("gin/"))
+      self.assertIsNone(gin_utils.find_gin_file("gin/nothing.gin"))
+      self.assertIsNone(gin_utils.find_gin_file("/gin/multitask.gin"))
+      # A file of the directory comes before the package's.
+      with open("multitask.gin", "w") as f:
+        f.write("")
+      self.assertEqual(str(gin_utils.find_gin_file("multitask.gin")),
+                       "multitask.gin")
+      gin_utils.parse(["gin/multitask.gin"], [])
+    finally:
+      os.chdir(old)
+
   def test_macros_are_not_bindings(self):
     path = self._user_file("N = 4\n_entry.x = %N\n")
     gin_utils.parse([path], [])

@@ -29,7 +29,7 @@ LAYERS = (
     ("training", ("cabb_tf.train", "cabb_tf.train_benchmark",
                   "cabb_tf.distribute", "cabb_tf.calibrate_signal")),
     ("analysis", ("cabb_tf.analysis.",)),
-    ("experiments", ("cabb_tf.reproduce",)),
+    ("experiments", ("cabb_tf.reproduce", "cabb_tf.cli")),
 )
 
 

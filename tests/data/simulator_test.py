@@ -4,7 +4,6 @@ import collections
 import contextlib
 import io
 import json
-import pathlib
 
 from absl.testing import parameterized
 import gin
@@ -12,10 +11,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from cabb_tf import gin_utils
 from cabb_tf.data import schema
 from cabb_tf.data import simulator
 
-_GIN_DIR = pathlib.Path(__file__).resolve().parents[2] / "gin" / "simulator"
+_GIN_DIR = gin_utils.GIN_DIR / "simulator"
 _SESSION_GAP_MS = 30 * 60 * 1000
 
 

@@ -1,0 +1,41 @@
+"""The console commands of an installed cabb_tf.
+
+    cabb-train       --base_dir=runs/multitask --gin_file=multitask.gin
+    cabb-reproduce   --base_dir=runs/reproduce --gin_file=reproduce.gin
+    cabb-prepare     --base_dir=runs/data --gin_file=datasets/synthetic.gin
+    cabb-similarity  --base_dir=runs/similarity --gin_file=similarity.gin
+
+Each is the binary of the same name in a checkout's `experiments/`
+(`train.py`, `reproduce.py`, `prepare_data.py`, `build_similarity.py`):
+the flags `--base_dir`, `--gin_file` and `--gin_bindings`
+(`gin_utils.run_binary`). Gin files are found by name among the package's
+from any directory (`gin_utils.find_gin_file`).
+"""
+
+import cabb_tf  # pylint: disable=unused-import  (selects Keras 2 first)
+from cabb_tf import gin_utils
+
+
+def train() -> None:
+  from cabb_tf import train as train_lib  # pylint: disable=g-import-not-at-top
+  gin_utils.run_binary(train_lib.run)
+
+
+def reproduce() -> None:
+  from cabb_tf import reproduce as reproduce_lib  # pylint: disable=g-import-not-at-top
+  gin_utils.run_binary(reproduce_lib.run)
+
+
+def prepare() -> None:
+  from cabb_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+
+  def prepare_and_print(base_dir: str) -> None:
+    prepared = pipeline.prepare_to_dir(base_dir)
+    print("\n".join(pipeline.summary_lines(prepared.report)))
+
+  gin_utils.run_binary(prepare_and_print)
+
+
+def similarity() -> None:
+  from cabb_tf.analysis import similarity_report  # pylint: disable=g-import-not-at-top
+  gin_utils.run_binary(similarity_report.build)
