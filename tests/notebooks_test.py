@@ -61,13 +61,17 @@ class NotebooksTest(absltest.TestCase):
                 "train.run.max_epochs = 1",
                 "reproduce.run.bootstrap_resamples = 20",
                 "reproduce.run.importance = False"]
+    # The defaults: no reproduction in RUN_DIR, so the notebook runs a
+    # quick one beside it and analyses that.
     notebook = _execute("analysis.ipynb", (
-        f"RUN_DIR = {run_dir!r}\nRUN_IF_MISSING = True\n"
-        "GIN_FILES = ['reproduce.gin', 'quick.gin']\n"
-        f"EXTRA_BINDINGS = {bindings!r}\n"), str(REPO))
+        f"RUN_DIR = {run_dir!r}\nEXTRA_BINDINGS = {bindings!r}\n"),
+                        str(REPO))
     text = _outputs(notebook)
     self.assertIn("auc", text.lower())
-    self.assertTrue(os.path.exists(os.path.join(run_dir, "results.json")))
+    self.assertIn(f"Running the reproduction into {run_dir}_quick", text)
+    self.assertTrue(os.path.exists(os.path.join(run_dir + "_quick",
+                                                "results.json")))
+    self.assertFalse(os.path.exists(os.path.join(run_dir, "results.json")))
 
 
 if __name__ == "__main__":
