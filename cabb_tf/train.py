@@ -367,14 +367,59 @@ def _tag(key: str) -> str:
   return f"{head}/{metric}"
 
 
-def export_model(model: tf.keras.Model, task: str, export_dir: str,
-                 feature_statistics) -> None:
-  """Saves a SavedModel whose `serving_default` maps raw features to the
-  `caba` and `cabb` probabilities (a baseline returns its one prediction as
-  both), each of shape [batch].
+# The SavedModel's description of its inputs (docs/serving.md).
+FEATURE_SPEC_FILE = "feature_spec.json"
 
-  The id vocabularies are asset files of the SavedModel
-  (`assets/<space>.vocab`, one entry a line).
+
+def _example_kind(dtype: tf.DType) -> tf.DType:
+  """How a tf.train.Example holds a value of `dtype`: bytes, float or int64."""
+  if dtype == tf.string:
+    return tf.string
+  return tf.float32 if dtype.is_floating else tf.int64
+
+
+def feature_spec(model_dtypes: Mapping[str, tf.DType],
+                 record_dtypes: Mapping[str, tf.DType]) -> Dict[str, Any]:
+  """The export's feature spec: each input feature's dtype as the records
+  hold it (what `serving_default` takes), its tf.train.Example list (what
+  `from_examples` parses) and the dtype the model computes with."""
+  return {
+      "signatures": {
+          "serving_default": "one tensor of shape [batch] per feature, in "
+                             "the dtype below",
+          "from_examples": "examples: a string tensor of shape [batch] of "
+                           "serialized tf.train.Example, one feature each",
+      },
+      "outputs": {"caba": "P(the clicked item is bought)",
+                  "cabb": "P(another item is bought)"},
+      "features": {
+          name: {"dtype": record_dtypes[name].name,
+                 "example": {tf.string: "bytes_list", tf.float32:
+                             "float_list", tf.int64: "int64_list"}[
+                                 _example_kind(record_dtypes[name])],
+                 "model_dtype": dtype.name}
+          for name, dtype in sorted(model_dtypes.items())},
+  }
+
+
+def export_model(model: tf.keras.Model, task: str, export_dir: str,
+                 feature_statistics,
+                 record_dtypes: Optional[Mapping[str, tf.DType]] = None
+                 ) -> None:
+  """Saves a SavedModel that serves the `caba` and `cabb` probabilities (a
+  baseline returns its one prediction as both), each of shape [batch].
+
+  Two signatures (docs/serving.md):
+
+  * `serving_default`: one tensor per raw feature, in the dtype the dataset's
+    records hold it (`record_dtypes`; ids as strings, counts as int32); the
+    graph casts to the model's dtypes;
+  * `from_examples`: `examples`, a 1-D string tensor of serialized
+    `tf.train.Example` (TF Serving's and TFX's convention), parsed in the
+    graph.
+
+  The id vocabularies (`assets/<space>.vocab`, one entry a line) and the
+  feature spec (`assets/feature_spec.json`, `feature_spec`) are asset files.
 
   Args:
     model: the trained model (`factory.build_model`'s: id features as
@@ -384,23 +429,49 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
     feature_statistics: the training statistics the model was built from:
       the export looks raw string ids up in their vocabularies
       (`factory.string_model`), so serving takes the records' raw features.
+    record_dtypes: the dtype of each feature in the dataset's records (None:
+      the model's own dtypes).
   """
   tmp = export_dir + ".tmp"
   # The vocabularies become asset files of the SavedModel (`assets/`), not
   # constants of its graph: a 10^6-id vocabulary stays out of saved_model.pb.
-  vocabularies = export_dir + ".vocabularies"
-  model = factory.string_model(model, feature_statistics, vocabularies)
-  specs = {name: tf.TensorSpec([None], dtype, name=name)
-           for name, dtype in factory.input_dtypes(model).items()}
+  assets = export_dir + ".vocabularies"
+  model = factory.string_model(model, feature_statistics, assets)
+  wanted = factory.input_dtypes(model)
+  stored = {name: tf.as_dtype((record_dtypes or {}).get(name, dtype))
+            for name, dtype in wanted.items()}
+  spec_path = os.path.join(assets, FEATURE_SPEC_FILE)
+  tf.io.gfile.makedirs(assets)
+  with tf.io.gfile.GFile(spec_path, "w") as f:
+    f.write(json.dumps(feature_spec(wanted, stored), indent=1) + "\n")
+  model.feature_spec_file = tf.saved_model.Asset(spec_path)
+  example_spec = {name: tf.io.FixedLenFeature([], _example_kind(dtype))
+                  for name, dtype in stored.items()}
 
-  @tf.function(input_signature=[specs])
-  def serve(features):
+  def probabilities(features):
+    features = {name: tf.cast(value, wanted[name])
+                if value.dtype != wanted[name] else value
+                for name, value in features.items()}
     outputs = conversion.task_outputs(model(features, training=False))
     return {task: tf.reshape(p, [-1]) for task, p in outputs.items()}
 
-  tf.saved_model.save(model, tmp, signatures={"serving_default": serve})
-  if tf.io.gfile.exists(vocabularies):
-    tf.io.gfile.rmtree(vocabularies)
+  @tf.function(input_signature=[{
+      name: tf.TensorSpec([None], dtype, name=name)
+      for name, dtype in stored.items()}])
+  def serve(features):
+    return probabilities(features)
+
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+                                              name="examples")])
+  def from_examples(examples):
+    parsed = tf.io.parse_example(examples, example_spec)
+    return probabilities({name: tf.cast(value, stored[name])
+                          for name, value in parsed.items()})
+
+  tf.saved_model.save(model, tmp, signatures={
+      "serving_default": serve, "from_examples": from_examples})
+  if tf.io.gfile.exists(assets):
+    tf.io.gfile.rmtree(assets)
   if tf.io.gfile.exists(export_dir):
     tf.io.gfile.rmtree(export_dir)
   tf.io.gfile.rename(tmp, export_dir)
@@ -556,6 +627,10 @@ def run(base_dir: str,
                                            alpha_fn, eval_batch_size)
     validation = input_pipeline.split_batches(
         data, "validation", fields, alpha_fn, eval_batch_size).map(example_fn)
+    if distributed:
+      validation = distribute.with_shard_policy(
+          validation, len(data.builder.info.splits["validation"].filepaths),
+          distribution)
   # Under parameter_server the steps run remotely: the chief validates a
   # plain copy of the weights.
   validator = None
@@ -614,7 +689,10 @@ def run(base_dir: str,
                                     for gate, w in scored.gates.items()}),
                         os.path.join(base_dir, "metrics.json"))
   if export:
-    export_model(model, task, os.path.join(base_dir, "export"), statistics)
+    features = data.builder.info.features
+    export_model(model, task, os.path.join(base_dir, "export"), statistics,
+                 {name: tf.as_dtype(features[name].tf_dtype)
+                  for name in factory.raw_features(statistics)})
   distribute.barrier(distribution)
   workers = os.path.join(base_dir, "workers")
   if tf.io.gfile.isdir(workers) and not tf.io.gfile.listdir(workers):

@@ -17,6 +17,7 @@ import sys
 from absl.testing import absltest
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config  # pylint: disable=g-direct-tensorflow-import
 
 from cabb_tf import distribute
 from cabb_tf import input_pipeline
@@ -135,6 +136,13 @@ class ClusterTest(absltest.TestCase):
   def test_each_worker_draws_the_epoch_in_its_own_order(self):
     creator = distribute.worker_batches(lambda index: index, 50, 16, seed=3)
     orders = []
+    # A worker's seed reads the clock, which op determinism forbids; the
+    # workers of a parameter-server cluster do not enable it (another test
+    # of this process may have).
+    deterministic = tf_config.is_op_determinism_enabled()
+    tf_config.disable_op_determinism()
+    self.addCleanup(lambda: deterministic and
+                    tf_config.enable_op_determinism())
     for _ in range(2):  # two workers make their datasets
       batches = [b.numpy() for b in creator(
           tf.distribute.InputContext()).take(5)]

@@ -15,6 +15,7 @@ from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
 from cabb_tf import train
+from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
 
@@ -89,23 +90,37 @@ class TrainTest(absltest.TestCase):
     serve = loaded.signatures["serving_default"]
     inputs = {name: spec for name, spec in
               serve.structured_input_signature[1].items()}
-    batch = {name: (tf.constant(["x", "y"]) if spec.dtype == tf.string else
-                    tf.constant([1.0, 2.0])) for name, spec in inputs.items()}
+    batch = {name: tf.cast(["x", "y"] if spec.dtype == tf.string else [1, 2],
+                           spec.dtype) for name, spec in inputs.items()}
     out = serve(**batch)
     self.assertCountEqual(out.keys(), ["caba", "cabb"])
     self.assertEqual(out["caba"].shape, (2,))
-    # It takes the records' raw features (ids as strings) and serves the
-    # trained model's probabilities: on the test rows, those the run's test
-    # metrics were computed from.
+    # It takes the records' raw features as the records hold them (ids as
+    # strings, counts as int32) and serves the trained model's
+    # probabilities: on the test rows, those the run's test metrics were
+    # computed from.
     data = input_pipeline.load_data()
     statistics = data.feature_statistics
-    self.assertEqual({n: s.dtype for n, s in inputs.items()},
-                     {n: d for n, d in factory.raw_features(statistics).items()
-                      if n in inputs})
+    stored = {name: tf.as_dtype(data.builder.info.features[name].tf_dtype)
+              for name in inputs}
+    self.assertEqual({n: s.dtype for n, s in inputs.items()}, stored)
     self.assertEqual(inputs["leaf_a"].dtype, tf.string)
+    self.assertEqual(inputs["u_item_clicks"].dtype, tf.int32)
     test = input_pipeline.split_columns(data, "test")
-    served = serve(**input_pipeline.model_inputs(
-        test, {n: s.dtype for n, s in inputs.items()}))
+    served = serve(**{name: test[name] for name in inputs})
+    # The same rows as serialized tf.train.Example, as the records are
+    # stored, through `from_examples`.
+    examples = tf.concat(list(click_examples.serialized_records(
+        data.builder, "test").batch(100_000)), axis=0)
+    from_examples = loaded.signatures["from_examples"](examples=examples)
+    # The feature spec travels with the model.
+    with open(os.path.join(full_dir, "export", "assets",
+                           "feature_spec.json")) as f:
+      spec = json.load(f)
+    self.assertEqual({n: v["dtype"] for n, v in spec["features"].items()},
+                     {n: d.name for n, d in stored.items()})
+    self.assertEqual(spec["features"]["u_item_clicks"]["example"],
+                     "int64_list")
     model = train.load_best_model(full_dir, statistics, "multitask")
     # It holds the model's weights and nothing else (no optimizer slots).
     saved = [np.prod(shape, dtype=np.int64) for name, shape in
@@ -118,9 +133,10 @@ class TrainTest(absltest.TestCase):
         test, factory.input_dtypes(model), factory.id_lookups(statistics)),
                               batch_size=4096, verbose=0)
     for head in ("caba", "cabb"):
-      np.testing.assert_allclose(served[head].numpy(),
-                                 predicted[head].reshape(-1), rtol=1e-6,
-                                 atol=1e-7)
+      for signature in (served, from_examples):
+        np.testing.assert_allclose(signature[head].numpy(),
+                                   predicted[head].reshape(-1), rtol=1e-6,
+                                   atol=1e-7)
     columns = {k: v.numpy() for k, v in input_pipeline.evaluation_columns(
         input_pipeline.with_alpha(test, None)).items()}
     rescored = train.score(columns["y_caba"], columns["y_cabb"],
@@ -353,8 +369,8 @@ class TrainTest(absltest.TestCase):
       loaded = tf.saved_model.load(os.path.join(base_dir, "export"))
       serve = loaded.signatures["serving_default"]
       inputs = serve.structured_input_signature[1]
-      batch = {n: (tf.constant(["a"]) if s.dtype == tf.string else
-                   tf.constant([0.5])) for n, s in inputs.items()}
+      batch = {n: tf.cast(["a"] if s.dtype == tf.string else [3], s.dtype)
+               for n, s in inputs.items()}
       out = serve(**batch)
       np.testing.assert_array_equal(out["caba"].numpy(), out["cabb"].numpy())
 
