@@ -12,6 +12,7 @@ so what they bind and a run does not read is logged at INFO only.
 """
 
 import collections
+import logging as std_logging
 import os
 import pathlib
 import threading
@@ -30,6 +31,24 @@ from gin import config_parser
 # package, so an installed cabb_tf finds them by name from any directory;
 # `gin/` of a checkout links here.
 GIN_DIR = pathlib.Path(__file__).resolve().parent / "configs"
+
+
+class _GinLookupNoise(std_logging.Filter):
+  """Drops gin's "Path not found" errors.
+
+  For an `include`, gin tries each search path in turn, and its reader of
+  files inside Python packages logs an ERROR for each place where a file is
+  not; the package's own includes are found in `GIN_DIR` right after. A file
+  found nowhere still fails the parse, with gin's exception.
+  """
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return not (record.pathname.endswith(os.path.join("gin",
+                                                      "resource_reader.py"))
+                and str(record.msg).startswith("Path not found"))
+
+
+_NOISE_FILTER = _GinLookupNoise()
 
 
 def find_gin_file(name: str) -> Optional[pathlib.Path]:
@@ -62,6 +81,8 @@ def parse(gin_files: Optional[Sequence[str]],
     ValueError: naming a gin file that does not exist.
   """
   gin.add_config_file_search_path(str(GIN_DIR))
+  # gin's reader logs through the root logger.
+  std_logging.getLogger().addFilter(_NOISE_FILTER)  # once: a set
   files = []
   for name in gin_files or ():
     path = find_gin_file(name)

@@ -1,5 +1,6 @@
 """Tests for `cabb_tf.gin_utils`: parsing and the report of unused bindings."""
 
+import logging
 import os
 
 import gin
@@ -99,6 +100,17 @@ class UnusedBindingsTest(tf.test.TestCase):
       gin_utils.parse(["gin/multitask.gin"], [])
     finally:
       os.chdir(old)
+
+  def test_includes_found_in_the_package_log_no_errors(self):
+    with self.assertLogs(level="INFO") as logs:  # the root logger
+      logging.info("parsing")  # assertLogs needs a record
+      gin_utils.parse(["multitask.gin"], [])
+    self.assertEqual([r.getMessage() for r in logs.records
+                      if r.levelname == "ERROR"], [])
+    # A file that is nowhere still fails the parse.
+    path = self._user_file("include 'no_such_file.gin'\n")
+    with self.assertRaisesRegex(IOError, "no_such_file.gin"):
+      gin_utils.parse([path], [])
 
   def test_macros_are_not_bindings(self):
     path = self._user_file("N = 4\n_entry.x = %N\n")
