@@ -21,7 +21,7 @@ from tensorflow.python.framework import config as tf_config  # pylint: disable=g
 
 from cabb_tf import distribute
 from cabb_tf import input_pipeline
-from cabb_tf import train
+from tests import scoring
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -309,11 +309,7 @@ class ParameterServerTest(_TrainProcesses):
     dtypes = {n: s.dtype for n, s in
               serve.structured_input_signature[1].items()}
     served = serve(**input_pipeline.model_inputs(test, dtypes))
-    columns = {k: v.numpy() for k, v in input_pipeline.evaluation_columns(
-        input_pipeline.with_alpha(test, None)).items()}
-    rescored = train.score(columns["y_caba"], columns["y_cabb"],
-                           columns["w_caba"], columns["alpha"],
-                           served["caba"].numpy(), served["cabb"].numpy())
+    rescored = scoring.rescore(test, served)
     for key in ("caba_ne", "cabb_ne", "overall_ne", "caba_auc", "cabb_auc"):
       self.assertAlmostEqual(rescored[key], metrics[key], places=5, msg=key)
     self.assertFalse(os.path.exists(os.path.join(base_dir, "workers")))
