@@ -79,6 +79,7 @@ setuptools.setup(
         "cabb-reproduce=cabb_tf.cli:reproduce",
         "cabb-prepare=cabb_tf.cli:prepare",
         "cabb-similarity=cabb_tf.cli:similarity",
+        "cabb-check-export=cabb_tf.cli:check_export",
     ]},
     extras_require=_EXTRAS,
     classifiers=[

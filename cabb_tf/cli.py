@@ -4,9 +4,11 @@
     cabb-reproduce   --base_dir=runs/reproduce --gin_file=reproduce.gin
     cabb-prepare     --base_dir=runs/data --gin_file=datasets/synthetic.gin
     cabb-similarity  --base_dir=runs/similarity --gin_file=similarity.gin
+    cabb-check-export --base_dir=runs/mt --gin_file=runs/mt/config.gin
 
 Each is the binary of the same name in a checkout's `experiments/`
-(`train.py`, `reproduce.py`, `prepare_data.py`, `build_similarity.py`):
+(`train.py`, `reproduce.py`, `prepare_data.py`, `build_similarity.py`,
+`check_export.py`):
 the flags `--base_dir`, `--gin_file` and `--gin_bindings`
 (`gin_utils.run_binary`). Gin files are found by name among the package's
 from any directory (`gin_utils.find_gin_file`).
@@ -39,3 +41,8 @@ def prepare() -> None:
 def similarity() -> None:
   from cabb_tf.analysis import similarity_report  # pylint: disable=g-import-not-at-top
   gin_utils.run_binary(similarity_report.build)
+
+
+def check_export() -> None:
+  from cabb_tf.analysis import export_check  # pylint: disable=g-import-not-at-top
+  gin_utils.run_binary(export_check.run)

@@ -15,6 +15,7 @@ from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
 from cabb_tf import train
+from cabb_tf.analysis import export_check
 from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
@@ -142,6 +143,15 @@ class TrainTest(absltest.TestCase):
     rescored = scoring.rescore(test, served)
     for key in ("caba_ne", "cabb_ne", "overall_ne", "caba_auc", "cabb_auc"):
       self.assertAlmostEqual(rescored[key], full[key], places=5, msg=key)
+
+    # The skew check (experiments/check_export.py) measures the same.
+    check = export_check.run(full_dir)
+    self.assertEqual(check["rows"], len(test["y_caba"]))
+    for signature in ("serving_default", "from_examples"):
+      for head in ("caba", "cabb"):
+        self.assertLessEqual(check["max_abs_diff"][signature][head], 1e-6)
+    with open(os.path.join(full_dir, "export_check.json")) as f:
+      self.assertEqual(json.load(f), check)
 
     # Interrupted after one epoch, then resumed: the same final metrics.
     resumed_dir = self.create_tempdir().full_path
