@@ -281,11 +281,17 @@ def bound(name: str, default: Any = None) -> Any:
 
 
 def record(base_dir: str) -> str:
-  """Logs the operative gin config and writes it to `base_dir/config.gin`."""
+  """Writes the operative gin config to `base_dir/config.gin`.
+
+  The log names the file; the config itself is logged only at debug
+  verbosity (`--verbosity=1`): it is in the file, and a reproduction of
+  many runs would otherwise print it once or twice per run.
+  """
   config = gin.operative_config_str()
-  logging.info("Operative gin config:\n%s", config)
   path = os.path.join(base_dir, "config.gin")
   write_text_atomic(path, config)
+  logging.info("Operative gin config written to %s", path)
+  logging.debug("Operative gin config:\n%s", config)
   return path
 
 

@@ -112,6 +112,19 @@ class UnusedBindingsTest(tf.test.TestCase):
     with self.assertRaisesRegex(IOError, "no_such_file.gin"):
       gin_utils.parse([path], [])
 
+  def test_record_writes_the_config_and_logs_only_its_path(self):
+    gin_utils.parse([], ["_entry.x = 5"])
+    _entry()
+    base_dir = self.create_tempdir().full_path
+    with self.assertLogs(level="DEBUG") as logs:
+      path = gin_utils.record(base_dir)
+    with open(path) as f:
+      self.assertIn("_entry.x = 5", f.read())
+    info = [r.getMessage() for r in logs.records if r.levelname == "INFO"]
+    self.assertEqual(info, [f"Operative gin config written to {path}"])
+    debug = [r.getMessage() for r in logs.records if r.levelname == "DEBUG"]
+    self.assertTrue(any("_entry.x = 5" in m for m in debug), debug)
+
   def test_macros_are_not_bindings(self):
     path = self._user_file("N = 4\n_entry.x = %N\n")
     gin_utils.parse([path], [])
