@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 
 import gin
 import tensorflow as tf
@@ -100,6 +101,36 @@ class UnusedBindingsTest(tf.test.TestCase):
       gin_utils.parse(["gin/multitask.gin"], [])
     finally:
       os.chdir(old)
+
+  def test_shipped_files_bind_no_path_outside_the_package(self):
+    # An installed package's user has no checkout around it: a path bound by
+    # a shipped gin file would point at nothing (docs/loading.md, "Public
+    # logs"). Paths are quoted strings holding a slash.
+    paths = []
+    for gin_file in sorted(gin_utils.GIN_DIR.rglob("*.gin")):
+      for number, line in enumerate(gin_file.read_text().splitlines(), 1):
+        if line.startswith(("#", "include")):
+          continue
+        for quoted in re.findall(r"'([^']*)'", line):
+          if "/" in quoted and not re.fullmatch(r"[\w]+/[\w]+", quoted):
+            paths.append(f"{gin_file.name}:{number}: {quoted}")
+    self.assertEqual(paths, [])
+
+  def test_public_log_files_ask_for_the_raw_file(self):
+    for gin_file, loader, dataset in (
+        ("datasets/taobao.gin", cabb_tf.data.loaders.load_taobao,
+         "taobao_user_behavior/head_sample"),
+        ("datasets/rees46.gin", cabb_tf.data.loaders.load_rees46,
+         "rees46/oct_2019_head")):
+      gin.clear_config()
+      gin_utils.parse([gin_file], [])
+      self.assertEqual(gin.query_parameter("load_data.name"), dataset)
+      with self.assertRaisesRegex(TypeError, "'path'"):
+        loader()
+      gin.clear_config()
+      gin_utils.parse([gin_file], [f"{loader.__name__}.path = '/data/x.csv'"])
+      with self.assertRaisesRegex(ValueError, "/data/x.csv: no such file"):
+        loader()
 
   def test_includes_found_in_the_package_log_no_errors(self):
     with self.assertLogs(level="INFO") as logs:  # the root logger
