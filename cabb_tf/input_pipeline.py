@@ -18,6 +18,7 @@ Tasks (`TASKS`):
 """
 
 import dataclasses
+import functools
 import time
 from typing import (Any, Callable, Dict, Iterator, Mapping, Optional,
                     Sequence, Tuple)
@@ -54,13 +55,31 @@ def heads_of(task: str) -> Tuple[str, ...]:
 
 @dataclasses.dataclass
 class Data:
-  """The prepared splits of one dataset and what describes them."""
+  """The prepared splits of one dataset and what describes them.
+
+  `train`, `validation` and `test` are the splits' record datasets, opened
+  when first asked for: a run that reads its splits as columns (in memory)
+  or as serialized records (streamed) never opens them.
+  """
   builder: tfds.core.DatasetBuilder
-  train: tf.data.Dataset
-  validation: tf.data.Dataset
-  test: tf.data.Dataset
   feature_statistics: Dict[str, Any]
   num_examples: Dict[str, int]
+
+  def split(self, name: str) -> tf.data.Dataset:
+    """The record dataset of split `name`."""
+    return self.builder.as_dataset(split=name, shuffle_files=False)
+
+  @functools.cached_property
+  def train(self) -> tf.data.Dataset:
+    return self.split("train")
+
+  @functools.cached_property
+  def validation(self) -> tf.data.Dataset:
+    return self.split("validation")
+
+  @functools.cached_property
+  def test(self) -> tf.data.Dataset:
+    return self.split("test")
 
 
 # How a worker that does not build waits for the build (seconds).
@@ -165,11 +184,10 @@ def _wait_for_build(name: str, data_dir: Optional[str]
 def _open(builder: tfds.core.DatasetBuilder) -> Data:
   """The `Data` of a prepared builder."""
   statistics = builder.info.metadata["feature_statistics"]
-  splits = {s: builder.as_dataset(split=s, shuffle_files=False)
+  counts = {s: builder.info.splits[s].num_examples
             for s in click_examples.SPLITS}
-  counts = {s: builder.info.splits[s].num_examples for s in splits}
   return Data(builder=builder, feature_statistics=statistics,
-              num_examples=counts, **splits)
+              num_examples=counts)
 
 
 def model_inputs(record: Mapping[str, tf.Tensor],
