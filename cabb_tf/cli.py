@@ -24,8 +24,11 @@ def train() -> None:
 
 
 def reproduce() -> None:
+  """Quiet by default: a line per dataset and run, then Table 1
+  (`--verbosity=0` for each run's log)."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
   from cabb_tf import reproduce as reproduce_lib  # pylint: disable=g-import-not-at-top
-  gin_utils.run_binary(reproduce_lib.run)
+  gin_utils.run_binary(reproduce_lib.run, default_verbosity=logging.WARNING)
 
 
 def prepare() -> None:

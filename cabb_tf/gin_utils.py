@@ -15,15 +15,18 @@ import collections
 import logging as std_logging
 import os
 import pathlib
+import pickle
 import threading
-from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
-                    Tuple)
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+                    Sequence, Tuple)
 
 from absl import app
 from absl import flags
 from absl import logging
 import gin
 from gin import config_parser
+
+from cabb_tf import logs
 
 
 # The package's gin files; they include each other relative to this
@@ -194,6 +197,41 @@ def _read_in_run() -> Dict[str, List[Tuple[str, set]]]:
   return read
 
 
+def operative_records() -> Dict[Tuple[str, str], Dict[str, Any]]:
+  """What this process's calls read from gin, to send to another process.
+
+  {(scope, selector): {parameter: value}}, gin's own record, with the
+  values that cannot be pickled left out (their names still count as read).
+  """
+  out = {}
+  # pylint: disable=protected-access
+  with gin.config._OPERATIVE_CONFIG_LOCK:
+    items = [(key, dict(values))
+             for key, values in gin.config._OPERATIVE_CONFIG.items()]
+  # pylint: enable=protected-access
+  for key, values in items:
+    kept = {}
+    for name, value in values.items():
+      try:
+        pickle.dumps(value)
+      except Exception:  # pylint: disable=broad-except
+        value = repr(value)
+      kept[name] = value
+    out[key] = kept
+  return out
+
+
+def merge_operative(records: Mapping[Tuple[str, str], Mapping[str, Any]]
+                    ) -> None:
+  """Adds another process's `operative_records` to this one's, so that
+  `record` writes and `unused_bindings` sees what the workers read."""
+  # pylint: disable=protected-access
+  with gin.config._OPERATIVE_CONFIG_LOCK:
+    for key, values in records.items():
+      gin.config._OPERATIVE_CONFIG.setdefault(key, {}).update(values)
+  # pylint: enable=protected-access
+
+
 def _scope_applies(binding_scope: str, call_scope: str) -> bool:
   """Whether a binding in `binding_scope` applies to a call in `call_scope`."""
   if not binding_scope:
@@ -322,7 +360,8 @@ def disown_base_dir() -> None:
   _owns_base_dir = False
 
 
-def run_binary(entry: Callable[[str], Any]) -> None:
+def run_binary(entry: Callable[[str], Any],
+               default_verbosity: Optional[int] = None) -> None:
   """The `main` of every experiment binary.
 
   Defines the only three flags a binary has (`--base_dir`, `--gin_file`,
@@ -331,8 +370,13 @@ def run_binary(entry: Callable[[str], Any]) -> None:
   the operative config to `base_dir/config.gin` and warns about the bindings
   the run never read (`report_unused_bindings`).
 
+  Other libraries' log lines below ERROR, TensorFlow's C++ log and TFDS'
+  progress bars are shown from `--verbosity=1` only (`logs`).
+
   Args:
     entry: the library function to call with the base directory.
+    default_verbosity: absl's `--verbosity` when the command line gives none
+      (None: absl's INFO).
   """
   base_dir = flags.DEFINE_string("base_dir", None, "Output directory.",
                                  required=True)
@@ -344,6 +388,9 @@ def run_binary(entry: Callable[[str], Any]) -> None:
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if default_verbosity is not None and not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(default_verbosity)
+    logs.quiet_libraries(logging.get_verbosity())
     parse(gin_files.value, gin_bindings.value)
     entry(base_dir.value)
     if _owns_base_dir:

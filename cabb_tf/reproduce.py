@@ -18,6 +18,7 @@ cross sessions (each window is a dataset of its own, built into
 rows per weighting scheme, and the serving score p_caba + β·p_cabb.
 """
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -31,6 +32,8 @@ import tensorflow as tf
 
 from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
+from cabb_tf import logs
+from cabb_tf import parallel
 from cabb_tf import train
 from cabb_tf.analysis import beyond
 from cabb_tf.analysis import claims as claims_lib
@@ -43,7 +46,6 @@ from cabb_tf.analysis import serving
 from cabb_tf.analysis import stats
 from cabb_tf.data import oracle as oracle_lib
 from cabb_tf.data import report as report_lib
-from cabb_tf.inputs import cache as cache_lib
 from cabb_tf.inputs import weighting
 
 
@@ -317,26 +319,73 @@ def _read_metrics(run_dir: str) -> Optional[Dict[str, float]]:
 
 
 class _Progress:
-  """Logs which run of how many is starting, with an estimate of time left."""
+  """One line per dataset built, run finished and analysis, with an ETA.
 
-  def __init__(self, total: int):
-    self.total = total
-    self.done = 0
-    self.durations: List[float] = []
+  The estimate counts what is left of all three. Each phase's rate is its
+  own wall time so far over what it finished (so the processes working at
+  once are in it); the analysis counts as `ANALYSIS_RUNS` runs. A run found
+  done (a resumed reproduction) costs nothing and is not counted.
+  """
 
-  def start(self, name: str) -> float:
-    left = self.total - self.done
-    eta = (f", about {np.mean(self.durations) * left / 60:.1f} min left"
-           if self.durations else "")
-    logging.info("Run %d of %d: %s%s", self.done + 1, self.total, name, eta)
-    print(f"[reproduce] run {self.done + 1}/{self.total}: {name}{eta}",
-          flush=True)
-    return time.time()
+  ANALYSIS_RUNS = 12.0
 
-  def finish(self, started: float, trained: bool) -> None:
-    self.done += 1
-    if trained:
-      self.durations.append(time.time() - started)
+  def __init__(self, builds: int, runs: int):
+    self.builds, self.runs = builds, runs
+    self.built = self.ran = self.trained = 0
+    self._build_started = self._run_started = time.time()
+
+  def start_runs(self, already_done: int) -> None:
+    self._run_started = time.time()
+    self.ran = already_done
+
+  def _left_s(self) -> Optional[float]:
+    now = time.time()
+    per_build = ((now - self._build_started) / self.built
+                 if self.built else None)
+    per_run = ((now - self._run_started) / self.trained
+               if self.trained else None)
+    if per_run is None and per_build is None:
+      return None
+    per_run = per_run or per_build
+    per_build = per_build or per_run
+    builds_left = self.builds - self.built
+    return (builds_left * per_build + (self.runs - self.ran) * per_run +
+            self.ANALYSIS_RUNS * per_run)
+
+  def _say(self, text: str) -> None:
+    left = self._left_s()
+    eta = f" · about {left / 60:.1f} min left" if left is not None else ""
+    print(f"[reproduce] {text}{eta}", flush=True)
+
+  def dataset_built(self, name: str) -> None:
+    self.built += 1
+    self._say(f"dataset {self.built}/{self.builds} ready: {name}")
+
+  def run_done(self, name: str) -> None:
+    self.ran += 1
+    self.trained += 1
+    self._say(f"run {self.ran}/{self.runs} done: {name}")
+
+  def analysis(self, seconds: float) -> None:
+    print(f"[reproduce] analysis done in {seconds:.0f} s", flush=True)
+
+
+def _build_dataset(variant: Variant, seed: int, data_dir: Optional[str],
+                   defaults: _Defaults) -> str:
+  """Builds (or finds) the dataset of `variant`; runs in a pool process."""
+  _bind(variant, seed, data_dir, defaults)
+  with logs.quiet_stdout():
+    return str(input_pipeline.load_data().builder.data_path)
+
+
+def _train(run_dir: str, variant: Variant, seed: int,
+           data_dir: Optional[str], defaults: _Defaults) -> Dict[str, Any]:
+  """Trains one run and returns its metrics; runs in a pool process."""
+  _bind(variant, seed, data_dir, defaults)
+  tf.keras.backend.clear_session()
+  train.run(run_dir, export=False, save_predictions=True,
+            cache=parallel.cache())
+  return _read_metrics(run_dir)
 
 
 @gin.configurable(denylist=["base_dir"])
@@ -446,136 +495,147 @@ def run(base_dir: str,
                                  signal_scale=float(scale)))
   unique = list(dict.fromkeys(v for rows in tables.values()
                               for v in rows.values()))
-  _bind(selected, seeds[0], defaults.data_dir, defaults)
-  data = input_pipeline.load_data()  # The main dataset, built once here.
-  # The splits in memory and α tables the runs share; freed after the last.
-  cache = cache_lib.Cache()
-  check_categories(data, [v.scheme for v in unique
-                          if v.task == "multitask" and v.cabb_weight > 0])
-  progress = _Progress(len(unique) * len(seeds))
+  runs = [(v, s) for v in unique for s in seeds]
+  datasets = {v.dataset: v for v in unique}  # The first variant of each.
+  progress = _Progress(len(datasets), len(runs))
   tf.io.gfile.makedirs(base_dir)
   clock = _WallClock(base_dir)
-  metrics: Dict[Tuple[Variant, int], Dict[str, Any]] = {}
-  for variant in unique:
-    data_dir = _data_dir(base_dir, variant, defaults.data_dir)
-    for seed in seeds:
-      run_dir = _run_dir(base_dir, variant, seed)
-      started = progress.start(f"{variant.key} seed {seed}")
-      done = _read_metrics(run_dir)
-      trained = done is None
-      if trained:
-        _bind(variant, seed, data_dir, defaults)
-        tf.keras.backend.clear_session()
-        train.run(run_dir, export=False, save_predictions=True, cache=cache)
-        done = _read_metrics(run_dir)
+  pool = parallel.Pool(*parallel.pool_size())
+  try:
+    # Every dataset first, at once, so that the runs only open them.
+    for key, _ in pool.imap_unordered(_build_dataset, [
+        (key, (v, seeds[0], _data_dir(base_dir, v, defaults.data_dir),
+               defaults)) for key, v in datasets.items()]):
+      progress.dataset_built(key)
+    _bind(selected, seeds[0], defaults.data_dir, defaults)
+    data = input_pipeline.load_data()
+    check_categories(data, [v.scheme for v in unique
+                            if v.task == "multitask" and v.cabb_weight > 0])
+    metrics: Dict[Tuple[Variant, int], Dict[str, Any]] = {
+        (v, s): _read_metrics(_run_dir(base_dir, v, s)) for v, s in runs}
+    progress.start_runs(sum(m is not None for m in metrics.values()))
+    to_train = [((v, s), (_run_dir(base_dir, v, s), v, s,
+                          _data_dir(base_dir, v, defaults.data_dir),
+                          defaults))
+                for (v, s), done in metrics.items() if done is None]
+    for (variant, seed), done in pool.imap_unordered(_train, to_train):
       metrics[(variant, seed)] = done
-      progress.finish(started, trained)
+      progress.run_done(f"{variant.key} seed {seed}")
       clock.tick()
-
-  _bind(selected, seeds[0], defaults.data_dir, defaults)
-  results: Dict[str, Any] = {}
-  for table, rows in tables.items():
-    results[table] = {row: _seed_cells(metrics, v, seeds)
-                      for row, v in rows.items()}
-  comparisons = _comparisons(tables)
-  if "balance" in tables:
-    results["balance_lambda_by_epoch"] = {
-        row: [beyond.scalar_series(
-            os.path.join(_run_dir(base_dir, v, s), "train"), "balance/lambda")
-              for s in seeds]
-        for row, v in tables["balance"].items() if v.balance != "fixed"}
-    best = beyond.best_lambda(results["table2"])
-    results["balance_best_lambda"] = best
-    if best is not None:
-      best_variant = tables["table2"][best]
-      tables["balance"] = _after_first(tables["balance"], "best_fixed",
-                                       best_variant)
-      results["balance"] = _after_first(results["balance"], "best_fixed",
-                                        results["table2"][best])
-      for row in tables["balance"]:
-        if row != "best_fixed" and tables["balance"][row] != best_variant:
-          comparisons["balance"][row]["references"]["best_fixed"] = (
-              best_variant)
-  results["paired_differences"] = _paired_differences(
-      base_dir, comparisons, seeds, bootstrap_resamples)
-
-  if "windows" in tables:
-    results["window_data"] = {}
-    for row, v in tables["windows"].items():
-      _bind(v, seeds[0], _data_dir(base_dir, v, defaults.data_dir), defaults)
-      results["window_data"][row] = beyond.window_data(
-          input_pipeline.load_data())
+    # The floors and RQ-4 run in the pool while this process analyses.
+    oracles = (_submit_oracles(pool, base_dir, tables, defaults, oracle_draws)
+               if oracle_draws else {})
+    analysis_started = time.time()
+    importances = [pool.submit(_importance_of, base_dir, selected, s,
+                               defaults) for s in seeds] if importance else []
     _bind(selected, seeds[0], defaults.data_dir, defaults)
-  if "ground_truth" in tables and "relation" not in _predictions(
-      base_dir, selected, seeds[0]):
-    logging.warning("The dataset has no ground-truth relations (only the "
-                    "simulator has them): the ground-truth table is left out.")
-  elif "ground_truth" in tables:
-    results["ground_truth_ne"] = {
-        row: beyond.over_seeds([beyond.ground_truth_row(
-            _predictions(base_dir, v, s)) for s in seeds])
-        for row, v in tables["ground_truth"].items()}
-  if "alpha_scale" in tables and "cause" in _predictions(
-      base_dir, selected, seeds[0]):
-    results["alpha_scale_ground_truth"] = {
-        row: beyond.over_seeds([beyond.ground_truth_row(
-            _predictions(base_dir, v, s)) for s in seeds])
-        for row, v in tables["alpha_scale"].items()}
-  if serving_betas:
-    results["serving"] = {
-        name: beyond.serving_over_seeds(
-            [serving.serving_report(_predictions(base_dir, selected, s),
-                                    betas=serving_betas,
-                                    converting_only=converting)
-             for s in seeds])
-        for name, converting in (("all_clicks", False),
-                                 ("converting_clicks", True))}
+    results: Dict[str, Any] = {}
+    for table, rows in tables.items():
+      results[table] = {row: _seed_cells(metrics, v, seeds)
+                        for row, v in rows.items()}
+    comparisons = _comparisons(tables)
+    if "balance" in tables:
+      results["balance_lambda_by_epoch"] = {
+          row: [beyond.scalar_series(
+              os.path.join(_run_dir(base_dir, v, s), "train"),
+              "balance/lambda") for s in seeds]
+          for row, v in tables["balance"].items() if v.balance != "fixed"}
+      best = beyond.best_lambda(results["table2"])
+      results["balance_best_lambda"] = best
+      if best is not None:
+        best_variant = tables["table2"][best]
+        tables["balance"] = _after_first(tables["balance"], "best_fixed",
+                                         best_variant)
+        results["balance"] = _after_first(results["balance"], "best_fixed",
+                                          results["table2"][best])
+        for row in tables["balance"]:
+          if row != "best_fixed" and tables["balance"][row] != best_variant:
+            comparisons["balance"][row]["references"]["best_fixed"] = (
+                best_variant)
+    results["paired_differences"] = _paired_differences(
+        base_dir, comparisons, seeds, bootstrap_resamples)
 
-  if importance:
-    results["rq4"], results["rq4_families"], raw = _importance(
-        base_dir, data, selected, seeds, defaults, cache)
-  else:
-    raw = None
-  cache.clear()
-  if oracle_draws:
-    results["oracle"] = _oracles(base_dir, tables, defaults, oracle_draws)
-    results["floors"] = floors.table_floors(results, _dataset_of_tables(
-        tables), results["oracle"])
-    results["below_floor"] = floors.below_floor(
-        results, _dataset_of_tables(tables), results["oracle"])
-    _bind(selected, seeds[0], defaults.data_dir, defaults)
-  results["paper_directions"] = claims_lib.check(results)
-  results["paper_directions_recalibrated"] = claims_lib.check(
-      results, suffix=claims_lib.RECALIBRATED)
-  for prefix in [regime_prefix(r) for r in regimes]:
-    view = regimes_lib.view(results, prefix)
-    results[prefix + "paper_directions"] = claims_lib.check(view)
-    results[prefix + "paper_directions_recalibrated"] = claims_lib.check(
-        view, suffix=claims_lib.RECALIBRATED)
-  results["regimes"] = {"main": defaults.signal_scale, **regimes}
-  if signal_scales:
-    results["signal_sweep"] = regimes_lib.sweep(
-        results, signal_scales, {
-            key: rows["multitask"].dataset for key, rows in tables.items()
-            if key.startswith("signal_")})
-  results["beyond_paper"] = beyond.check(results)
-  results["seeds"] = list(seeds)
-  results["selected"] = {"lambda": float(selected_lambda),
-                         "scheme": selected_scheme}
-  results["num_examples"] = data.num_examples
+    if "windows" in tables:
+      results["window_data"] = {}
+      for row, v in tables["windows"].items():
+        _bind(v, seeds[0], _data_dir(base_dir, v, defaults.data_dir),
+              defaults)
+        results["window_data"][row] = beyond.window_data(
+            input_pipeline.load_data())
+      _bind(selected, seeds[0], defaults.data_dir, defaults)
+    if "ground_truth" in tables and "relation" not in _predictions(
+        base_dir, selected, seeds[0]):
+      logging.warning("The dataset has no ground-truth relations (only the "
+                      "simulator has them): the ground-truth table is left "
+                      "out.")
+    elif "ground_truth" in tables:
+      results["ground_truth_ne"] = {
+          row: beyond.over_seeds([beyond.ground_truth_row(
+              _predictions(base_dir, v, s)) for s in seeds])
+          for row, v in tables["ground_truth"].items()}
+    if "alpha_scale" in tables and "cause" in _predictions(
+        base_dir, selected, seeds[0]):
+      results["alpha_scale_ground_truth"] = {
+          row: beyond.over_seeds([beyond.ground_truth_row(
+              _predictions(base_dir, v, s)) for s in seeds])
+          for row, v in tables["alpha_scale"].items()}
+    if serving_betas:
+      results["serving"] = {
+          name: beyond.serving_over_seeds(
+              [serving.serving_report(_predictions(base_dir, selected, s),
+                                      betas=serving_betas,
+                                      converting_only=converting)
+               for s in seeds])
+          for name, converting in (("all_clicks", False),
+                                   ("converting_clicks", True))}
+
+    raw = [f.result() for f in importances] or None
+    if raw:
+      results["rq4"], results["rq4_families"] = _importance_tables(raw)
+    if oracle_draws:
+      results["oracle"] = {key: f.result() for key, f in oracles.items()}
+      if None in results["oracle"].values():  # The data is not simulated.
+        results["oracle"] = {}
+      results["floors"] = floors.table_floors(results, _dataset_of_tables(
+          tables), results["oracle"])
+      results["below_floor"] = floors.below_floor(
+          results, _dataset_of_tables(tables), results["oracle"])
+      _bind(selected, seeds[0], defaults.data_dir, defaults)
+    results["paper_directions"] = claims_lib.check(results)
+    results["paper_directions_recalibrated"] = claims_lib.check(
+        results, suffix=claims_lib.RECALIBRATED)
+    for prefix in [regime_prefix(r) for r in regimes]:
+      view = regimes_lib.view(results, prefix)
+      results[prefix + "paper_directions"] = claims_lib.check(view)
+      results[prefix + "paper_directions_recalibrated"] = claims_lib.check(
+          view, suffix=claims_lib.RECALIBRATED)
+    results["regimes"] = {"main": defaults.signal_scale, **regimes}
+    if signal_scales:
+      results["signal_sweep"] = regimes_lib.sweep(
+          results, signal_scales, {
+              key: rows["multitask"].dataset for key, rows in tables.items()
+              if key.startswith("signal_")})
+    results["beyond_paper"] = beyond.check(results)
+    results["seeds"] = list(seeds)
+    results["selected"] = {"lambda": float(selected_lambda),
+                           "scheme": selected_scheme}
+    results["num_examples"] = data.num_examples
+  finally:
+    pool.close()
+  progress.analysis(time.time() - analysis_started)
   clock.tick()
   results["wall_time_s"] = clock.seconds
   results["wall_time_total_s"] = clock.total_seconds
 
   report_lib.write_json(results, os.path.join(base_dir, "results.json"))
-  markdown = results_md.render(results)
-  with open(os.path.join(base_dir, "results.md"), "w") as f:
-    f.write(markdown)
+  markdown_path = os.path.join(base_dir, "results.md")
+  with open(markdown_path, "w") as f:
+    f.write(results_md.render(results))
   plots.write_all(base_dir, results, tables, seeds, data, raw)
   if signal_scales:
     plots.signal_sweep(results, os.path.join(base_dir, "signal_sweep.png"))
   _hparams_config(base_dir)
-  print(markdown)
+  print(results_md.summary(results, markdown_path), flush=True)
   return results
 
 
@@ -585,26 +645,34 @@ def _dataset_of_tables(tables) -> Dict[str, Dict[str, str]]:
           for table, rows in tables.items()}
 
 
-def _oracles(base_dir: str, tables, defaults: _Defaults,
-             draws: int) -> Dict[str, Any]:
-  """The oracle NE floor of each simulated dataset the tables use."""
-  out: Dict[str, Any] = {}
+def _submit_oracles(pool: parallel.Pool, base_dir: str, tables,
+                    defaults: _Defaults, draws: int
+                    ) -> Dict[str, concurrent.futures.Future]:
+  """{dataset key: the future oracle NE floor of that dataset}, one per
+  dataset the tables use, computed in the pool beside the runs."""
+  out = {}
   for variant in dict.fromkeys(v for rows in tables.values()
                                for v in rows.values()):
-    if variant.dataset in out:
-      continue
-    _bind(variant, 0, _data_dir(base_dir, variant, defaults.data_dir),
-          defaults)
-    builder = input_pipeline.load_data().builder
-    if builder.name != "cabb_synthetic":
-      logging.info("%s is not simulated: no oracle floor.", builder.name)
-      return {}
-    logging.info("Oracle NE floor of %s (%s, %d draws)", variant.dataset,
-                 builder.data_path, draws)
-    out[variant.dataset] = oracle_lib.oracle_for_builder(
-        builder, split="test", draws=draws,
-        cache_dir=os.path.join(base_dir, "oracle"))
+    if variant.dataset not in out:
+      out[variant.dataset] = pool.submit(
+          _oracle, base_dir, variant,
+          _data_dir(base_dir, variant, defaults.data_dir), defaults, draws)
   return out
+
+
+def _oracle(base_dir: str, variant: Variant, data_dir: Optional[str],
+            defaults: _Defaults, draws: int) -> Optional[Dict[str, Any]]:
+  """The oracle NE floor of `variant`'s dataset; None if not simulated."""
+  _bind(variant, 0, data_dir, defaults)
+  builder = input_pipeline.load_data().builder
+  if builder.name != "cabb_synthetic":
+    logging.info("%s is not simulated: no oracle floor.", builder.name)
+    return None
+  logging.info("Oracle NE floor of %s (%s, %d draws)", variant.dataset,
+               builder.data_path, draws)
+  return oracle_lib.oracle_for_builder(
+      builder, split="test", draws=draws,
+      cache_dir=os.path.join(base_dir, "oracle"))
 
 
 class _WallClock:
@@ -741,25 +809,30 @@ def _paired_differences(base_dir, comparisons, seeds,
   return out
 
 
-def _importance(base_dir, data, variant, seeds, defaults: _Defaults,
-                cache: cache_lib.Cache):
+def _importance_of(base_dir: str, variant: Variant, seed: int,
+                   defaults: _Defaults) -> Dict[str, Any]:
+  """RQ-4's permutation importance of one seed's run of `variant` on the
+  test split; runs in a pool process."""
+  _bind(variant, seed, defaults.data_dir, defaults)
+  data = input_pipeline.load_data()
   inputs, columns = importance_lib.load_split(
-      input_pipeline.split_columns(data, "test", cache),
+      input_pipeline.split_columns(data, "test", parallel.cache()),
       data.feature_statistics)
-  raw = []
-  for seed in seeds:
-    _bind(variant, seed, defaults.data_dir, defaults)
-    tf.keras.backend.clear_session()
-    model = train.load_best_model(_run_dir(base_dir, variant, seed),
-                                  data.feature_statistics, variant.task)
-    raw.append(importance_lib.permutation_importance(
-        model, inputs, columns, seed=seed))
+  tf.keras.backend.clear_session()
+  model = train.load_best_model(_run_dir(base_dir, variant, seed),
+                                data.feature_statistics, variant.task)
+  return importance_lib.permutation_importance(model, inputs, columns,
+                                               seed=seed)
+
+
+def _importance_tables(raw: Sequence[Dict[str, Any]]):
+  """RQ-4's top features and families per head over the seeds' `raw`."""
   rq4 = {head: [[name, value] for name, value in importance_lib.top_features(
       [r[head] for r in raw], n=15)] for head in ("caba", "cabb")}
   families = {head: [[name, value] for name, value in
                      importance_lib.family_importance([r[head] for r in raw])]
               for head in ("caba", "cabb")}
-  return rq4, families, raw
+  return rq4, families
 
 
 def _hparams_config(base_dir: str) -> None:

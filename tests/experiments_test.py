@@ -147,7 +147,8 @@ class BinariesTest(absltest.TestCase):
     self.assertGreater(truth["taxonomy_cf"]["alpha_auc"]["mean"], 0.5)
     self.assertEqual([row["beta"] for row in
                       results["serving"]["all_clicks"]["by_beta"]], [0.0, 1.0])
-    self.assertIn("Beyond the paper: attribution window", out)
+    with open(os.path.join(base_dir, "results.md")) as f:
+      self.assertIn("Beyond the paper: attribution window", f.read())
     # Calibration-fair NEs beside the raw ones, and the claims under both.
     self.assertIn("overall_ne_recalibrated", results["table1"]["multitask"])
     self.assertCountEqual(results["paper_directions_recalibrated"],

@@ -18,8 +18,8 @@ PACKAGE_DIR = os.path.dirname(cabb_tf.__file__)
 # an exact name, or a package prefix ending in '.'.
 LAYERS = (
     ("base", ("cabb_tf", "cabb_tf._keras_check", "cabb_tf.version",
-              "cabb_tf.files", "cabb_tf.gin_utils", "cabb_tf.metrics",
-              "cabb_tf.calibration")),
+              "cabb_tf.files", "cabb_tf.gin_utils", "cabb_tf.logs",
+              "cabb_tf.metrics", "cabb_tf.calibration")),
     ("data", ("cabb_tf.data.",)),
     ("similarity", ("cabb_tf.similarity.",)),
     ("pipelines", ("cabb_tf.pipelines.",)),
@@ -29,7 +29,7 @@ LAYERS = (
     ("training", ("cabb_tf.train", "cabb_tf.train_benchmark",
                   "cabb_tf.distribute", "cabb_tf.calibrate_signal")),
     ("analysis", ("cabb_tf.analysis.",)),
-    ("experiments", ("cabb_tf.reproduce", "cabb_tf.cli")),
+    ("experiments", ("cabb_tf.parallel", "cabb_tf.reproduce", "cabb_tf.cli")),
 )
 
 

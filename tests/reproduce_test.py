@@ -1,6 +1,7 @@
-"""Unit tests of reproduce.py's checks before training."""
+"""Unit tests of reproduce.py's checks before training and its progress."""
 
 import types
+from unittest import mock
 
 from absl.testing import absltest
 
@@ -32,6 +33,31 @@ class CheckCategoriesTest(absltest.TestCase):
 
   def test_one_known_leaf_is_enough(self):
     reproduce.check_categories(_data(7, 6), ["taxonomy_cf"])
+
+
+class ProgressTest(absltest.TestCase):
+
+  def test_time_left_counts_builds_runs_and_the_analysis(self):
+    clock = mock.patch.object(reproduce.time, "time")
+    now = clock.start()
+    self.addCleanup(clock.stop)
+    now.return_value = 100.0
+    progress = reproduce._Progress(builds=2, runs=10)  # pylint: disable=protected-access
+    self.assertIsNone(progress._left_s())  # pylint: disable=protected-access
+    now.return_value = 130.0
+    progress.dataset_built("main")
+    # One build in 30 s: one more build, 10 runs and the analysis at 30 s.
+    self.assertEqual(progress._left_s(),  # pylint: disable=protected-access
+                     30 + 10 * 30 + reproduce._Progress.ANALYSIS_RUNS * 30)  # pylint: disable=protected-access
+    now.return_value = 160.0
+    progress.dataset_built("window")
+    progress.start_runs(already_done=4)  # a resumed reproduction
+    now.return_value = 180.0
+    progress.run_done("a seed 0")
+    progress.run_done("a seed 1")
+    # Two runs in 20 s: 4 left at 10 s each, then the analysis.
+    self.assertEqual(progress._left_s(),  # pylint: disable=protected-access
+                     4 * 10 + reproduce._Progress.ANALYSIS_RUNS * 10)  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":

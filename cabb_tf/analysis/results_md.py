@@ -152,6 +152,15 @@ def _oracle(results) -> List[str]:
   return lines
 
 
+def summary(results: Dict[str, Any], path: str) -> str:
+  """What a reproduction prints at its end: Table 1 and where the rest is."""
+  lines = ["## Table 1: overall NE", ""] + _floor_note(results)
+  lines += _table1(results)
+  lines += ["", f"All tables, the claims and the tables beyond the paper: "
+            f"{path}"]
+  return "\n".join(lines)
+
+
 def render(results: Dict[str, Any]) -> str:
   """The three tables, paired differences, RQ-4, the claims and the tables
   beyond the paper, as markdown."""
