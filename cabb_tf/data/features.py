@@ -70,23 +70,29 @@ NEVER_S = -1.0
 _T = TypeVar("_T")
 
 
-def seconds_between(later_ms, earlier_ms) -> np.ndarray:
-  """(later - earlier) in seconds, as float32: the `*_since_s` and
-  `session_elapsed_s` features (arrays or scalars of int ms)."""
-  return np.asarray((later_ms - earlier_ms) / _MS).astype(np.float32)
+def _cast(values, dtype):
+  """`values` as `dtype`: an array for an array, a NumPy scalar for a
+  scalar (a click served online)."""
+  if isinstance(values, np.ndarray):
+    return values.astype(dtype)
+  return dtype(values)
 
 
-def utc_hour(timestamps) -> np.ndarray:
+def seconds_between(later_ms, earlier_ms):
+  """(later - earlier) in seconds, float32: the `*_since_s` and
+  `session_elapsed_s` features (of int ms arrays or scalars)."""
+  return _cast((later_ms - earlier_ms) / _MS, np.float32)
+
+
+def utc_hour(timestamps):
   """The `hour` feature: the UTC hour of day of ms timestamps, int32."""
-  return np.asarray(np.floor_divide(timestamps, 3_600_000) % 24).astype(
-      np.int32)
+  return _cast(timestamps // 3_600_000 % 24, np.int32)
 
 
-def utc_weekday(timestamps) -> np.ndarray:
+def utc_weekday(timestamps):
   """The `weekday` feature: the UTC day of week of ms timestamps (Monday 0),
   int32. 1970-01-01 was a Thursday, weekday 3."""
-  return np.asarray((np.floor_divide(timestamps, 86_400_000) + 3) % 7).astype(
-      np.int32)
+  return _cast((timestamps // 86_400_000 + 3) % 7, np.int32)
 
 
 class _Arrangement:
@@ -442,7 +448,7 @@ def arrange_histories(events: pd.DataFrame, catalog: pd.DataFrame,
 
 
 def smoothed_cvr(clicks, purchases, cvr_prior_mean: float,
-                 cvr_prior_strength: float) -> np.ndarray:
+                 cvr_prior_strength: float):
   """The smoothed conversion rate `(purchases + k·m) / (clicks + k)` of the
   `item_cvr` and `leaf_cvr` features (docs/method.md, "Features"), float32.
 
@@ -453,8 +459,8 @@ def smoothed_cvr(clicks, purchases, cvr_prior_mean: float,
     cvr_prior_strength: k, the prior's weight in pseudo-clicks.
   """
   prior = cvr_prior_strength * cvr_prior_mean  # k·m pseudo-purchases
-  return np.asarray((purchases + prior) /
-                    (clicks + cvr_prior_strength)).astype(np.float32)
+  return _cast((purchases + prior) / (clicks + cvr_prior_strength),
+               np.float32)
 
 
 def _popularity_columns(name: str, clicks: np.ndarray, purchases: np.ndarray,
