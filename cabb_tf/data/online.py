@@ -24,8 +24,10 @@ It follows the offline rules:
   `session_gap_minutes` after the user's previous event (of any type) starts
   a new session; a log of day stamps has user-days (`day_resolution`).
 * `session_elapsed_s` runs from the session's first interaction (an
-  impression before it does not start the clock); it is 0 for the session's
-  first click.
+  impression before it does not start the clock).
+* `user_id` is the session's user (its first event's), as in the examples
+  of `labels.label_clicks`; the user's counts are the clicking user's. The
+  two differ only in a source session shared by two users.
 * The smoothed CVRs use m and k as `compute_features` is configured
   (`offline_settings`).
 * Values have the dtypes of the records (`records.feature_dtype`): ids are
@@ -155,7 +157,8 @@ class OnlineFeatures:
   `observe(event)` takes the next event of the stream and returns, for a
   click, the features `features.compute_features` gives it (a dict of
   `features.FEATURE_NAMES` in that order); `features_at` gives the features
-  a click would have now without recording one; `replay` feeds a whole log.
+  a click would have now without recording one; `replay` feeds a whole log
+  (`replay_clicks` too, with the features of its clicks).
   See the module docstring for the rules.
 
   The state grows with the users, (user, item) and (user, leaf) pairs,
@@ -295,21 +298,44 @@ class OnlineFeatures:
     session = self._session(user_id, user, t, session_id, record=False)
     return self._click_features(user_id, item_id, t, user, session)
 
-  def replay(self, events: pd.DataFrame
-             ) -> Iterator[Tuple[int, Dict[str, Any]]]:
-    """Observes a canonical log in time order (ties in input order).
+  def replay(self, events: pd.DataFrame) -> int:
+    """Observes a canonical log in time order (ties in input order), e.g.
+    the history before live traffic; no click's features are computed.
 
     Args:
       events: a canonical event log (`schema`), in any order; its events
         must not be earlier than the clock.
 
-    Yields:
-      (row position in `events`, features) of each click, in time order.
+    Returns:
+      The number of events observed.
 
     Raises:
       ValueError: if `events` breaks the schema, or as `observe`.
     """
     schema.validate_events(events)
+    for _ in self._replay(events, with_features=False):
+      pass
+    return len(events)
+
+  def replay_clicks(self, events: pd.DataFrame
+                    ) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """`replay`, yielding the features of each click as it is observed.
+
+    Args:
+      events: as in `replay`.
+
+    Yields:
+      (row position in `events`, features) of each click, in time order.
+
+    Raises:
+      ValueError: as `replay`.
+    """
+    schema.validate_events(events)
+    return self._replay(events, with_features=True)
+
+  def _replay(self, events: pd.DataFrame, with_features: bool
+              ) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """Observes a valid log; yields (row position, features) of clicks."""
     order = np.argsort(events["timestamp"].to_numpy(), kind="stable")
     columns = [events[name].to_numpy()[order].tolist()
                for name in ("user_id", "item_id", "timestamp")]
@@ -319,7 +345,7 @@ class OnlineFeatures:
     for position, user, item, t, code, session_id in zip(order.tolist(),
                                                          *columns):
       out = self._observe(user, item, self._checked_time(t), code,
-                          self._session_id(session_id))
+                          self._session_id(session_id), with_features)
       if out is not None:
         yield position, out
 
@@ -399,8 +425,10 @@ class OnlineFeatures:
     return user.session
 
   def _observe(self, user_id: Any, item_id: Any, t: int, code: int,
-               session_id: Any) -> Optional[Dict[str, Any]]:
-    """Records one checked event; a click's features, else None."""
+               session_id: Any, with_features: bool = True
+               ) -> Optional[Dict[str, Any]]:
+    """Records one checked event; a click's features (`with_features`),
+    else None."""
     self._advance(t)
     user = self._users.get(user_id)
     if user is None:
@@ -411,7 +439,7 @@ class OnlineFeatures:
     if session.first_ms is None:
       session.first_ms = t
     out = (self._click_features(user_id, item_id, t, user, session)
-           if code == schema.CLICK else None)
+           if code == schema.CLICK and with_features else None)
     leaf = self._catalog.get(item_id, self._unknown_item)[0]
     self._pending.append((
         code, t, user, _get(user.items, item_id, _Touches),

@@ -2,6 +2,9 @@
 features of every click of whole logs replayed event by event."""
 
 import math
+import os
+import pathlib
+import re
 
 from absl.testing import absltest
 import gin
@@ -10,6 +13,8 @@ import pandas as pd
 import tensorflow as tf
 
 from cabb_tf import gin_utils
+from cabb_tf import input_pipeline
+from cabb_tf import train
 from cabb_tf.data import features
 from cabb_tf.data import labels
 from cabb_tf.data import loaders
@@ -19,10 +24,13 @@ from cabb_tf.data import records
 from cabb_tf.data import schema
 from cabb_tf.data import sessions
 from cabb_tf.data import simulator
+from cabb_tf.models import factory
 from tests import shared_data
+from tests import training
 
 C, P, K, I = "click", "purchase", "add_to_cart", "impression"
 S = 1000  # one second in ms
+DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 CATALOG = schema.make_catalog(
     ["A", "B", "Z"], [("home", "kitchen"), ("home", "kitchen"), ("garden",)],
     brand=["acme", None, "zed"], price=[10.0, 20.0, np.nan])
@@ -185,6 +193,22 @@ class HandDerivedTest(absltest.TestCase):
     want = hand_expected()
     self.assert_features(got[2], want[3])
     self.assert_features(got[4], want[5])
+
+  def test_replay_then_observe(self):
+    # The history as a log, the last click live: the same as event by event.
+    state = online.OnlineFeatures(CATALOG)
+    self.assertEqual(state.replay(make_events(HAND_ROWS[:9])), 9)
+    self.assertEqual(state.time, 3000 * S)
+    live = observe_all(state, HAND_ROWS[9:])
+    self.assert_features(live[0], hand_expected()[9])
+    clicks = list(online.OnlineFeatures(CATALOG).replay_clicks(
+        make_events(HAND_ROWS)))
+    self.assertEqual([row for row, _ in clicks], [1, 3, 5, 7, 8, 9])
+    self.assert_features(clicks[2][1], hand_expected()[5])
+    with self.assertRaisesRegex(ValueError, "'timestamp'"):
+      state.replay(make_events(HAND_ROWS[:1]))  # earlier than the clock
+    with self.assertRaisesRegex(ValueError, "event_type"):
+      state.replay_clicks(make_events(HAND_ROWS).astype({"event_type": str}))
 
   def test_features_at_records_nothing(self):
     state = online.OnlineFeatures(CATALOG)
@@ -362,7 +386,7 @@ class ReplayTest(absltest.TestCase):
     first = examples[examples["w_caba"].to_numpy() > 0].reset_index(
         drop=True)
     state = online.OnlineFeatures(catalog, **settings)
-    by_event = dict(state.replay(events))
+    by_event = dict(state.replay_clicks(events))
     self.assertEqual(len(by_event), int(
         (events["event_type"] == C).sum()))  # every click
     got = [by_event[i] for i in first["event_index"]]
@@ -421,6 +445,94 @@ class ReplayTest(absltest.TestCase):
         shared_data.require(shared_data.REES46))
     counts = self.assert_replay_matches(events, catalog)
     self.assertGreater(counts["test"], 1000)
+
+
+def run_docs_example(export_dir, num_events):
+  """Runs docs/serving.md's "Scoring a live session" with another export
+  and log; returns its variables."""
+  section = (DOCS / "serving.md").read_text().split(
+      "### Scoring a live session", 1)[1]
+  code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+  for name, value in (("EXPORT_DIR", repr(export_dir)),
+                      ("NUM_EVENTS", str(num_events))):
+    code, count = re.subn(rf"^{name} = .*$", f"{name} = {value}", code,
+                          flags=re.M)
+    assert count == 1, name
+  namespace = {}
+  code = compile(code, str(DOCS / "serving.md"), "exec")
+  exec(code, namespace)  # pylint: disable=exec-used
+  return namespace
+
+
+class ExportTest(absltest.TestCase):
+  """Online features through an export give the trained model's
+  predictions on the offline pipeline's rows."""
+
+  def tearDown(self):
+    gin.clear_config()
+    super().tearDown()
+
+  def test_served_online_features_give_the_models_predictions(self):
+    run_dir = self.create_tempdir().full_path
+    training.tiny_run(run_dir, "multitask.gin",
+                      bindings=["train.run.max_epochs = 1"])
+    export_dir = os.path.join(run_dir, "export")
+    # Offline: the records of the test split and the model's predictions.
+    data = input_pipeline.load_data()
+    statistics = data.feature_statistics
+    test = input_pipeline.split_columns(data, "test")
+    model = train.load_best_model(run_dir, statistics, "multitask")
+    predicted = model.predict(input_pipeline.model_inputs(
+        test, factory.input_dtypes(model), factory.id_lookups(statistics)),
+                              batch_size=4096, verbose=0)
+    predicted = {head: p.reshape(-1) for head, p in predicted.items()}
+    keys = list(zip([u.decode() for u in test["user_id"].numpy()],
+                    [a.decode() for a in test["item_a"].numpy()],
+                    test["timestamp"].numpy().tolist()))
+    rows_of = {}
+    for row, key in enumerate(keys):
+      rows_of.setdefault(key, []).append(row)
+
+    # The docs' example scores the live session's clicks one at a time.
+    scored = run_docs_example(export_dir, training.TINY_EVENTS)["scored"]
+    checked = 0
+    for event, caba, cabb in scored:
+      rows = rows_of.get((str(event["user_id"]), str(event["item_id"]),
+                          event["timestamp"]))
+      if rows is None:  # a later click on the same item: no example
+        continue
+      checked += 1
+      np.testing.assert_allclose([caba] * len(rows), predicted["caba"][rows],
+                                 rtol=1e-6)
+      np.testing.assert_allclose([cabb] * len(rows), predicted["cabb"][rows],
+                                 rtol=1e-6)
+    self.assertGreater(checked, 0)
+
+    # Every test row, from the log replayed click by click.
+    log = simulator.simulate_events(training.TINY_EVENTS, seed=0)
+    timestamps = log.events["timestamp"].to_numpy()
+    by_key = {}
+    for position, values in online.OnlineFeatures(log.catalog).replay_clicks(
+        log.events):
+      by_key.setdefault((values["user_id"], values["item_a"],
+                         int(timestamps[position])), values)
+    rows = [by_key[key] for key in keys]
+    loaded = tf.saved_model.load(export_dir)
+    serve = loaded.signatures["serving_default"]
+    inputs = online.serving_inputs(rows, serve)
+    # The same inputs as the records' ...
+    self.assertNotEmpty(inputs)
+    for name, tensor in inputs.items():
+      np.testing.assert_array_equal(tensor.numpy(), test[name].numpy(),
+                                    err_msg=name)
+    # ... and the same probabilities as the model, through both signatures.
+    served = serve(**inputs)
+    from_examples = loaded.signatures["from_examples"](
+        examples=tf.constant(online.serialized_examples(rows)))
+    for head in ("caba", "cabb"):
+      for signature in (served, from_examples):
+        np.testing.assert_allclose(signature[head].numpy(), predicted[head],
+                                   rtol=1e-6, err_msg=head)
 
 
 if __name__ == "__main__":
