@@ -87,6 +87,9 @@ class ImportLayersTest(unittest.TestCase):
     self.assertEqual(LAYERS[layer_of("cabb_tf.inputs.weighting")][0],
                      "inputs")
     self.assertEqual(LAYERS[layer_of("cabb_tf.analysis")][0], "analysis")
+    # The online features are the data layer's: below everything that
+    # trains or serves a model, so a serving system needs none of it.
+    self.assertEqual(LAYERS[layer_of("cabb_tf.data.online")][0], "data")
     self.assertEqual(_target_layer("cabb_tf.models.factory.build_model"),
                      layer_of("cabb_tf.models.factory"))
     # An upward import is caught: analysis is above similarity.

@@ -20,30 +20,17 @@ from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
 from tests import scoring
+from tests import training
 
 
 class TrainTest(absltest.TestCase):
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.data_dir = os.path.join(absltest.get_default_test_tmpdir(),
-                                "tfds_train_test")
 
   def tearDown(self):
     gin.clear_config()
     super().tearDown()
 
   def _run(self, base_dir, *gin_files, bindings=()):
-    gin.clear_config()
-    gin_utils.parse(
-        list(gin_files),
-        [f"load_data.data_dir = '{self.data_dir}'",
-         "SYNTHETIC_DATASET = 'cabb_synthetic/tiny'",
-         "train.run.max_epochs = 3", "train.run.patience = 10",
-         "train.run.max_steps_per_epoch = 8", "train.run.batch_size = 256",
-         "train.run.eval_batch_size = 4096"] + list(bindings))
-    return train.run(base_dir)
+    return training.tiny_run(base_dir, *gin_files, bindings=bindings)
 
   def test_multitask_outputs_and_resumption(self):
     full_dir = self.create_tempdir().full_path

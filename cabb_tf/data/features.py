@@ -65,7 +65,34 @@ POPULARITY_FEATURES = FEATURE_FAMILIES["popularity"]
 SPLITS = ("train", "validation", "test")
 
 _MS = 1000.0
+# `*_since_s` of a key the user never touched before the click.
+NEVER_S = -1.0
 _T = TypeVar("_T")
+
+
+def _cast(values, dtype):
+  """`values` as `dtype`: an array for an array, a NumPy scalar for a
+  scalar (a click served online)."""
+  if isinstance(values, np.ndarray):
+    return values.astype(dtype)
+  return dtype(values)
+
+
+def seconds_between(later_ms, earlier_ms):
+  """(later - earlier) in seconds, float32: the `*_since_s` and
+  `session_elapsed_s` features (of int ms arrays or scalars)."""
+  return _cast((later_ms - earlier_ms) / _MS, np.float32)
+
+
+def utc_hour(timestamps):
+  """The `hour` feature: the UTC hour of day of ms timestamps, int32."""
+  return _cast(timestamps // 3_600_000 % 24, np.int32)
+
+
+def utc_weekday(timestamps):
+  """The `weekday` feature: the UTC day of week of ms timestamps (Monday 0),
+  int32. 1970-01-01 was a Thursday, weekday 3."""
+  return _cast((timestamps // 86_400_000 + 3) % 7, np.int32)
 
 
 class _Arrangement:
@@ -211,7 +238,8 @@ class _History:
     """Seconds since the key's last event before each query; -1 if none."""
     has = self.stop > self.start
     last = self._arrangement.sorted_ts[np.maximum(self.stop - 1, 0)]
-    return np.where(has, (self.times - last) / _MS, -1.0).astype(np.float32)
+    return np.where(has, seconds_between(self.times, last),
+                    np.float32(NEVER_S))
 
 
 def _row_index(query: np.ndarray,
@@ -419,18 +447,28 @@ def arrange_histories(events: pd.DataFrame, catalog: pd.DataFrame,
   return histories
 
 
-def _prior(cvr_prior_mean: float, cvr_prior_strength: float) -> float:
-  """k·m, the prior's pseudo-purchases of the smoothed CVR."""
-  return cvr_prior_strength * cvr_prior_mean
+def smoothed_cvr(clicks, purchases, cvr_prior_mean: float,
+                 cvr_prior_strength: float):
+  """The smoothed conversion rate `(purchases + k·m) / (clicks + k)` of the
+  `item_cvr` and `leaf_cvr` features (docs/method.md, "Features"), float32.
+
+  Args:
+    clicks: a key's clicks before the click (array or scalar).
+    purchases: its purchases before the click.
+    cvr_prior_mean: m, the prior conversion rate.
+    cvr_prior_strength: k, the prior's weight in pseudo-clicks.
+  """
+  prior = cvr_prior_strength * cvr_prior_mean  # k·m pseudo-purchases
+  return _cast((purchases + prior) / (clicks + cvr_prior_strength),
+               np.float32)
 
 
 def _popularity_columns(name: str, clicks: np.ndarray, purchases: np.ndarray,
-                        prior: float, cvr_prior_strength: float,
+                        cvr_prior_mean: float, cvr_prior_strength: float,
                         put: Callable[[str, np.ndarray], None]) -> None:
-  """Puts a key's clicks, purchases and smoothed CVR (docs/method.md,
-  "Features"): `(purchases + k·m) / (clicks + k)`."""
-  put(f"{name}_cvr", ((purchases + prior) /
-                      (clicks + cvr_prior_strength)).astype(np.float32))
+  """Puts a key's clicks, purchases and smoothed CVR (`smoothed_cvr`)."""
+  put(f"{name}_cvr", smoothed_cvr(clicks, purchases, cvr_prior_mean,
+                                  cvr_prior_strength))
   put(f"{name}_clicks", clicks)
   put(f"{name}_purchases", purchases)
 
@@ -486,7 +524,6 @@ def as_of_popularity(keys: Mapping[str, np.ndarray],
   query_of_hist[position[num_history:]] = np.arange(num_queries,
                                                     dtype=np.int64)
   del position
-  prior = _prior(cvr_prior_mean, cvr_prior_strength)
   out: Dict[str, np.ndarray] = {}
   for name in POPULARITY_KEYS:
     key = np.concatenate([np.asarray(keys[name], dtype=np.int64),
@@ -502,8 +539,8 @@ def as_of_popularity(keys: Mapping[str, np.ndarray],
       before_clicks, before_purchases = prefix[name]
       clicks = (clicks + before_clicks).astype(np.int32)
       purchases = (purchases + before_purchases).astype(np.int32)
-    _popularity_columns(name, clicks, purchases, prior, cvr_prior_strength,
-                        out.__setitem__)
+    _popularity_columns(name, clicks, purchases, cvr_prior_mean,
+                        cvr_prior_strength, out.__setitem__)
   return out
 
 
@@ -573,7 +610,6 @@ def compute_features(events: pd.DataFrame,
     click_of_row = np.cumsum(first_row, dtype=np.int64)
     click_of_row -= 1
   del first_row
-  prior = _prior(cvr_prior_mean, cvr_prior_strength)
 
   def lookup(names) -> Dict[str, np.ndarray]:
     """The features of one task's key families, per row."""
@@ -597,13 +633,13 @@ def compute_features(events: pd.DataFrame,
         put("u_purchases", history.count(schema.PURCHASE))
       elif name in POPULARITY_KEYS:
         _popularity_columns(name, history.count(schema.CLICK),
-                            history.count(schema.PURCHASE), prior,
+                            history.count(schema.PURCHASE), cvr_prior_mean,
                             cvr_prior_strength, put)
       else:  # session
         put("session_position", history.count(schema.CLICK))
         put("session_events_before", history.count())
-        put("session_elapsed_s", (
-            (history.times - history.first_time()) / _MS).astype(np.float32))
+        put("session_elapsed_s",
+            seconds_between(history.times, history.first_time()))
       del history
     return out
 
@@ -623,10 +659,8 @@ def compute_features(events: pd.DataFrame,
                                            categories=categories[name])
       out[name] = values
 
-    # UTC hour and weekday (1970-01-01 was a Thursday, weekday 3).
-    put("hour", (np.floor_divide(q_ts, 3_600_000) % 24).astype(np.int32))
-    put("weekday",
-        ((np.floor_divide(q_ts, 86_400_000) + 3) % 7).astype(np.int32))
+    put("hour", utc_hour(q_ts))
+    put("weekday", utc_weekday(q_ts))
     a_codes = item_codes[click_event]
     for name, codes_of_item in (("leaf_a", h.leaf_codes_of_item),
                                 ("top_category_a", h.top_codes_of_item),

@@ -90,20 +90,16 @@ def assign_sessions(events: pd.DataFrame,
   schema.validate_events(events)
   if use_source_sessions and "session_id" in events.columns:
     return (events, None) if with_codes else events
-  if not session_gap_minutes > 0:
-    raise ValueError(
-        f"session_gap_minutes must be positive, got {session_gap_minutes}.")
-  user_codes, user_ids = pd.factorize(events["user_id"], sort=False)
-  user_codes = user_codes.astype(code_dtype(len(user_ids)), copy=False)
   timestamps = events["timestamp"].to_numpy()
-  gap_ms = session_gap_minutes * _MS_PER_MINUTE
   if day_resolution is None:
     day_resolution = is_day_resolution(timestamps)
+  gap_ms = split_gap_ms(session_gap_minutes, day_sessions, day_resolution)
   if day_sessions and day_resolution:
     logging.warning(
         "Every timestamp of this log is a whole day and it has no session "
         "column: sessions are %s.", USER_DAY_RULE)
-    gap_ms = 0  # Distinct day stamps are distinct days.
+  user_codes, user_ids = pd.factorize(events["user_id"], sort=False)
+  user_codes = user_codes.astype(code_dtype(len(user_ids)), copy=False)
   order, users_sorted = _grouped_time_order(user_codes, timestamps)
   n = len(order)
   new_session = np.ones(n, dtype=bool)
@@ -127,6 +123,31 @@ def assign_sessions(events: pd.DataFrame,
       session_starts_in_user_order=new_session,
       **_recode_sessions(order, new_session, session_sorted, session_id))
   return out, codes
+
+
+def split_gap_ms(session_gap_minutes: float, day_sessions: bool,
+                 day_resolution: bool) -> float:
+  """The gap between a user's consecutive events (any type, impressions too)
+  that `assign_sessions` starts a new session after: a gap longer than it
+  splits.
+
+  Args:
+    session_gap_minutes: as in `assign_sessions`.
+    day_sessions: as in `assign_sessions`.
+    day_resolution: whether the whole log is one of day stamps.
+
+  Returns:
+    The gap in ms; 0 for user-days (distinct day stamps are distinct days).
+
+  Raises:
+    ValueError: for a non-positive gap.
+  """
+  if not session_gap_minutes > 0:
+    raise ValueError(
+        f"session_gap_minutes must be positive, got {session_gap_minutes}.")
+  if day_sessions and day_resolution:
+    return 0
+  return session_gap_minutes * _MS_PER_MINUTE
 
 
 def code_dtype(num_codes: int) -> np.dtype:
