@@ -720,6 +720,7 @@ class TrainingRows:
                batch_size: int, shuffle_buffer: int,
                max_steps: Optional[int]):
     """`distribution` is None for the default strategy (one device)."""
+    self._model = model
     self._distribution = distribution
     self._batch_size = batch_size
     self._shuffle_buffer = shuffle_buffer
@@ -766,6 +767,7 @@ class TrainingRows:
     if self._in_memory:
       batches = input_pipeline.index_batches(self._num_rows, self._batch_size,
                                              seed)
+      self._model.build_step_state(next(iter(batches)))
     else:
       batches = input_pipeline.stream_batches(
           self._records, self._parse, self._example_fn, self._alpha_fn,

@@ -95,6 +95,7 @@ class ConversionModel(tf.keras.Model):
     self._balance = balance
     self._balancer: Optional[task_balance.Balancer] = None
     self._row_source: Optional[RowSource] = None
+    self._step_state_built = False
 
   @property
   def heads(self) -> Sequence[str]:
@@ -155,6 +156,29 @@ class ConversionModel(tf.keras.Model):
     """
     self._row_source = source
     self.train_function = None  # rebuilt with the source on the next fit
+
+  def build_step_state(self, element) -> None:
+    """Creates now what the first train step would create: the loss and
+    metric trackers and the optimizer's slots.
+
+    A `tf.function` that creates variables on its first call is traced
+    twice (once to create them, once without), so every run paid for two
+    traces of its train step. Built from one dataset element beforehand
+    (a forward pass, no update), the step is traced once. The variables
+    start as they would (zero trackers and slots), so training is the same.
+    Only for an element that can be read twice (`input_pipeline.
+    index_batches`' are): reading it must not move a stream.
+    """
+    if self._step_state_built:
+      return
+    data = (self._row_source(element) if self._row_source is not None
+            else element)
+    x, y, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
+    y_pred = self(x, training=False)
+    self.compiled_loss.build(y_pred)
+    self.compiled_metrics.build(y_pred, y)
+    self.optimizer.build(self.trainable_variables)
+    self._step_state_built = True
 
   def train_step(self, data):
     """One step on Eq. (6), or on the learned balance's objective."""
