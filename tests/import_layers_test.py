@@ -19,7 +19,7 @@ PACKAGE_DIR = os.path.dirname(cabb_tf.__file__)
 LAYERS = (
     ("base", ("cabb_tf", "cabb_tf._keras_check", "cabb_tf.version",
               "cabb_tf.files", "cabb_tf.gin_utils", "cabb_tf.metrics",
-              "cabb_tf.calibration")),
+              "cabb_tf.calibration", "cabb_tf.figures")),
     ("data", ("cabb_tf.data.",)),
     ("similarity", ("cabb_tf.similarity.",)),
     ("pipelines", ("cabb_tf.pipelines.",)),
