@@ -41,10 +41,11 @@ def reliability_png(title: str, labels, predictions, sample_weight=None,
                     size_inches: float = 4.0, dpi: int = 80) -> bytes:
   """A reliability diagram of one set of predictions, as PNG bytes."""
   fig = figure_lib.Figure(figsize=(size_inches, size_inches))
+  # Fixed margins: a third of the cost of `tight_layout` at this size.
+  fig.subplots_adjust(left=0.18, right=0.96, bottom=0.13, top=0.91)
   ax = fig.subplots()
   reliability_curve(ax, labels, predictions, sample_weight, bins, label)
   finish_reliability(ax, title)
-  fig.tight_layout()
   buffer = io.BytesIO()
   fig.savefig(buffer, format="png", dpi=dpi)
   return buffer.getvalue()

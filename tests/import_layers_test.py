@@ -27,7 +27,8 @@ LAYERS = (
     ("inputs", ("cabb_tf.inputs.", "cabb_tf.input_pipeline")),
     ("models", ("cabb_tf.models.",)),
     ("training", ("cabb_tf.train", "cabb_tf.train_benchmark",
-                  "cabb_tf.distribute", "cabb_tf.calibrate_signal")),
+                  "cabb_tf.distribute", "cabb_tf.calibrate_signal",
+                  "cabb_tf.summaries")),
     ("analysis", ("cabb_tf.analysis.",)),
     ("experiments", ("cabb_tf.reproduce", "cabb_tf.cli")),
 )
