@@ -20,6 +20,8 @@ from cabb_tf import input_pipeline
 from cabb_tf import reproduce
 from cabb_tf import summaries
 from cabb_tf import train
+from cabb_tf.models import conversion
+from cabb_tf.models import task_balance
 
 TASKS = ("caba", "cabb", "cabb_alpha_weighted")
 
@@ -194,6 +196,49 @@ class RunLogsTest(absltest.TestCase):
       run, tag = hparams_metrics.run_tag_from_session_and_metric(
           self.eval_dir, info.name)
       self.assertIn(tag, read_events(run), info.name)
+
+
+class StepScalarsTest(absltest.TestCase):
+  """The batch callback's scalars on a tiny model, fitted for two steps."""
+
+  def _fit(self, heads, balance):
+    x = tf.keras.Input((3,), name="x")
+    hidden = tf.keras.layers.Dense(2, activation="tanh",
+                                   name="bottom_dense_0")(x)
+    model = conversion.ConversionModel(
+        {"x": x}, {head: tf.keras.layers.Dense(1, activation="sigmoid",
+                                               name=head)(hidden)
+                   for head in heads},
+        cabb_weight=0.5, balance=task_balance.Balance(balance))
+    model.compile(optimizer=tf.keras.optimizers.SGD(0.1))
+    rng = np.random.default_rng(0)
+    features = {"x": rng.normal(size=(8, 3)).astype(np.float32)}
+    labels = {head: (rng.random((8, 1)) < 0.5).astype(np.float32)
+              for head in heads}
+    log_dir = self.create_tempdir().full_path
+    writer = tf.summary.create_file_writer(log_dir)
+    model.fit(features, labels, batch_size=4, epochs=1, verbose=0,
+              callbacks=[train._PerStep(0, writer, every_steps=1)])  # pylint: disable=protected-access
+    events = read_events(log_dir)
+    return {tag: scalar_series(events, tag) for tag in events}
+
+  def test_a_learned_lambda_is_the_one_the_step_used(self):
+    series = self._fit(("caba", "cabb"), "uncertainty")
+    self.assertEqual(sorted(series["steps/lambda"]), [1, 2])
+    # Uncertainty weighting starts at w = 1 for both heads, then learns.
+    self.assertAlmostEqual(series["steps/lambda"][1], 1.0, places=6)
+    self.assertNotAlmostEqual(series["steps/lambda"][2], 1.0, places=6)
+    self.assertIn("steps/total/balanced_loss", series)
+    # The total stays Eq. (6) with the compiled λ = 0.5.
+    for step, total in series["steps/total/loss"].items():
+      self.assertAlmostEqual(total, series["steps/caba/loss"][step] +
+                             0.5 * series["steps/cabb/loss"][step], places=5)
+    self.assertAlmostEqual(series["steps/learning_rate"][2], 0.1, places=6)
+
+  def test_a_one_head_model_has_no_lambda(self):
+    series = self._fit(("conversion",), "fixed")
+    self.assertCountEqual(series, ["steps/total/loss",
+                                   "steps/learning_rate"])
 
 
 class WritersTest(absltest.TestCase):
