@@ -98,28 +98,30 @@ class _PerStep(tf.keras.callbacks.Callback):
           f"training loss is {loss} at step {step}: lower the learning rate "
           "(gin: train.run.learning_rate) or check the inputs for NaNs.")
     if self._every_steps and step % self._every_steps == 0:
-      _write_scalars(self._writer, step, step_scalars(self.model, logs))
+      # Every worker reads the scalars (under multi_worker reading a metric
+      # is a collective op); a worker other than the chief writes nowhere.
+      _write_scalars(self._writer, step, step_scalars(self.model))
 
 
-def step_scalars(model: conversion.ConversionModel,
-                 logs: Mapping[str, float]) -> Dict[str, float]:
-  """The per-step TensorBoard scalars of a train step's Keras logs.
+def step_scalars(model: conversion.ConversionModel) -> Dict[str, float]:
+  """The per-step TensorBoard scalars of a model in training.
 
   `steps/total/loss` and `steps/<head>/loss` are Keras' running means over
-  the epoch so far; the total is Eq. (6) with the compiled λ, L_CABA +
-  λ·L_CABB (a learned balance minimizes `steps/total/balanced_loss`
-  instead). `steps/lambda` is the λ the step used (the learned
-  w_cabb / w_caba under a learned balance; two-head models only) and
-  `steps/learning_rate` the optimizer's current learning rate.
+  the epoch so far, read from the model's metrics: a batch's Keras logs
+  would do under one replica, but with several they hold the sum of each
+  replica's own mean (tf-keras reduces a step's outputs by summing them).
+  The total is Eq. (6) with the compiled λ, L_CABA + λ·L_CABB.
+  `steps/lambda` is the λ in force after the step (`effective_lambda`: the
+  compiled λ, or a learned balance's w_cabb / w_caba; two-head models
+  only) and `steps/learning_rate` the optimizer's current learning rate.
   """
+  results = {name: float(value)
+             for name, value in model.get_metrics_result().items()}
   out = {f"steps/{tag}": value
-         for tag, value in _keras_logs(logs, model.heads).items()
+         for tag, value in _keras_logs(results, model.heads).items()
          if tag.endswith("/loss")}
-  if "balanced_loss" in logs:
-    out["steps/total/balanced_loss"] = float(logs["balanced_loss"])
   if len(model.heads) > 1:
-    out["steps/lambda"] = float(logs["lambda"] if "lambda" in logs else
-                                model.balancer.effective_lambda())
+    out["steps/lambda"] = model.balancer.effective_lambda()
   out["steps/learning_rate"] = float(tf.keras.backend.get_value(
       model.optimizer.learning_rate))
   return out

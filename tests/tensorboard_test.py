@@ -217,26 +217,34 @@ class StepScalarsTest(absltest.TestCase):
               for head in heads}
     log_dir = self.create_tempdir().full_path
     writer = tf.summary.create_file_writer(log_dir)
-    model.fit(features, labels, batch_size=4, epochs=1, verbose=0,
-              callbacks=[train._PerStep(0, writer, every_steps=1)])  # pylint: disable=protected-access
+    history = model.fit(features, labels, batch_size=4, epochs=1, verbose=0,
+                        callbacks=[train._PerStep(0, writer, every_steps=1)])  # pylint: disable=protected-access
     events = read_events(log_dir)
-    return {tag: scalar_series(events, tag) for tag in events}
+    return model, history.history, {tag: scalar_series(events, tag)
+                                    for tag in events}
 
-  def test_a_learned_lambda_is_the_one_the_step_used(self):
-    series = self._fit(("caba", "cabb"), "uncertainty")
+  def test_a_learned_lambda_is_the_one_in_force(self):
+    model, history, series = self._fit(("caba", "cabb"), "uncertainty")
     self.assertEqual(sorted(series["steps/lambda"]), [1, 2])
-    # Uncertainty weighting starts at w = 1 for both heads, then learns.
-    self.assertAlmostEqual(series["steps/lambda"][1], 1.0, places=6)
+    # Uncertainty weighting starts at w = 1 for both heads and learns: the
+    # λ after the last step, neither 1 nor the compiled 0.5.
+    self.assertAlmostEqual(series["steps/lambda"][2],
+                           model.balancer.effective_lambda(), places=6)
     self.assertNotAlmostEqual(series["steps/lambda"][2], 1.0, places=6)
-    self.assertIn("steps/total/balanced_loss", series)
-    # The total stays Eq. (6) with the compiled λ = 0.5.
+    self.assertNotAlmostEqual(series["steps/lambda"][2], 0.5, places=6)
+    # The total stays Eq. (6) with the compiled λ = 0.5, and the last step's
+    # running means are the epoch's.
     for step, total in series["steps/total/loss"].items():
       self.assertAlmostEqual(total, series["steps/caba/loss"][step] +
                              0.5 * series["steps/cabb/loss"][step], places=5)
+    for name in ("loss", "caba_loss", "cabb_loss"):
+      tag = "steps/total/loss" if name == "loss" else (
+          f"steps/{name.replace('_', '/')}")
+      self.assertAlmostEqual(series[tag][2], history[name][-1], places=6)
     self.assertAlmostEqual(series["steps/learning_rate"][2], 0.1, places=6)
 
   def test_a_one_head_model_has_no_lambda(self):
-    series = self._fit(("conversion",), "fixed")
+    _, _, series = self._fit(("conversion",), "fixed")
     self.assertCountEqual(series, ["steps/total/loss",
                                    "steps/learning_rate"])
 
