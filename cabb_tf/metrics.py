@@ -12,6 +12,8 @@ has only positives or only negatives.
 `normalized_entropy` is the NumPy reference (float64); `NormalizedEntropy`
 is the streaming `tf.keras` metric, which accumulates the same four sums in
 float64 and so gives the same value however the data is batched.
+`reliability` gives the points of a reliability diagram (calibration per
+prediction bin).
 """
 
 from typing import Dict, Tuple
@@ -126,6 +128,43 @@ def calibration(labels, predictions, sample_weight=None) -> float:
   y, p, w = _as_arrays(labels, predictions, sample_weight)
   positives = np.sum(w * y)
   return float(np.sum(w * p) / positives) if positives > 0 else float("nan")
+
+
+def reliability(labels, predictions, sample_weight=None,
+                bins: int = 10) -> Tuple[np.ndarray, np.ndarray]:
+  """The points of a reliability diagram (docs/metrics.md, "TensorBoard").
+
+  The predictions are cut into `bins` bins at their quantiles (fewer when
+  quantiles coincide); each non-empty bin gives its weighted mean
+  prediction and its weighted observed rate. A calibrated model's points lie
+  on the diagonal.
+
+  Args:
+    labels: 0/1 labels.
+    predictions: probabilities.
+    sample_weight: optional non-negative weights.
+    bins: the number of quantile bins (>= 1).
+
+  Returns:
+    (mean prediction, observed rate), one value per non-empty bin, in order
+    of prediction.
+
+  Raises:
+    ValueError: without predictions, or for bins < 1.
+  """
+  y, p, w = _as_arrays(labels, predictions, sample_weight)
+  if not p.size:
+    raise ValueError("reliability needs at least one prediction.")
+  if bins < 1:
+    raise ValueError(f"reliability bins must be >= 1, got {bins}.")
+  edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+  count = max(len(edges) - 1, 1)  # all predictions equal: one bin
+  which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, count - 1)
+  total = np.bincount(which, w, count)
+  keep = total > 0
+  mean_p = np.bincount(which, w * p, count)[keep] / total[keep]
+  rate = np.bincount(which, w * y, count)[keep] / total[keep]
+  return mean_p, rate
 
 
 def task_metrics(labels, predictions, sample_weight=None) -> Dict[str, float]:

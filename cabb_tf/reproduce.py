@@ -836,7 +836,12 @@ def _importance_tables(raw: Sequence[Dict[str, Any]]):
 
 
 def _hparams_config(base_dir: str) -> None:
-  """Declares the HParams view over all runs (TensorBoard on base_dir/runs)."""
+  """Declares the HParams view over all runs (TensorBoard on base_dir/runs).
+
+  A run's HParams session is its `eval/` log (`train.Writers`), which also
+  holds the test metrics: a metric's group is the session's own directory
+  (''), as TensorBoard looks a metric up in <session>/<group>.
+  """
   from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
   writer = tf.summary.create_file_writer(os.path.join(base_dir, "runs"))
   with writer.as_default():
@@ -844,7 +849,7 @@ def _hparams_config(base_dir: str) -> None:
         hparams=[hp.HParam("task"), hp.HParam("weighting_scheme"),
                  hp.HParam("lambda"), hp.HParam("task_balance"),
                  hp.HParam("bottom"), hp.HParam("seed")],
-        metrics=[hp.Metric(f"test/{tag}", group="eval",
+        metrics=[hp.Metric(f"test/{tag}", group="",
                            display_name=f"test {tag}")
                  for tag in ("caba/ne", "cabb/ne", "overall/ne", "mean/ne")])
   writer.flush()

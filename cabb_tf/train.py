@@ -10,7 +10,8 @@ finished epoch when started again with the same `base_dir`, and (with op
 determinism on) ends with the same metrics as an uninterrupted run.
 
 `base_dir` afterwards holds `config.gin`, `metrics.json`, `train/` and
-`eval/` TensorBoard logs, `checkpoints/`, `best/` and `export/`.
+`eval/` TensorBoard logs (what they hold: docs/metrics.md, "TensorBoard";
+`cabb_tf.summaries`), `checkpoints/`, `best/` and `export/`.
 """
 
 import dataclasses
@@ -34,6 +35,7 @@ from cabb_tf import files
 from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
+from cabb_tf import summaries
 from cabb_tf.data import report as report_lib
 from cabb_tf.data import truth
 from cabb_tf.datasets import click_examples
@@ -74,20 +76,55 @@ class NanLossError(FloatingPointError):
   """Raised when the training loss becomes NaN or infinite."""
 
 
-class _StopOnNan(tf.keras.callbacks.Callback):
-  """Stops training with a message naming the step of a non-finite loss."""
+class _PerStep(tf.keras.callbacks.Callback):
+  """The run's batch callback: after each train step, stops training with a
+  message naming the step of a non-finite loss and, every `every_steps`
+  steps of the run, writes the step scalars (`step_scalars`)."""
 
-  def __init__(self, step_offset: int):
+  def __init__(self, step_offset: int, writer=None, every_steps: int = 0):
+    """`step_offset`: the steps before this `fit`; `writer`: where the step
+    scalars go (with `every_steps` > 0)."""
     super().__init__()
     self._step_offset = step_offset
+    self._writer = writer
+    self._every_steps = every_steps
 
   def on_train_batch_end(self, batch, logs=None):
-    loss = (logs or {}).get("loss")
+    logs = logs or {}
+    step = self._step_offset + batch + 1
+    loss = logs.get("loss")
     if loss is not None and not math.isfinite(float(loss)):
-      step = self._step_offset + batch + 1
       raise NanLossError(
           f"training loss is {loss} at step {step}: lower the learning rate "
           "(gin: train.run.learning_rate) or check the inputs for NaNs.")
+    if self._every_steps and step % self._every_steps == 0:
+      # Every worker reads the scalars (under multi_worker reading a metric
+      # is a collective op); a worker other than the chief writes nowhere.
+      _write_scalars(self._writer, step, step_scalars(self.model))
+
+
+def step_scalars(model: conversion.ConversionModel) -> Dict[str, float]:
+  """The per-step TensorBoard scalars of a model in training.
+
+  `steps/total/loss` and `steps/<head>/loss` are Keras' running means over
+  the epoch so far, read from the model's metrics: a batch's Keras logs
+  would do under one replica, but with several they hold the sum of each
+  replica's own mean (tf-keras reduces a step's outputs by summing them).
+  The total is Eq. (6) with the compiled λ, L_CABA + λ·L_CABB.
+  `steps/lambda` is the λ in force after the step (`effective_lambda`: the
+  compiled λ, or a learned balance's w_cabb / w_caba; two-head models
+  only) and `steps/learning_rate` the optimizer's current learning rate.
+  """
+  results = {name: float(value)
+             for name, value in model.get_metrics_result().items()}
+  out = {f"steps/{tag}": value
+         for tag, value in _keras_logs(results, model.heads).items()
+         if tag.endswith("/loss")}
+  if len(model.heads) > 1:
+    out["steps/lambda"] = model.balancer.effective_lambda()
+  out["steps/learning_rate"] = float(tf.keras.backend.get_value(
+      model.optimizer.learning_rate))
+  return out
 
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
@@ -288,6 +325,27 @@ def _alpha_weights(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
   return input_pipeline.cabb_weight(arrays["y_cabb"], arrays["alpha"])
 
 
+def scored_tasks(arrays: Mapping[str, np.ndarray]
+                 ) -> Dict[str, summaries.Task]:
+  """The tasks a split is scored on (docs/metrics.md), as (labels,
+  predictions, sample weights or None).
+
+  Args:
+    arrays: `predict_arrays` of a split.
+
+  Returns:
+    {'caba': y_caba and p_caba weighted by w_caba (each click once),
+    'cabb': y_cabb and p_cabb over rows uniformly, 'cabb_alpha_weighted':
+    the same with α on positive rows (`_alpha_weights`)}.
+  """
+  return {
+      "caba": (arrays["y_caba"], arrays["p_caba"], arrays["w_caba"]),
+      "cabb": (arrays["y_cabb"], arrays["p_cabb"], None),
+      "cabb_alpha_weighted": (arrays["y_cabb"], arrays["p_cabb"],
+                              _alpha_weights(arrays)),
+  }
+
+
 def fit_recalibration(arrays: Mapping[str, np.ndarray]
                       ) -> Dict[str, calibration.PlattMap]:
   """Platt maps of `p_caba` / `p_cabb` onto each evaluated task.
@@ -296,16 +354,13 @@ def fit_recalibration(arrays: Mapping[str, np.ndarray]
     arrays: `predict_arrays` of the validation split.
 
   Returns:
-    {'caba': on y_caba weighted by w_caba, 'cabb': on y_cabb over rows
-    uniformly, 'cabb_alpha_weighted': on y_cabb with α on positive rows}.
+    A map per task of `scored_tasks`: 'caba' (on y_caba weighted by w_caba),
+    'cabb' (on y_cabb over rows uniformly) and 'cabb_alpha_weighted' (on
+    y_cabb with α on positive rows).
   """
-  return {
-      "caba": calibration.fit_platt(arrays["y_caba"], arrays["p_caba"],
-                                    arrays["w_caba"]),
-      "cabb": calibration.fit_platt(arrays["y_cabb"], arrays["p_cabb"]),
-      "cabb_alpha_weighted": calibration.fit_platt(
-          arrays["y_cabb"], arrays["p_cabb"], _alpha_weights(arrays)),
-  }
+  return {task: calibration.fit_platt(labels, predictions, weights)
+          for task, (labels, predictions, weights) in
+          scored_tasks(arrays).items()}
 
 
 def score_recalibrated(arrays: Mapping[str, np.ndarray],
@@ -566,6 +621,7 @@ def run(base_dir: str,
   own_dir = base_dir if chief else distribute.scratch_dir(base_dir,
                                                           distribution)
   balance = task_balance.config()
+  settings = summaries.config()
   _check_writable(own_dir)
   heads = input_pipeline.heads_of(task)
   set_seed(seed, deterministic)
@@ -635,13 +691,16 @@ def run(base_dir: str,
   # plain copy of the weights.
   validator = None
   if distribute.is_parameter_server(distribution):
+    if settings.every_steps:
+      logging.info("No per-step scalars under parameter_server: Keras runs "
+                   "no batch callback there (docs/distributed.md).")
     plain = factory.build_model(statistics, heads=heads,
                                 cabb_weight=cabb_weight, balance=balance)
     _compile(plain, learning_rate, optimizer)
     validator = PlainCopy(plain)
   state = RunState(model, base_dir, own_dir, distribution)
   state.resume()
-  writers = Writers.of(base_dir, chief)
+  writers = Writers.of(base_dir, chief, settings)
   if state.epoch_number == 0:
     writers.record_config(task, weighting_scheme, seed, model)
 
@@ -688,6 +747,7 @@ def run(base_dir: str,
                              gates={gate: w.tolist()
                                     for gate, w in scored.gates.items()}),
                         os.path.join(base_dir, "metrics.json"))
+  writers.record_projector(model, statistics)
   if export:
     features = data.builder.info.features
     export_model(model, task, os.path.join(base_dir, "export"), statistics,
@@ -697,6 +757,7 @@ def run(base_dir: str,
   workers = os.path.join(base_dir, "workers")
   if tf.io.gfile.isdir(workers) and not tf.io.gfile.listdir(workers):
     tf.io.gfile.rmtree(workers)
+  writers.end_session(step)
   logging.info("Test metrics: %s", json.dumps(result, indent=1))
   return result
 
@@ -846,30 +907,84 @@ class RunState:
 
 
 class Writers:
-  """The run's TensorBoard writers (`train/`, `eval/`); no-ops on a worker
-  other than the chief."""
+  """The run's TensorBoard logs (`train/`, `eval/`) and what goes into them
+  (`settings`, docs/metrics.md "TensorBoard"); no-ops on a worker other
+  than the chief."""
 
-  def __init__(self, train_writer, eval_writer):
+  def __init__(self, train_writer, eval_writer,
+               settings: summaries.Settings = summaries.Settings(),
+               eval_dir: Optional[str] = None):
+    """`eval_dir`: the `eval/` directory (None: write nothing there)."""
     self.train = train_writer
     self.eval = eval_writer
+    self.settings = settings
+    self._eval_dir = eval_dir
 
   @classmethod
-  def of(cls, base_dir: str, chief: bool) -> "Writers":
+  def of(cls, base_dir: str, chief: bool,
+         settings: summaries.Settings = summaries.Settings()) -> "Writers":
     if not chief:
       noop = tf.summary.create_noop_writer()
-      return cls(noop, noop)
+      return cls(noop, noop, settings)
+    eval_dir = os.path.join(base_dir, "eval")
     return cls(tf.summary.create_file_writer(os.path.join(base_dir, "train")),
-               tf.summary.create_file_writer(os.path.join(base_dir, "eval")))
+               tf.summary.create_file_writer(eval_dir), settings, eval_dir)
 
   def record_config(self, task: str, weighting_scheme: str, seed: int,
                     model: conversion.ConversionModel) -> None:
-    """The operative gin config and the HParams of the run, at step 0."""
+    """The operative gin config and the HParams of the run (the session's
+    start), at step 0."""
     with self.eval.as_default(step=0):
       tf.summary.text("config", tf.constant(
           "```\n" + gin.operative_config_str() + "\n```"))
-      _hparams(task, weighting_scheme, seed,
-               model.loss_weights.get("cabb", 0.0), model.balancer.method,
-               gin_utils.bound("build_model.bottom", "shared_mlp"))
+      summaries.start_session(_hparams(
+          task, weighting_scheme, seed, model.loss_weights.get("cabb", 0.0),
+          model.balancer.method,
+          gin_utils.bound("build_model.bottom", "shared_mlp")))
+
+  def record_evaluation(self, step: int,
+                        arrays: Mapping[str, np.ndarray]) -> None:
+    """The test split's PR curve and reliability diagram of each scored task
+    (`scored_tasks`) and histograms of the predictions and CABB weights
+    (`settings.evaluation`, `settings.images`).
+
+    Args:
+      step: the summaries' step.
+      arrays: `predict_arrays` of the test split.
+    """
+    if self._eval_dir is None or not self.settings.evaluation:
+      return
+    tasks = scored_tasks(arrays)
+    summaries.write_tasks(self.eval, step, "test", tasks,
+                          self.settings.images)
+    summaries.write_histograms(self.eval, step, {
+        "test/caba/predictions": arrays["p_caba"],
+        "test/cabb/predictions": arrays["p_cabb"],
+        # α of the rows it weighs (Eq. 5), and the weight of every row.
+        "test/alpha": arrays["alpha"][arrays["y_cabb"] > 0],
+        "test/w_cabb": tasks["cabb_alpha_weighted"][2],
+    })
+
+  def record_projector(self, model: tf.keras.Model,
+                       feature_statistics) -> None:
+    """The tables of `settings.projector_spaces` for the projector, with a
+    label per row (`factory.embedding_rows`), into `eval/`."""
+    if self._eval_dir is None:
+      return
+    tables = {}
+    for space in self.settings.projector_spaces:
+      rows = factory.embedding_rows(model, feature_statistics, space)
+      if rows is None:
+        logging.info("The model has no %s table: none for the projector.",
+                     space)
+        continue
+      tables[space] = rows
+    summaries.write_projector(self._eval_dir, tables)
+
+  def end_session(self, step: int) -> None:
+    """The end of the run's HParams session (status success)."""
+    if self._eval_dir is not None:
+      summaries.end_session(self.eval, step)
 
 
 class PlainCopy:
@@ -915,8 +1030,10 @@ def train_epoch(model: conversion.ConversionModel, rows: TrainingRows,
   start = time.time()
   step_offset = int(model.optimizer.iterations.numpy())
   # Keras runs no batch-level callback under parameter_server, whose steps
-  # are remote: there the epoch's loss is checked instead.
-  per_step = [] if validator else [_StopOnNan(step_offset)]
+  # are remote: there the epoch's loss is checked instead, and no per-step
+  # scalars are written.
+  per_step = [] if validator else [
+      _PerStep(step_offset, writers.train, writers.settings.every_steps)]
   history = model.fit(batches, epochs=1, verbose=0, steps_per_epoch=steps,
                       callbacks=[*per_step, *model.balancer.callbacks()])
   step = int(model.optimizer.iterations.numpy())
@@ -1003,7 +1120,9 @@ def evaluate(model: tf.keras.Model,
     predictions_path: where to save the test predictions, or None.
 
   Returns:
-    The `Evaluation`; its metrics are also written to `writers.eval`.
+    The `Evaluation`; its metrics are also written to `writers.eval`, with
+    the split's PR curves, reliability diagrams and histograms
+    (`Writers.record_evaluation`).
   """
   recalibration = fit_recalibration(
       predict_split(model, validation, id_lookups, batch_size)[0])
@@ -1029,6 +1148,7 @@ def evaluate(model: tf.keras.Model,
   _write_scalars(writers.eval, step, {
       f"gates/{gate}/expert_{i}": float(w)
       for gate, weights in gates.items() for i, w in enumerate(weights)})
+  writers.record_evaluation(step, arrays)
   return Evaluation(result, extra, recalibration, gates)
 
 
@@ -1136,9 +1256,9 @@ def _keras_logs(logs: Dict[str, float], heads) -> Dict[str, float]:
 
 
 def _hparams(task: str, weighting_scheme: str, seed: int,
-             cabb_weight: float, balance: str, bottom: str) -> None:
-  """Records the run's hyperparameters for TensorBoard's HParams view."""
-  from tensorboard.plugins.hparams import api as hp  # pylint: disable=g-import-not-at-top
-  hp.hparams({"task": task, "weighting_scheme": weighting_scheme, "seed": seed,
-              "lambda": float(cabb_weight), "task_balance": balance,
-              "bottom": bottom})
+             cabb_weight: float, balance: str, bottom: str) -> Dict[str, Any]:
+  """The run's hyperparameters for TensorBoard's HParams view (the names
+  `reproduce._hparams_config` declares)."""
+  return {"task": task, "weighting_scheme": weighting_scheme, "seed": seed,
+          "lambda": float(cabb_weight), "task_balance": balance,
+          "bottom": bottom}

@@ -21,6 +21,7 @@ from tensorflow.python.framework import config as tf_config  # pylint: disable=g
 
 from cabb_tf import distribute
 from cabb_tf import input_pipeline
+from cabb_tf.analysis import beyond
 from tests import scoring
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -213,13 +214,14 @@ class TwoWorkersTest(_TrainProcesses):
   def test_two_workers_train_as_one_process_and_only_the_chief_writes(self):
     single = self.create_tempdir().full_path
     mirrored = self.create_tempdir().full_path
-    processes = [self._train(single), self._train(
+    every_step = "--gin_bindings=summaries.every_steps = 1"
+    processes = [self._train(single, every_step), self._train(
         mirrored, "--gin_bindings=train.run.strategy = 'mirrored'")]
     for process in processes:
       out, _ = process.communicate(timeout=900)
       self.assertEqual(process.returncode, 0, out[-6000:])
     multi = self.create_tempdir().full_path
-    self._cluster(multi)
+    self._cluster(multi, every_step)
     want, got = self._metrics(single), self._metrics(multi)
     # One local replica under MirroredStrategy: the default path's numbers.
     for key in ("best_validation_loss", "caba_ne", "cabb_ne"):
@@ -233,6 +235,13 @@ class TwoWorkersTest(_TrainProcesses):
       self.assertAlmostEqual(got[key], want[key], delta=rtol * abs(want[key]),
                              msg=key)
     self.assertEqual(got["epochs"], want["epochs"])
+    # The step scalars are the chief's alone (the other worker's callback
+    # writes to no file), the single process's within the sums' order.
+    want_steps, got_steps = (
+        beyond.scalar_series(os.path.join(run, "train"), "steps/total/loss")
+        for run in (single, multi))
+    self.assertNotEmpty(want_steps)
+    np.testing.assert_allclose(got_steps, want_steps, rtol=1e-4)
     # One set of results: the worker's scratch checkpoints are gone, and no
     # temporary file is left.
     self.assertCountEqual(os.listdir(multi), os.listdir(single))
@@ -313,6 +322,15 @@ class ParameterServerTest(_TrainProcesses):
     for key in ("caba_ne", "cabb_ne", "overall_ne", "caba_auc", "cabb_auc"):
       self.assertAlmostEqual(rescored[key], metrics[key], places=5, msg=key)
     self.assertFalse(os.path.exists(os.path.join(base_dir, "workers")))
+    # No step scalars (Keras runs no batch callback here), and it says so;
+    # the epoch scalars and the test split's summaries are there.
+    self.assertIn("No per-step scalars under parameter_server", out)
+    self.assertEqual(beyond.scalar_series(os.path.join(base_dir, "train"),
+                                          "steps/total/loss"), [])
+    self.assertLen(beyond.scalar_series(os.path.join(base_dir, "train"),
+                                        "total/loss"), 2)
+    self.assertTrue(os.path.exists(os.path.join(base_dir, "eval",
+                                                "projector_config.pbtxt")))
 
 
 if __name__ == "__main__":

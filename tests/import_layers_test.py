@@ -19,7 +19,7 @@ PACKAGE_DIR = os.path.dirname(cabb_tf.__file__)
 LAYERS = (
     ("base", ("cabb_tf", "cabb_tf._keras_check", "cabb_tf.version",
               "cabb_tf.files", "cabb_tf.gin_utils", "cabb_tf.logs",
-              "cabb_tf.metrics", "cabb_tf.calibration")),
+              "cabb_tf.metrics", "cabb_tf.calibration", "cabb_tf.figures")),
     ("data", ("cabb_tf.data.",)),
     ("similarity", ("cabb_tf.similarity.",)),
     ("pipelines", ("cabb_tf.pipelines.",)),
@@ -27,7 +27,8 @@ LAYERS = (
     ("inputs", ("cabb_tf.inputs.", "cabb_tf.input_pipeline")),
     ("models", ("cabb_tf.models.",)),
     ("training", ("cabb_tf.train", "cabb_tf.train_benchmark",
-                  "cabb_tf.distribute", "cabb_tf.calibrate_signal")),
+                  "cabb_tf.distribute", "cabb_tf.calibrate_signal",
+                  "cabb_tf.summaries")),
     ("analysis", ("cabb_tf.analysis.",)),
     ("experiments", ("cabb_tf.parallel", "cabb_tf.reproduce", "cabb_tf.cli")),
 )

@@ -71,6 +71,22 @@ class NumpyMetricsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAlmostEqual(metrics.calibration([1, 0, 0, 0], [.5, .2, .2, .1]),
                            1.0)
 
+  def test_reliability_by_hand(self):
+    # Two quantile bins: {.1, .2} and {.6, .8}; weights count in both means.
+    mean_p, rate = metrics.reliability([0, 1, 1, 0], [.1, .2, .6, .8],
+                                       [1., 3., 1., 1.], bins=2)
+    np.testing.assert_allclose(mean_p, [(.1 + 3 * .2) / 4, (.6 + .8) / 2])
+    np.testing.assert_allclose(rate, [3 / 4, 1 / 2])
+    # Equal predictions are one bin; a zero-weight bin is left out.
+    mean_p, rate = metrics.reliability([1, 0, 0], [.3, .3, .3])
+    np.testing.assert_allclose(mean_p, [.3])
+    np.testing.assert_allclose(rate, [1 / 3])
+    mean_p, _ = metrics.reliability([1, 0, 1, 0], [.1, .2, .6, .8],
+                                    [0., 0., 1., 1.], bins=2)
+    np.testing.assert_allclose(mean_p, [.7])
+    with self.assertRaisesRegex(ValueError, "bins"):
+      metrics.reliability([1], [.5], bins=0)
+
 
 class StreamingNormalizedEntropyTest(tf.test.TestCase, parameterized.TestCase):
 

@@ -249,6 +249,7 @@ class TrainTest(absltest.TestCase):
         ("train.run.optimizer = 'rmsprop'", "unknown optimizer"),
         ("train.run.weighting_scheme = 'popularity'", "weighting scheme"),
         ("train.run.cabb_weight = 1e999", "cabb_weight"),  # inf
+        ("summaries.every_steps = -1", "summaries.every_steps"),
     ):
       gin.clear_config()
       gin_utils.parse(["multitask.gin"], [
@@ -372,7 +373,7 @@ class TrainTest(absltest.TestCase):
 class FailureTest(absltest.TestCase):
 
   def test_nan_loss_names_the_step(self):
-    callback = train._StopOnNan(step_offset=40)  # pylint: disable=protected-access
+    callback = train._PerStep(step_offset=40)  # pylint: disable=protected-access
     callback.on_train_batch_end(0, {"loss": 0.5})
     with self.assertRaisesRegex(train.NanLossError, "step 45"):
       callback.on_train_batch_end(4, {"loss": float("nan")})

@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
 from cabb_tf import datasets as datasets_lib  # pylint: disable=g-import-not-at-top
+from cabb_tf import figures  # pylint: disable=g-import-not-at-top
 from cabb_tf.analysis import beyond  # pylint: disable=g-import-not-at-top
 from cabb_tf.similarity import category_cf  # pylint: disable=g-import-not-at-top
 
@@ -76,7 +77,8 @@ def importance_bars(results: Dict[str, Any], path: str, n: int = 10) -> None:
 
 def calibration_curves(base_dir: str, variants: Dict[str, Any], seed: int,
                        path: str, bins: int = 10) -> None:
-  """Reliability curves (mean label vs mean prediction per prediction decile)."""
+  """Reliability curves (mean label vs mean prediction per prediction decile,
+  `figures.reliability_curve`)."""
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   for name, variant in variants.items():
     run_dir = os.path.join(base_dir, "runs", variant.key, f"seed_{seed}")
@@ -85,24 +87,11 @@ def calibration_curves(base_dir: str, variants: Dict[str, Any], seed: int,
     # p_caba / p_cabb: a baseline's one head stands for both tasks.
     for ax, head, label, weight in ((axes[0], "caba", "y_caba", "w_caba"),
                                     (axes[1], "cabb", "y_cabb", None)):
-      p = arrays[f"p_{head}"]
-      y = arrays[label]
-      w = arrays[weight] if weight else np.ones_like(y)
-      edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
-      which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0,
-                      len(edges) - 2)
-      total = np.bincount(which, w, len(edges) - 1)
-      keep = total > 0
-      mean_p = np.bincount(which, w * p, len(edges) - 1)[keep] / total[keep]
-      mean_y = np.bincount(which, w * y, len(edges) - 1)[keep] / total[keep]
-      ax.plot(mean_p, mean_y, "o-", label=name)
+      figures.reliability_curve(ax, arrays[label], arrays[f"p_{head}"],
+                                arrays[weight] if weight else None, bins,
+                                label=name)
   for ax, head in zip(axes, ("CABA", "CABB")):
-    lim = max(ax.get_xlim()[1], ax.get_ylim()[1])
-    ax.plot([0, lim], [0, lim], "k:", linewidth=1)
-    ax.set_xlabel("mean prediction")
-    ax.set_ylabel("observed rate")
-    ax.set_title(f"{head} calibration (seed {seed})")
-    ax.legend(fontsize=8)
+    figures.finish_reliability(ax, f"{head} calibration (seed {seed})")
   _save(fig, path)
 
 

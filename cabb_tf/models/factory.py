@@ -35,10 +35,11 @@ indices (`input_dtypes` reads them off a built model).
 """
 
 import os
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import gin
+import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
@@ -146,6 +147,44 @@ def _vocabulary(feature_statistics: Mapping, name: str) -> list:
   """An id feature's training vocabulary; an empty one holds a placeholder
   (StringLookup refuses an empty vocabulary)."""
   return list(feature_statistics["vocabulary"][name]) or ["<none>"]
+
+
+def row_labels(feature_statistics: Mapping, name: str) -> List[str]:
+  """A label for each row of an id feature's embedding table, in row order.
+
+  The rows `id_lookups` gives: first the OOV rows, labelled
+  `<out of vocabulary>` (one row) or `<hash bucket i>` (N hash buckets,
+  `hash_buckets`), then the vocabulary's entries. As many labels as
+  `vocabulary_size` rows.
+  """
+  oov = oov_rows(ID_SPACES[name])
+  labels = (["<out of vocabulary>"] if oov == 1 else
+            [f"<hash bucket {i}>" for i in range(oov)])
+  return labels + _vocabulary(feature_statistics, name)
+
+
+def embedding_rows(model: tf.keras.Model, feature_statistics: Mapping,
+                   space: str) -> Optional[Tuple[np.ndarray, List[str]]]:
+  """An id space's embedding table and a label per row (`row_labels`).
+
+  Args:
+    model: a model from `build_model` of `feature_statistics`.
+    feature_statistics: the training statistics.
+    space: an id space (`ID_SPACES` values), e.g. 'leaf'.
+
+  Returns:
+    (the table's weights [rows, width], the label of each row), or None
+    when the model has no table of that space (its features excluded).
+  """
+  names = [name for name, s in ID_SPACES.items()
+           if s == space and name in feature_statistics["vocabulary"]]
+  try:
+    layer = model.get_layer(f"{space}_embedding")
+  except ValueError:
+    return None
+  if not names:
+    return None
+  return layer.get_weights()[0], row_labels(feature_statistics, names[0])
 
 
 def write_vocabulary(feature_statistics: Mapping, name: str,

@@ -310,6 +310,27 @@ class HashBucketsTest(tf.test.TestCase):
     for head in ("caba", "cabb"):
       self.assertAllEqual(exported(raw)[head], model(indexed)[head])
 
+  def test_row_labels_name_the_rows_the_lookups_give(self):
+    stats = statistics()
+    model = factory.build_model(stats)
+    for space, oov in (("brand", 3), ("leaf", 1)):
+      name = f"{space}_a"
+      table, labels = factory.embedding_rows(model, stats, space)
+      self.assertLen(labels, table.shape[0])
+      self.assertEqual(table.shape[0], factory.vocabulary_size(stats, name))
+      vocabulary = stats["vocabulary"][name]
+      rows = factory.id_lookups(stats)[name](tf.constant(vocabulary)).numpy()
+      self.assertEqual([labels[r] for r in rows], vocabulary)
+      self.assertAllEqual(table, model.get_layer(
+          f"{space}_embedding").get_weights()[0])
+      hashed = [label for label in labels if label not in vocabulary]
+      self.assertEqual(hashed, ["<out of vocabulary>"] if oov == 1 else
+                       [f"<hash bucket {i}>" for i in range(oov)])
+    # No table of an excluded space.
+    self.assertIsNone(factory.embedding_rows(
+        factory.build_model(stats, excluded_features=("leaf_a",)), stats,
+        "leaf"))
+
   def test_bad_buckets_are_errors(self):
     for bad in ({"items": 4}, {"item": 0}, {"item": 2.5}):
       gin.clear_config()
