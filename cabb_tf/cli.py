@@ -6,12 +6,14 @@
     cabb-similarity  --base_dir=runs/similarity --gin_file=similarity.gin
     cabb-check-export --base_dir=runs/mt --gin_file=runs/mt/config.gin
 
-Each is the binary of the same name in a checkout's `experiments/`
-(`train.py`, `reproduce.py`, `prepare_data.py`, `build_similarity.py`,
-`check_export.py`):
-the flags `--base_dir`, `--gin_file` and `--gin_bindings`
-(`gin_utils.run_binary`). Gin files are found by name among the package's
-from any directory (`gin_utils.find_gin_file`).
+Each runs what a binary of a checkout's `experiments/` runs: `cabb-train`
+is `train.py`, `cabb-reproduce` `reproduce.py`, `cabb-prepare`
+`prepare_data.py`, `cabb-similarity` `build_similarity.py` and
+`cabb-check-export` `check_export.py`, with the same flags `--base_dir`,
+`--gin_file` and `--gin_bindings` (`gin_utils.run_binary`). A `--gin_file`
+that is not a path from the current directory is looked up among the gin
+files the package ships, so `multitask.gin` works from any directory
+(`gin_utils.find_gin_file`).
 """
 
 import cabb_tf  # pylint: disable=unused-import  (selects Keras 2 first)
