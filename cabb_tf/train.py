@@ -35,7 +35,6 @@ from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
 from cabb_tf.data import report as report_lib
-from cabb_tf.data import truth
 from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import cache as cache_lib
 from cabb_tf.inputs import weighting
@@ -264,9 +263,10 @@ def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
     batch_size: prediction batch size.
 
   Returns:
-    {`p_<head>` per head, `p_caba`, `p_cabb`, the evaluation columns,
-    `click_id`, and `relation` and `cause` on the simulator}: NumPy arrays, one value
-    per row.
+    {`p_<head>` per head, `p_caba`, `p_cabb`, the evaluation columns (with
+    the row ids), and the simulator's ground truth as codes where the split
+    has it (`input_pipeline.GROUND_TRUTH`)}: NumPy arrays, one value per
+    row.
   """
   outputs = model.predict(features, batch_size=batch_size, verbose=0)
   arrays = {f"p_{head}": value.reshape(-1) for head, value in outputs.items()}
@@ -274,12 +274,9 @@ def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
                  conversion.task_outputs(outputs).items()})
   arrays.update({key: value.numpy() for key, value in
                  input_pipeline.evaluation_columns(columns).items()})
-  arrays["click_id"] = columns["click_id"].numpy()
-  if "relation" in columns:  # the simulator's ground truth
-    arrays["relation"] = truth.relation_codes(
-        columns["relation"].numpy())
-  if "cause" in columns:  # the simulator's causal ground truth
-    arrays["cause"] = truth.cause_codes(columns["cause"].numpy())
+  for name, codes in input_pipeline.GROUND_TRUTH.items():
+    if name in columns:
+      arrays[name] = codes(columns[name].numpy())
   return arrays
 
 

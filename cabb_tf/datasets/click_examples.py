@@ -662,6 +662,26 @@ def column_dataset(builder: tfds.core.DatasetBuilder, split: str,
           .prefetch(2))
 
 
+def read_batches(builder: tfds.core.DatasetBuilder, split: str,
+                 batches: tf.data.Dataset, numpy: bool = True) -> Iterator:
+  """A dataset of a split's batches, iterated inside `reading_split`.
+
+  Args:
+    builder: the prepared builder the batches are read from.
+    split: the split they are read from.
+    batches: e.g. `column_dataset`'s, or batches made from it.
+    numpy: yield NumPy (strings as bytes); False yields the tensors.
+
+  Yields:
+    The batches.
+
+  Raises:
+    ValueError: as `reading_split`, when the split's files cannot be read.
+  """
+  with reading_split(builder, split):
+    yield from batches.as_numpy_iterator() if numpy else batches
+
+
 def read_columns(builder: tfds.core.DatasetBuilder, split: str,
                  fields: Sequence[str], keep: Optional[str] = None,
                  batch_size: int = 65_536) -> Iterator[Dict[str, np.ndarray]]:
@@ -670,9 +690,8 @@ def read_columns(builder: tfds.core.DatasetBuilder, split: str,
   Raises:
     ValueError: as `reading_split`, when the split's files cannot be read.
   """
-  dataset = column_dataset(builder, split, fields, keep, batch_size)
-  with reading_split(builder, split):
-    yield from dataset.as_numpy_iterator()
+  return read_batches(builder, split,
+                      column_dataset(builder, split, fields, keep, batch_size))
 
 
 def _write_parquet(frame: pd.DataFrame, path: epath.Path) -> None:
