@@ -593,7 +593,7 @@ def run(base_dir: str,
       task, factory.input_dtypes(model), negative_weight, id_lookups)
 
   def columns_of(split):
-    """A split in memory with its α column (computed once per split)."""
+    """A split in memory with its α column (α is looked up on every call)."""
     return input_pipeline.with_alpha(
         input_pipeline.split_columns(data, split, cache), alpha_fn)
 
@@ -606,11 +606,15 @@ def run(base_dir: str,
                       in_memory, distribution if distributed else None,
                       batch_size, shuffle_buffer, max_steps_per_epoch)
   if in_memory:
+    # Read once: the per-epoch validation loss and the final scoring.
+    validation_columns = columns_of("validation")
+
     def eval_batches(split):
       """The split in memory: one batch of every row."""
-      return [columns_of(split)]
+      return [validation_columns if split == "validation" else
+              columns_of(split)]
     validation = tf.data.Dataset.from_tensor_slices(
-        input_pipeline.prepare_columns(columns_of("validation"), example_fn)
+        input_pipeline.prepare_columns(validation_columns, example_fn)
     ).batch(eval_batch_size).cache()
   else:
     # Evaluation streams too: the splits are read a batch at a time, only
@@ -946,26 +950,35 @@ class Evaluation:
 
 def predict_split(model: tf.keras.Model,
                   batches: Iterable[Mapping[str, tf.Tensor]], id_lookups,
-                  batch_size: int) -> Tuple[Dict[str, np.ndarray],
-                                            Dict[str, np.ndarray]]:
+                  batch_size: int, split: str, with_gates: bool = True
+                  ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
   """`predict_arrays` of a split given as batches of columns (with α), and
   the mean gate weights (`experts.gate_weights`) over its rows.
 
   A split in memory is one batch; a streamed one is many, and only their
   predictions, labels and weights are kept.
 
+  Args:
+    model: the model to score.
+    batches: the split's batches of columns.
+    id_lookups: the training `factory.id_lookups`.
+    batch_size: prediction batch size.
+    split: the split's name, for messages.
+    with_gates: also average the gate weights (False: none, {}).
+
   Raises:
-    ValueError: if the split has no rows.
+    ValueError: naming the split, if it has no rows.
   """
   dtypes = factory.input_dtypes(model)
+  probe = experts.GateProbe(model) if with_gates else None
   parts, gates, rows = [], [], []
   for columns in batches:
     features = input_pipeline.model_inputs(columns, dtypes, id_lookups)
     parts.append(predict_arrays(model, features, columns, batch_size))
-    gates.append(experts.gate_weights(model, features, batch_size))
+    gates.append(probe.mean_weights(features, batch_size) if probe else {})
     rows.append(len(parts[-1]["p_caba"]))
   if not parts or not sum(rows):
-    raise ValueError("a split to score has no rows.")
+    raise ValueError(f"the {split} split has no rows to score.")
   if len(parts) == 1:
     return parts[0], gates[0]
   arrays = {key: np.concatenate([part[key] for part in parts])
@@ -1000,9 +1013,10 @@ def evaluate(model: tf.keras.Model,
   Returns:
     The `Evaluation`; its metrics are also written to `writers.eval`.
   """
-  recalibration = fit_recalibration(
-      predict_split(model, validation, id_lookups, batch_size)[0])
-  arrays, gates = predict_split(model, test, id_lookups, batch_size)
+  recalibration = fit_recalibration(predict_split(
+      model, validation, id_lookups, batch_size, "validation",
+      with_gates=False)[0])
+  arrays, gates = predict_split(model, test, id_lookups, batch_size, "test")
   result = score(arrays["y_caba"], arrays["y_cabb"], arrays["w_caba"],
                  arrays["alpha"], arrays["p_caba"], arrays["p_cabb"])
   result.update(score_recalibrated(arrays, recalibration))

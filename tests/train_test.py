@@ -20,6 +20,7 @@ from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
 from tests import scoring
+from tests.models import factory_test
 
 
 class TrainTest(absltest.TestCase):
@@ -389,6 +390,12 @@ class FailureTest(absltest.TestCase):
     callback.on_train_batch_end(0, {"loss": 0.5})
     with self.assertRaisesRegex(train.NanLossError, "step 45"):
       callback.on_train_batch_end(4, {"loss": float("nan")})
+
+  def test_a_split_without_rows_is_named(self):
+    model = factory.build_model(factory_test.statistics())
+    with self.assertRaisesRegex(ValueError,
+                                "the validation split has no rows"):
+      train.predict_split(model, [], {}, 16, "validation")
 
   def test_unknown_gin_binding_fails_at_start(self):
     gin.clear_config()
