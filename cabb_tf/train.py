@@ -7,7 +7,9 @@ with early stopping on the validation loss, evaluates the best weights on
 the test split and exports a SavedModel. Everything it needs to resume is in
 `base_dir/checkpoints`: a run that is interrupted continues from its last
 finished epoch when started again with the same `base_dir`, and (with op
-determinism on) ends with the same metrics as an uninterrupted run.
+determinism on) ends with the same metrics as an uninterrupted run, except
+under `strategy = 'parameter_server'`, whose asynchronous steps no run
+repeats (docs/distributed.md, "Parameter servers").
 
 `base_dir` afterwards holds `config.gin`, `metrics.json`, `train/` and
 `eval/` TensorBoard logs, `checkpoints/`, `best/` and `export/`.
@@ -122,9 +124,16 @@ def check_arguments(task: str, weighting_scheme: str, cabb_weight: float,
                     learning_rate: float, optimizer: str,
                     negative_weight: float,
                     shuffle_buffer: int, max_steps_per_epoch: Optional[int],
-                    eval_batch_size: int, seed: int) -> None:
+                    eval_batch_size: int, seed: int, in_memory: bool,
+                    strategy: str) -> None:
   """Checks `run`'s arguments before any work starts (one-line errors)."""
   input_pipeline.heads_of(task)
+  distribute.check_strategy(strategy)
+  if strategy == "parameter_server" and not in_memory:
+    raise ValueError(
+        "train.run.strategy = 'parameter_server' trains from memory only "
+        "(train.run.in_memory = True); stream with 'multi_worker' "
+        "(docs/distributed.md).")
   if task == "multitask":
     weighting.check_scheme(weighting_scheme)
   check_optimizer(optimizer)
@@ -541,17 +550,23 @@ def run(base_dir: str,
       passes its own and frees it).
 
   Returns:
-    The test metrics (`METRIC_KEYS`); {} on a worker other than the chief.
+    The test metrics (`METRIC_KEYS`); {} on a worker of a synchronous
+    cluster other than the chief, and when stopped by `stop_after_epochs`.
+    The worker and ps tasks of a 'parameter_server' cluster never return
+    (`distribute.serve`).
 
   Raises:
     ValueError: before any work, on an argument out of its range (sizes,
       epochs, patience and steps >= 1; learning rate > 0; negative weight and
-      λ finite and >= 0), an unknown task, scheme or optimizer, an unwritable
-      `base_dir`, or a dataset without the positives the task learns from.
+      λ finite and >= 0), an unknown task, scheme, optimizer or strategy, or
+      'parameter_server' with `in_memory = False`; before training, on an
+      unwritable `base_dir`, a cluster missing from `TF_CONFIG`, or a
+      dataset without the positives the task learns from.
   """
   check_arguments(task, weighting_scheme, cabb_weight, batch_size, max_epochs,
                   patience, learning_rate, optimizer, negative_weight,
-                  shuffle_buffer, max_steps_per_epoch, eval_batch_size, seed)
+                  shuffle_buffer, max_steps_per_epoch, eval_batch_size, seed,
+                  in_memory, strategy)
   # A parameter-server cluster's worker and ps tasks serve until stopped.
   distribute.serve(strategy)
   # First: a multi-worker strategy must exist before the TF runtime starts.
@@ -739,11 +754,7 @@ class TrainingRows:
       else:
         model.read_rows_from(input_pipeline.InMemoryRows(columns))
       return
-    if self._remote:
-      raise ValueError(
-          "train.run.strategy = 'parameter_server' trains from memory only "
-          "(train.run.in_memory = True); stream with 'multi_worker' "
-          "(docs/distributed.md).")
+    # Never under parameter_server (`check_arguments`).
     records = click_examples.serialized_records(data.builder, "train")
     if distribution is not None:
       records = distribute.with_shard_policy(

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+from unittest import mock
 
 from absl.testing import absltest
 import gin
@@ -269,8 +270,20 @@ class TrainTest(absltest.TestCase):
           "load_data.data_dir = '/nonexistent/never_built'", binding])
       with self.assertRaisesRegex(ValueError, message, msg=binding):
         train.run(os.path.join(base_dir, "run"))
+    # A parameter-server run that would stream fails before it looks for
+    # its cluster (there is none here).
+    gin.clear_config()
+    gin_utils.parse(["multitask.gin"], [
+        "load_data.data_dir = '/nonexistent/never_built'",
+        "train.run.strategy = 'parameter_server'",
+        "train.run.in_memory = False"])
+    with mock.patch.dict(os.environ):
+      os.environ.pop("TF_CONFIG", None)
+      with self.assertRaisesRegex(ValueError, "trains from memory only"):
+        train.run(os.path.join(base_dir, "run"))
     # Nothing was built or written.
     self.assertFalse(os.path.exists("/nonexistent/never_built"))
+    self.assertFalse(os.path.exists(os.path.join(base_dir, "run")))
 
   def test_unwritable_base_dir_is_one_line(self):
     parent = self.create_tempdir().full_path
