@@ -16,6 +16,7 @@ repeats (docs/distributed.md, "Parameter servers").
 """
 
 import dataclasses
+import inspect
 import json
 import math
 import os
@@ -577,9 +578,8 @@ def run(base_dir: str,
   # What every worker must write (checkpoints); only the chief's is kept.
   own_dir = base_dir if chief else distribute.scratch_dir(base_dir,
                                                           distribution)
-  balance = task_balance.config()
+  build_kwargs = model_kwargs(task, cabb_weight)
   _check_writable(own_dir)
-  heads = input_pipeline.heads_of(task)
   set_seed(seed, deterministic)
   # Only the chief builds a missing dataset; the other workers wait for it.
   data = input_pipeline.load_data(build=chief)
@@ -592,8 +592,7 @@ def run(base_dir: str,
                                        cache=cache)
 
   with distribution.scope():
-    model = factory.build_model(statistics, heads=heads,
-                                cabb_weight=cabb_weight, balance=balance)
+    model = factory.build_model(statistics, **build_kwargs)
     _compile(model, learning_rate, optimizer)
   for name, devices in distribute.split_variables(model).items():
     logging.info("%s is split in %d: %s", name, len(devices),
@@ -651,8 +650,7 @@ def run(base_dir: str,
   # plain copy of the weights.
   validator = None
   if distribute.is_parameter_server(distribution):
-    plain = factory.build_model(statistics, heads=heads,
-                                cabb_weight=cabb_weight, balance=balance)
+    plain = factory.build_model(statistics, **build_kwargs)
     _compile(plain, learning_rate, optimizer)
     validator = PlainCopy(plain)
   state = RunState(model, base_dir, own_dir, distribution)
@@ -662,18 +660,20 @@ def run(base_dir: str,
     writers.record_config(task, weighting_scheme, seed, model)
 
   epochs_this_call = 0
-  while state.should_continue(max_epochs, patience):
-    val_loss = train_epoch(model, rows, seed + state.epoch_number,
-                           validation, writers, state.epoch_number,
-                           validator)
-    state.end_epoch(val_loss)
-    epochs_this_call += 1
-    if stop_after_epochs and epochs_this_call >= stop_after_epochs:
-      logging.info("Stopping after %d epochs as asked.", epochs_this_call)
-      return {}
+  try:
+    while state.should_continue(max_epochs, patience):
+      val_loss = train_epoch(model, rows, seed + state.epoch_number,
+                             validation, writers, state.epoch_number,
+                             validator)
+      state.end_epoch(val_loss)
+      epochs_this_call += 1
+      if stop_after_epochs and epochs_this_call >= stop_after_epochs:
+        logging.info("Stopping after %d epochs as asked.", epochs_this_call)
+        return {}
+  finally:
+    if validator:
+      validator.close()
 
-  if validator:
-    validator.close()
   if not chief:
     # The chief alone scores the test split and writes the results.
     tf.io.gfile.rmtree(own_dir)
@@ -682,12 +682,13 @@ def run(base_dir: str,
     return {}
   step = int(model.optimizer.iterations.numpy())
   balancer = model.balancer
-  # Evaluation and export need no replicas and no optimizer: a plain copy
-  # of the model (the export would otherwise hold the optimizer's slots,
-  # twice the weights under Adam).
-  model = factory.build_model(statistics, heads=heads,
-                              cabb_weight=cabb_weight, balance=balance)
-  tf.train.Checkpoint(model=model).read(state.best_prefix).expect_partial()
+  # Evaluation and export need no replicas and no optimizer: the best
+  # weights in an undistributed model without one (the export would
+  # otherwise hold the optimizer's slots, twice the weights under Adam);
+  # under parameter_server, the validator's.
+  model = read_weights(
+      weights_only(validator.model) if validator else
+      factory.build_model(statistics, **build_kwargs), state.best_prefix)
   scored = evaluate(
       model, eval_batches("validation"), eval_batches("test"), id_lookups,
       task, eval_batch_size, writers, step,
@@ -886,22 +887,23 @@ class PlainCopy:
   """An undistributed model given another's current weights.
 
   Under `parameter_server` a model's steps run on the workers, and the
-  chief computes the validation loss on this copy instead (the weights go
-  through a checkpoint, which also joins a table split across ps tasks).
+  chief computes the validation loss on this copy instead. The weights go
+  through a checkpoint of the weights alone (`weights_only`, without the
+  optimizer's slots), which also joins a table split across ps tasks.
   """
 
   def __init__(self, model: conversion.ConversionModel):
     """`model`: built and compiled like the one it copies, outside any
     strategy's scope."""
-    self._model = model
+    self.model = model
     # Removed by `close`, or when the copy is garbage collected.
     self._directory = tempfile.TemporaryDirectory(prefix="cabb_plain_copy_")
 
   def of(self, model: tf.keras.Model) -> conversion.ConversionModel:
-    prefix = tf.train.Checkpoint(model=model).write(
+    """`self.model`, given `model`'s current weights."""
+    prefix = tf.train.Checkpoint(model=weights_only(model)).write(
         os.path.join(self._directory.name, "ckpt"))
-    tf.train.Checkpoint(model=self._model).read(prefix).expect_partial()
-    return self._model
+    return read_weights(self.model, prefix)
 
   def close(self) -> None:
     self._directory.cleanup()
@@ -1128,19 +1130,47 @@ def save_arrays(path: str, arrays: Dict[str, np.ndarray]) -> None:
                          for k, v in arrays.items()}, compressed=True)
 
 
+def model_kwargs(task: str, cabb_weight: float) -> Dict[str, Any]:
+  """`factory.build_model`'s arguments for a run: the heads of `task`, λ and
+  the task balance (`task_balance.config`); gin binds the rest."""
+  return dict(heads=input_pipeline.heads_of(task), cabb_weight=cabb_weight,
+              balance=task_balance.config())
+
+
+def weights_only(model: tf.keras.Model) -> tf.keras.Model:
+  """`model`'s layers and weights, without its optimizer.
+
+  A functional model of the same inputs and outputs, not compiled: its
+  checkpoint names the weights as `model`'s own does (`read_weights` reads
+  it into a model built alike), and an export of it holds them alone.
+  """
+  return tf.keras.Model(model.input, model.output, name=model.name)
+
+
+def read_weights(model: tf.keras.Model, prefix: str) -> tf.keras.Model:
+  """`model`, given the weights of the checkpoint `prefix` of a model built
+  alike: a run's `best/ckpt` (whose optimizer state is left unread) or a
+  `weights_only` one. Returns `model`."""
+  tf.train.Checkpoint(model=model).read(prefix).expect_partial()
+  return model
+
+
 def load_best_model(base_dir: str, feature_statistics,
                     task: str) -> tf.keras.Model:
-  """Rebuilds a run's model (gin as in force) with its best weights.
+  """Rebuilds a run's model with its best weights, not compiled.
 
-  Like `factory.build_model`'s, the model takes id features as row indices
-  (`factory.id_lookups` of `feature_statistics`, or `factory.string_model`
-  for raw strings).
+  The model is built as `run` builds it (`model_kwargs`), from the gin in
+  force: parse the run's `config.gin` first. Like `factory.build_model`'s,
+  it takes id features as row indices (`factory.id_lookups` of
+  `feature_statistics`, or `factory.string_model` for raw strings).
   """
-  model = factory.build_model(feature_statistics,
-                              heads=input_pipeline.heads_of(task))
-  tf.train.Checkpoint(model=model).read(
-      os.path.join(base_dir, "best", "ckpt")).expect_partial()
-  return model
+  cabb_weight = gin_utils.bound(
+      "train.run.cabb_weight",
+      inspect.signature(run).parameters["cabb_weight"].default)
+  return read_weights(
+      factory.build_model(feature_statistics,
+                          **model_kwargs(task, cabb_weight)),
+      os.path.join(base_dir, "best", "ckpt"))
 
 
 def _keras_logs(logs: Dict[str, float], heads) -> Dict[str, float]:
