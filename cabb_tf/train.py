@@ -76,6 +76,13 @@ class NanLossError(FloatingPointError):
   """Raised when the training loss becomes NaN or infinite."""
 
 
+def _nan_loss(loss, where: str) -> NanLossError:
+  """The error of a non-finite training loss `where` it happened."""
+  return NanLossError(
+      f"training loss is {loss} {where}: lower the learning rate (gin: "
+      "train.run.learning_rate) or check the inputs for NaNs.")
+
+
 class _StopOnNan(tf.keras.callbacks.Callback):
   """Stops training with a message naming the step of a non-finite loss."""
 
@@ -86,10 +93,7 @@ class _StopOnNan(tf.keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     loss = (logs or {}).get("loss")
     if loss is not None and not math.isfinite(float(loss)):
-      step = self._step_offset + batch + 1
-      raise NanLossError(
-          f"training loss is {loss} at step {step}: lower the learning rate "
-          "(gin: train.run.learning_rate) or check the inputs for NaNs.")
+      raise _nan_loss(loss, f"at step {self._step_offset + batch + 1}")
 
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
@@ -928,16 +932,15 @@ def train_epoch(model: conversion.ConversionModel, rows: TrainingRows,
   step_offset = int(model.optimizer.iterations.numpy())
   # Keras runs no batch-level callback under parameter_server, whose steps
   # are remote: there the epoch's loss is checked instead.
-  per_step = [] if validator else [_StopOnNan(step_offset)]
+  remote = distribute.is_parameter_server(model.distribute_strategy)
+  per_step = [] if remote else [_StopOnNan(step_offset)]
   history = model.fit(batches, epochs=1, verbose=0, steps_per_epoch=steps,
                       callbacks=[*per_step, *model.balancer.callbacks()])
   step = int(model.optimizer.iterations.numpy())
   logs = {k: v[-1] for k, v in history.history.items()}
-  if not math.isfinite(float(logs["loss"])):
-    raise NanLossError(
-        f"training loss is {logs['loss']} in epoch {epoch} (steps "
-        f"{step_offset + 1}–{step}): lower the learning rate (gin: "
-        "train.run.learning_rate) or check the inputs for NaNs.")
+  if remote and not math.isfinite(float(logs["loss"])):
+    raise _nan_loss(logs["loss"], f"in epoch {epoch} (steps "
+                    f"{step_offset + 1}–{step})")
   _write_scalars(writers.train, step, _keras_logs(logs, model.heads))
   _write_scalars(writers.train, step, model.balancer.summary_scalars())
   scorer = validator.of(model) if validator else model
