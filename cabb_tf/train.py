@@ -382,13 +382,6 @@ def _tag(key: str) -> str:
 FEATURE_SPEC_FILE = "feature_spec.json"
 
 
-def _example_kind(dtype: tf.DType) -> tf.DType:
-  """How a tf.train.Example holds a value of `dtype`: bytes, float or int64."""
-  if dtype == tf.string:
-    return tf.string
-  return tf.float32 if dtype.is_floating else tf.int64
-
-
 def feature_spec(model_dtypes: Mapping[str, tf.DType],
                  record_dtypes: Mapping[str, tf.DType]) -> Dict[str, Any]:
   """The export's feature spec: each input feature's dtype as the records
@@ -405,9 +398,8 @@ def feature_spec(model_dtypes: Mapping[str, tf.DType],
                   "cabb": "P(another item is bought)"},
       "features": {
           name: {"dtype": record_dtypes[name].name,
-                 "example": {tf.string: "bytes_list", tf.float32:
-                             "float_list", tf.int64: "int64_list"}[
-                                 _example_kind(record_dtypes[name])],
+                 "example": click_examples.EXAMPLE_LISTS[
+                     click_examples.example_dtype(record_dtypes[name])],
                  "model_dtype": dtype.name}
           for name, dtype in sorted(model_dtypes.items())},
   }
@@ -415,8 +407,7 @@ def feature_spec(model_dtypes: Mapping[str, tf.DType],
 
 def export_model(model: tf.keras.Model, task: str, export_dir: str,
                  feature_statistics,
-                 record_dtypes: Optional[Mapping[str, tf.DType]] = None
-                 ) -> None:
+                 record_dtypes: Mapping[str, tf.DType]) -> None:
   """Saves a SavedModel that serves the `caba` and `cabb` probabilities (a
   baseline returns its one prediction as both), each of shape [batch].
 
@@ -427,7 +418,8 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
     graph casts to the model's dtypes;
   * `from_examples`: `examples`, a 1-D string tensor of serialized
     `tf.train.Example` (TF Serving's and TFX's convention), parsed in the
-    graph.
+    graph as the training input parses records
+    (`click_examples.parse_examples`).
 
   The id vocabularies (`assets/<space>.vocab`, one entry a line) and the
   feature spec (`assets/feature_spec.json`, `feature_spec`) are asset files.
@@ -440,8 +432,12 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
     feature_statistics: the training statistics the model was built from:
       the export looks raw string ids up in their vocabularies
       (`factory.string_model`), so serving takes the records' raw features.
-    record_dtypes: the dtype of each feature in the dataset's records (None:
-      the model's own dtypes).
+    record_dtypes: the dtype of each feature in the dataset's records
+      (`builder.info.features`); it may hold more features than the model
+      takes.
+
+  Raises:
+    ValueError: naming the model's input features `record_dtypes` lacks.
   """
   tmp = export_dir + ".tmp"
   # The vocabularies become asset files of the SavedModel (`assets/`), not
@@ -449,15 +445,17 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
   assets = export_dir + ".vocabularies"
   model = factory.string_model(model, feature_statistics, assets)
   wanted = factory.input_dtypes(model)
-  stored = {name: tf.as_dtype((record_dtypes or {}).get(name, dtype))
-            for name, dtype in wanted.items()}
+  missing = sorted(set(wanted) - set(record_dtypes))
+  if missing:
+    raise ValueError(f"record_dtypes has no dtype for the model's input "
+                     f"feature(s) {missing}: pass the dtype of every feature "
+                     "the dataset's records hold.")
+  stored = {name: tf.as_dtype(record_dtypes[name]) for name in wanted}
   spec_path = os.path.join(assets, FEATURE_SPEC_FILE)
   tf.io.gfile.makedirs(assets)
   with tf.io.gfile.GFile(spec_path, "w") as f:
     f.write(json.dumps(feature_spec(wanted, stored), indent=1) + "\n")
   model.feature_spec_file = tf.saved_model.Asset(spec_path)
-  example_spec = {name: tf.io.FixedLenFeature([], _example_kind(dtype))
-                  for name, dtype in stored.items()}
 
   def probabilities(features):
     features = {name: tf.cast(value, wanted[name])
@@ -475,9 +473,7 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
                                               name="examples")])
   def from_examples(examples):
-    parsed = tf.io.parse_example(examples, example_spec)
-    return probabilities({name: tf.cast(value, stored[name])
-                          for name, value in parsed.items()})
+    return probabilities(click_examples.parse_examples(examples, stored))
 
   tf.saved_model.save(model, tmp, signatures={
       "serving_default": serve, "from_examples": from_examples})

@@ -404,6 +404,15 @@ class FailureTest(absltest.TestCase):
     with self.assertRaisesRegex(train.NanLossError, "step 45"):
       callback.on_train_batch_end(4, {"loss": float("nan")})
 
+  def test_an_export_needs_the_records_dtype_of_each_input(self):
+    model = factory.build_model(factory_test.statistics())
+    dtypes = factory.raw_features(factory_test.statistics())
+    del dtypes["hour"]
+    with self.assertRaisesRegex(ValueError, r"record_dtypes .*\['hour'\]"):
+      train.export_model(model, "multitask",
+                         os.path.join(self.create_tempdir().full_path, "e"),
+                         factory_test.statistics(), dtypes)
+
   def test_a_split_without_rows_is_named(self):
     model = factory.build_model(factory_test.statistics())
     with self.assertRaisesRegex(ValueError,

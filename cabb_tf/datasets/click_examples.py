@@ -586,14 +586,48 @@ def reading_split(builder: tfds.core.DatasetBuilder, split: str):
         "run rebuilds it.") from None
 
 
+# The list a tf.train.Example holds a value in, by the dtype it parses to
+# (`example_dtype`).
+EXAMPLE_LISTS = {tf.string: "bytes_list", tf.float32: "float_list",
+                 tf.int64: "int64_list"}
+
+
+def example_dtype(dtype: tf.DType) -> tf.DType:
+  """The dtype a tf.train.Example holds a value of `dtype` in: strings as
+  bytes, floats as float32, integers as int64 (`EXAMPLE_LISTS`)."""
+  if dtype == tf.string:
+    return tf.string
+  return tf.float32 if dtype.is_floating else tf.int64
+
+
+def example_spec(dtypes: Mapping[str, tf.DType]
+                 ) -> Dict[str, tf.io.FixedLenFeature]:
+  """`tf.io.parse_example`'s spec of one value per feature of `dtypes`."""
+  return {name: tf.io.FixedLenFeature([], example_dtype(dtype))
+          for name, dtype in dtypes.items()}
+
+
+def parse_examples(serialized: tf.Tensor, dtypes: Mapping[str, tf.DType]
+                   ) -> Dict[str, tf.Tensor]:
+  """Serialized tf.train.Example (a 1-D string tensor) → {feature: column}.
+
+  Each feature of `dtypes` is parsed (`example_spec`) and cast back to its
+  dtype, as TFDS does when it reads a record (a record's int32 count is an
+  int64 in its Example).
+  """
+  parsed = tf.io.parse_example(serialized, example_spec(dtypes))
+  return {name: tf.cast(value, dtypes[name])
+          if value.dtype != dtypes[name] else value
+          for name, value in parsed.items()}
+
+
 def record_parser(builder: tfds.core.DatasetBuilder, fields: Sequence[str],
                   keep: Optional[str] = None
                   ) -> Callable[[tf.Tensor], Dict[str, tf.Tensor]]:
   """serialized records (a 1-D string tensor) → {field: column}.
 
   Parses only `fields` (and `keep`) of a batch of records at once, with the
-  dtypes `builder.as_dataset` gives (tf.train.Example holds int64, float32
-  and bytes; TFDS casts back to the feature's dtype, and so does this).
+  dtypes `builder.as_dataset` gives (`parse_examples`).
 
   Args:
     builder: a prepared cabb_tf builder (for the features' dtypes).
@@ -602,18 +636,10 @@ def record_parser(builder: tfds.core.DatasetBuilder, fields: Sequence[str],
   """
   features = builder.info.features
   wanted = list(dict.fromkeys(list(fields) + ([keep] if keep else [])))
-  spec, dtypes = {}, {}
-  for name in wanted:
-    dtype = tf.as_dtype(features[name].tf_dtype)
-    dtypes[name] = dtype
-    serialized = (tf.string if dtype == tf.string else tf.float32
-                  if dtype.is_floating else tf.int64)
-    spec[name] = tf.io.FixedLenFeature([], serialized)
+  dtypes = {name: tf.as_dtype(features[name].tf_dtype) for name in wanted}
 
   def parse(records):
-    parsed = tf.io.parse_example(records, spec)
-    parsed = {k: tf.cast(v, dtypes[k]) if v.dtype != dtypes[k] else v
-              for k, v in parsed.items()}
+    parsed = parse_examples(records, dtypes)
     if keep:
       mask = parsed[keep] > 0
       parsed = {k: tf.boolean_mask(v, mask) for k, v in parsed.items()}
