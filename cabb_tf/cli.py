@@ -22,7 +22,8 @@ from cabb_tf import gin_utils
 
 def train() -> None:
   from cabb_tf import train as train_lib  # pylint: disable=g-import-not-at-top
-  gin_utils.run_binary(train_lib.run)
+  # train.run records config.gin itself, on the chief only.
+  gin_utils.run_binary(train_lib.run, record_config=False)
 
 
 def reproduce() -> None:
@@ -47,4 +48,5 @@ def similarity() -> None:
 
 def check_export() -> None:
   from cabb_tf.analysis import export_check  # pylint: disable=g-import-not-at-top
-  gin_utils.run_binary(export_check.run)
+  # It reads a run's directory and leaves that run's config.gin as it is.
+  gin_utils.run_binary(export_check.run, record_config=False)

@@ -573,8 +573,6 @@ def run(base_dir: str,
   # First: a multi-worker strategy must exist before the TF runtime starts.
   distribution = distribute.make_strategy(strategy)
   chief = distribute.is_chief(distribution)
-  if not chief:
-    gin_utils.disown_base_dir()
   # What every worker must write (checkpoints); only the chief's is kept.
   own_dir = base_dir if chief else distribute.scratch_dir(base_dir,
                                                           distribution)
@@ -600,7 +598,9 @@ def run(base_dir: str,
   # The model takes id features as row indices: the pipeline looks each
   # split's strings up once, not every train step.
   id_lookups = factory.id_lookups(statistics)
-  # Every configurable the run uses has been called by now.
+  # Every configurable the run uses has been called by now: the run's one
+  # config.gin (`cli.train` leaves it to the run), also there for a run
+  # that is interrupted.
   if chief:
     gin_utils.record(base_dir)
   example_fn = input_pipeline.make_example_fn(

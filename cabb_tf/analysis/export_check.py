@@ -21,7 +21,6 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import train
 from cabb_tf.data import report as report_lib
@@ -48,7 +47,6 @@ def run(base_dir: str, split: str = "test",
     {"rows", "split", "max_abs_diff": {signature: {head: value}}}, also
     written to `base_dir/export_check.json`.
   """
-  gin_utils.disown_base_dir()
   with open(os.path.join(base_dir, "metrics.json")) as f:
     task = json.load(f)["task"]
   data = input_pipeline.load_data()
