@@ -17,7 +17,6 @@ from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
 from cabb_tf import train
 from cabb_tf.analysis import export_check
-from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
 from tests import scoring
@@ -100,60 +99,49 @@ class TrainTest(absltest.TestCase):
     self.assertCountEqual(out.keys(), ["caba", "cabb"])
     self.assertEqual(out["caba"].shape, (2,))
     # It takes the records' raw features as the records hold them (ids as
-    # strings, counts as int32) and serves the trained model's
-    # probabilities: on the test rows, those the run's test metrics were
-    # computed from.
-    data = input_pipeline.load_data()
+    # strings, counts as int32).
     statistics = data.feature_statistics
     stored = {name: tf.as_dtype(data.builder.info.features[name].tf_dtype)
               for name in inputs}
     self.assertEqual({n: s.dtype for n, s in inputs.items()}, stored)
     self.assertEqual(inputs["leaf_a"].dtype, tf.string)
     self.assertEqual(inputs["u_item_clicks"].dtype, tf.int32)
-    test = input_pipeline.split_columns(data, "test")
-    served = serve(**{name: test[name] for name in inputs})
-    # The same rows as serialized tf.train.Example, as the records are
-    # stored, through `from_examples`.
-    examples = tf.concat(list(click_examples.serialized_records(
-        data.builder, "test").batch(100_000)), axis=0)
-    from_examples = loaded.signatures["from_examples"](examples=examples)
     # The feature spec travels with the model.
     with open(os.path.join(full_dir, "export", "assets",
-                           "feature_spec.json")) as f:
+                           train.FEATURE_SPEC_FILE)) as f:
       spec = json.load(f)
     self.assertEqual({n: v["dtype"] for n, v in spec["features"].items()},
                      {n: d.name for n, d in stored.items()})
     self.assertEqual(spec["features"]["u_item_clicks"]["example"],
                      "int64_list")
+    # It holds the model's weights and nothing else: no optimizer state,
+    # which Keras saves under .../optimizer/... of a compiled model.
+    variables = tf.train.list_variables(os.path.join(
+        full_dir, "export", "variables", "variables"))
+    self.assertEqual([name for name, _ in variables if "optimizer" in name],
+                     [])
     model = train.load_best_model(full_dir, statistics, "multitask")
-    # It holds the model's weights and nothing else (no optimizer slots).
-    saved = [np.prod(shape, dtype=np.int64) for name, shape in
-             tf.train.list_variables(os.path.join(full_dir, "export",
-                                                  "variables", "variables"))
-             if name.startswith("variables/")]
-    self.assertEqual(sum(saved), sum(int(np.prod(w.shape))
-                                     for w in model.weights))
-    predicted = model.predict(input_pipeline.model_inputs(
-        test, factory.input_dtypes(model), factory.id_lookups(statistics)),
-                              batch_size=4096, verbose=0)
-    for head in ("caba", "cabb"):
-      for signature in (served, from_examples):
-        np.testing.assert_allclose(signature[head].numpy(),
-                                   predicted[head].reshape(-1), rtol=1e-6,
-                                   atol=1e-7)
-    # α-free metrics only: the rescored split has α = 1.
-    rescored = scoring.rescore(test, served)
-    for key in ("caba_ne", "cabb_ne", "overall_ne", "caba_auc", "cabb_auc"):
-      self.assertAlmostEqual(rescored[key], full[key], places=5, msg=key)
-
-    # The skew check (experiments/check_export.py) measures the same.
+    self.assertEqual(
+        sum(np.prod(shape, dtype=np.int64) for name, shape in variables
+            if name.startswith("variables/")),
+        sum(int(np.prod(w.shape)) for w in model.weights))
+    # Both signatures serve the trained model's probabilities on every test
+    # row: the skew check (experiments/check_export.py).
     check = export_check.run(full_dir)
+    test = input_pipeline.split_columns(data, "test")
     self.assertEqual(check["rows"], len(test["y_caba"]))
     for signature in ("serving_default", "from_examples"):
       for head in ("caba", "cabb"):
-        self.assertLessEqual(check["max_abs_diff"][signature][head], 1e-6)
-    with open(os.path.join(full_dir, "export_check.json")) as f:
+        self.assertLessEqual(check["max_abs_diff"][signature][head], 1e-6,
+                             f"{signature} {head}")
+    with open(os.path.join(full_dir, export_check.RESULT_FILE)) as f:
       self.assertEqual(json.load(f), check)
+    # So the served probabilities give the run's test metrics (α-free ones
+    # only: the rescored split has α = 1).
+    rescored = scoring.rescore(test, serve(**{name: test[name]
+                                              for name in inputs}))
+    for key in ("caba_ne", "cabb_ne", "overall_ne", "caba_auc", "cabb_auc"):
+      self.assertAlmostEqual(rescored[key], full[key], places=5, msg=key)
 
     # Interrupted after one epoch, then resumed: the same final metrics.
     resumed_dir = self.create_tempdir().full_path
@@ -162,6 +150,11 @@ class TrainTest(absltest.TestCase):
     self.assertEqual(partial, {})
     self.assertFalse(os.path.exists(os.path.join(resumed_dir,
                                                  "metrics.json")))
+    # An unfinished run has no export to check, and the check says so.
+    with self.assertRaisesRegex(
+        ValueError, f"{resumed_dir} is not a run .* no metrics.json .* no "
+        "export/saved_model.pb"):
+      export_check.run(resumed_dir)
     resumed = self._run(resumed_dir, "multitask.gin")
     for key in train.METRIC_KEYS:
       self.assertAlmostEqual(resumed[key], full[key], places=6, msg=key)
