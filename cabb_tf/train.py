@@ -15,15 +15,17 @@ repeats (docs/distributed.md, "Parameter servers").
 `eval/` TensorBoard logs, `checkpoints/`, `best/` and `export/`.
 """
 
+import contextlib
 import dataclasses
+import functools
 import inspect
 import json
 import math
 import os
 import tempfile
 import time
-from typing import (Any, Callable, Dict, Iterable, Mapping, Optional,
-                    Tuple)
+from typing import (Any, Callable, ContextManager, Dict, Iterable, Mapping,
+                    Optional, Tuple)
 
 from absl import logging
 import gin
@@ -630,6 +632,7 @@ def run(base_dir: str,
     validation = tf.data.Dataset.from_tensor_slices(
         input_pipeline.prepare_columns(validation_columns, example_fn)
     ).batch(eval_batch_size).cache()
+    reading_validation = contextlib.nullcontext  # read already
   else:
     # Evaluation streams too: the splits are read a batch at a time, only
     # the fields scoring uses, and never held whole.
@@ -642,6 +645,9 @@ def run(base_dir: str,
                                            alpha_fn, eval_batch_size)
     validation = input_pipeline.split_batches(
         data, "validation", fields, alpha_fn, eval_batch_size).map(example_fn)
+    # Each epoch reads it again: a damaged file is a clear error.
+    reading_validation = functools.partial(click_examples.reading_split,
+                                           data.builder, "validation")
     if distributed:
       validation = distribute.with_shard_policy(
           validation, len(data.builder.info.splits["validation"].filepaths),
@@ -664,7 +670,7 @@ def run(base_dir: str,
     while state.should_continue(max_epochs, patience):
       val_loss = train_epoch(model, rows, seed + state.epoch_number,
                              validation, writers, state.epoch_number,
-                             validator)
+                             validator, reading_validation)
       state.end_epoch(val_loss)
       epochs_this_call += 1
       if stop_after_epochs and epochs_this_call >= stop_after_epochs:
@@ -911,11 +917,15 @@ class PlainCopy:
 
 def train_epoch(model: conversion.ConversionModel, rows: TrainingRows,
                 seed: int, validation: tf.data.Dataset, writers: Writers,
-                epoch: int, validator: Optional[PlainCopy] = None) -> float:
+                epoch: int, validator: Optional[PlainCopy] = None,
+                reading_validation: Callable[[], ContextManager] = (
+                    contextlib.nullcontext)) -> float:
   """One epoch of training, then the validation loss (logged and written).
 
   `validator`: where the validation loss is computed when it cannot be on
-  `model` itself (`parameter_server`).
+  `model` itself (`parameter_server`). `reading_validation`: the context
+  the validation split is read in (`click_examples.reading_split` when it
+  streams).
 
   Returns:
     The validation loss.
@@ -940,7 +950,8 @@ def train_epoch(model: conversion.ConversionModel, rows: TrainingRows,
   _write_scalars(writers.train, step, _keras_logs(logs, model.heads))
   _write_scalars(writers.train, step, model.balancer.summary_scalars())
   scorer = validator.of(model) if validator else model
-  val_logs = scorer.evaluate(validation, verbose=0, return_dict=True)
+  with reading_validation():
+    val_logs = scorer.evaluate(validation, verbose=0, return_dict=True)
   _write_scalars(writers.eval, step, _keras_logs(val_logs, model.heads))
   val_loss = float(val_logs["loss"])
   logging.info("epoch %d: train loss %.5f, validation loss %.5f (%.1fs)",

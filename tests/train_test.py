@@ -1,5 +1,6 @@
 """End-to-end tests of training: outputs, baselines, resumption, failures."""
 
+import glob
 import json
 import math
 import os
@@ -245,6 +246,22 @@ class TrainTest(absltest.TestCase):
     losses = [model.evaluate(dataset, verbose=0, return_dict=True)["loss"]
               for dataset in (held, streamed_validation)]
     self.assertAlmostEqual(losses[1], losses[0], places=6)
+
+  def test_a_damaged_validation_split_is_named_while_streaming(self):
+    data_dir = self.create_tempdir().full_path
+    data = input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
+    shard = sorted(glob.glob(os.path.join(str(data.builder.data_path),
+                                          "*-validation.tfrecord*")))[0]
+    with open(shard, "r+b") as f:
+      f.seek(40)
+      f.write(b"\xff" * 16)
+    # The per-epoch validation loss reads it first (no α to look up).
+    with self.assertRaisesRegex(
+        ValueError, "validation split of cabb_synthetic/tiny.* cannot be read "
+        r"\(corrupted record at \d+\).*damaged"):
+      self._run(self.create_tempdir().full_path, "caba_only.gin", bindings=[
+          f"load_data.data_dir = '{data_dir}'", "train.run.max_epochs = 1",
+          "train.run.in_memory = False"])
 
   def test_bad_arguments_fail_before_any_work(self):
     base_dir = self.create_tempdir().full_path

@@ -581,9 +581,25 @@ def reading_split(builder: tfds.core.DatasetBuilder, split: str):
           tf.errors.NotFoundError) as e:
     raise ValueError(
         f"the {split} split of {builder.info.full_name} cannot be read "
-        f"({str(e.message).splitlines()[0]}): the build in "
-        f"{builder.data_path} is damaged; delete that directory and the next "
-        "run rebuilds it.") from None
+        f"({_cause(str(e.message))}): the build in {builder.data_path} is "
+        "damaged; delete that directory and the next run rebuilds it."
+    ) from None
+
+
+def _cause(message: str) -> str:
+  """What failed, in one line of a TensorFlow error's message.
+
+  Its first line, except for an error of a graph function (a Keras step
+  reading a dataset), whose message first says so and where the node was
+  defined, then names the failure in the last unindented line.
+  """
+  lines = [line for line in message.splitlines() if line.strip()]
+  if lines and lines[0].startswith("Graph execution error"):
+    causes = [line for line in lines[1:] if not line.startswith(
+        (" ", "\t", "Detected at node"))]
+    if causes:
+      return causes[-1]
+  return lines[0] if lines else message
 
 
 # The list a tf.train.Example holds a value in, by the dtype it parses to
