@@ -59,8 +59,9 @@ setuptools.setup(
     long_description=(_HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="Apache 2.0",
-    # TensorFlow 2.21 has wheels for Python 3.10-3.13; the package is
-    # tested on 3.11 (CI) and 3.12 (a fresh non-editable install).
+    # TensorFlow 2.21 has wheels for Python 3.10-3.13. Tests run on 3.11 (CI)
+    # and 3.12 (tests/install_test.py); 3.13 is allowed and was tried by
+    # hand, untested (README.md, "Python versions").
     python_requires=">=3.11,<3.14",
     packages=setuptools.find_packages(include=["cabb_tf", "cabb_tf.*"]),
     # The gin files ship in the package (cabb_tf.gin_utils.GIN_DIR; a

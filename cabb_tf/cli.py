@@ -6,12 +6,14 @@
     cabb-similarity  --base_dir=runs/similarity --gin_file=similarity.gin
     cabb-check-export --base_dir=runs/mt --gin_file=runs/mt/config.gin
 
-Each is the binary of the same name in a checkout's `experiments/`
-(`train.py`, `reproduce.py`, `prepare_data.py`, `build_similarity.py`,
-`check_export.py`):
-the flags `--base_dir`, `--gin_file` and `--gin_bindings`
-(`gin_utils.run_binary`). Gin files are found by name among the package's
-from any directory (`gin_utils.find_gin_file`).
+Each runs what a binary of a checkout's `experiments/` runs: `cabb-train`
+is `train.py`, `cabb-reproduce` `reproduce.py`, `cabb-prepare`
+`prepare_data.py`, `cabb-similarity` `build_similarity.py` and
+`cabb-check-export` `check_export.py`, with the same flags `--base_dir`,
+`--gin_file` and `--gin_bindings` (`gin_utils.run_binary`). A `--gin_file`
+that is not a path from the current directory is looked up among the gin
+files the package ships, so `multitask.gin` works from any directory
+(`gin_utils.find_gin_file`).
 """
 
 import cabb_tf  # pylint: disable=unused-import  (selects Keras 2 first)
@@ -20,7 +22,8 @@ from cabb_tf import gin_utils
 
 def train() -> None:
   from cabb_tf import train as train_lib  # pylint: disable=g-import-not-at-top
-  gin_utils.run_binary(train_lib.run)
+  # train.run records config.gin itself, on the chief only.
+  gin_utils.run_binary(train_lib.run, record_config=False)
 
 
 def reproduce() -> None:
@@ -48,4 +51,5 @@ def similarity() -> None:
 
 def check_export() -> None:
   from cabb_tf.analysis import export_check  # pylint: disable=g-import-not-at-top
-  gin_utils.run_binary(export_check.run)
+  # It reads a run's directory and leaves that run's config.gin as it is.
+  gin_utils.run_binary(export_check.run, record_config=False)

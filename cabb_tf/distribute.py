@@ -93,14 +93,16 @@ def _tf_config(name: str) -> Dict:
   config = json.loads(os.environ.get("TF_CONFIG") or "{}")
   cluster = config.get("cluster", {})
   if name == "parameter_server":
-    if not (cluster.get("chief") and cluster.get("worker") and
-            cluster.get("ps")):
+    missing = [task for task in ("chief", "worker", "ps")
+               if not cluster.get(task)]
+    if missing:
       raise ValueError(
           "train.run.strategy = 'parameter_server' needs a cluster of a "
-          "chief, workers and ps tasks in the TF_CONFIG environment variable "
-          "(TF_CONFIG = {\"cluster\": {\"chief\": [\"host:port\"], "
-          "\"worker\": [...], \"ps\": [...]}, \"task\": {\"type\": "
-          "\"chief\", \"index\": 0}}); docs/distributed.md.")
+          "chief, workers and ps tasks in the TF_CONFIG environment variable, "
+          f"and its cluster has no {' and no '.join(missing)} (TF_CONFIG = "
+          "{\"cluster\": {\"chief\": [\"host:port\"], \"worker\": [...], "
+          "\"ps\": [...]}, \"task\": {\"type\": \"chief\", \"index\": "
+          "0}}); docs/distributed.md.")
   elif not cluster.get("worker") and not cluster.get("chief"):
     raise ValueError(
         "train.run.strategy = 'multi_worker' needs the cluster in the "
@@ -133,6 +135,10 @@ def serve(name: str) -> None:
   A server task executes the steps (worker) or holds the variables (ps)
   that the chief sends it. It never returns: the job ends when its launcher
   stops it, after the chief has finished (docs/distributed.md).
+
+  Raises:
+    ValueError: under 'parameter_server', when `TF_CONFIG` lacks the
+      cluster's chief, workers or ps tasks (naming which) or this task.
   """
   if name != "parameter_server":
     return

@@ -27,13 +27,16 @@ import gin
 from gin import config_parser
 
 from cabb_tf import logs
+from cabb_tf import version
 
 
+# The directory of the cabb_tf package that runs (`run_binary` logs it).
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parent
 # The package's gin files; they include each other relative to this
 # directory (`include 'datasets/synthetic.gin'`). They ship inside the
 # package, so an installed cabb_tf finds them by name from any directory;
 # `gin/` of a checkout links here.
-GIN_DIR = pathlib.Path(__file__).resolve().parent / "configs"
+GIN_DIR = PACKAGE_DIR / "configs"
 
 
 class _GinLookupNoise(std_logging.Filter):
@@ -346,35 +349,26 @@ def write_text_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-
-
-# Whether this process writes its binary's --base_dir (`disown_base_dir`).
-_owns_base_dir = True
-
-
-def disown_base_dir() -> None:
-  """Tells `run_binary` that another process writes this run's `--base_dir`
-  (a worker of a cluster other than the chief): the operative config is then
-  logged, not written."""
-  global _owns_base_dir
-  _owns_base_dir = False
-
-
-def run_binary(entry: Callable[[str], Any],
+def run_binary(entry: Callable[[str], Any], record_config: bool = True,
                default_verbosity: Optional[int] = None) -> None:
   """The `main` of every experiment binary.
 
   Defines the only three flags a binary has (`--base_dir`, `--gin_file`,
-  `--gin_bindings`), parses gin with unknown names as errors, calls
-  `entry(base_dir)` — one gin-configurable library function — writes
-  the operative config to `base_dir/config.gin` and warns about the bindings
-  the run never read (`report_unused_bindings`).
+  `--gin_bindings`), logs which cabb_tf runs (its version and directory),
+  parses gin with unknown names as errors, calls `entry(base_dir)` — one
+  gin-configurable library function — writes the operative config to
+  `base_dir/config.gin` (`record`) and warns about the bindings the run
+  never read (`report_unused_bindings`).
 
   Other libraries' log lines below ERROR, TensorFlow's C++ log and TFDS'
   progress bars are shown from `--verbosity=1` only (`logs`).
 
   Args:
     entry: the library function to call with the base directory.
+    record_config: write `config.gin`; False for an entry that records it
+      itself (`train.run`, whose chief alone writes `base_dir`) or that
+      reads another run's directory and must leave it as it is
+      (`analysis.export_check.run`).
     default_verbosity: absl's `--verbosity` when the command line gives none
       (None: absl's INFO).
   """
@@ -391,12 +385,11 @@ def run_binary(entry: Callable[[str], Any],
     if default_verbosity is not None and not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(default_verbosity)
     logs.quiet_libraries(logging.get_verbosity())
+    logging.info("cabb_tf %s from %s", version.__version__, PACKAGE_DIR)
     parse(gin_files.value, gin_bindings.value)
     entry(base_dir.value)
-    if _owns_base_dir:
+    if record_config:
       record(base_dir.value)
-    else:
-      logging.info("Operative gin config:\n%s", gin.operative_config_str())
     try:
       report_unused_bindings()
     except Exception as e:  # pylint: disable=broad-except

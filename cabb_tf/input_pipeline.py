@@ -20,8 +20,8 @@ Tasks (`TASKS`):
 import dataclasses
 import functools
 import time
-from typing import (Any, Callable, Dict, Iterator, Mapping, Optional,
-                    Sequence, Tuple)
+from typing import (Any, Callable, Dict, Iterable, Iterator, Mapping,
+                    Optional, Sequence, Tuple)
 
 from absl import logging
 import gin
@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from cabb_tf import datasets  # pylint: disable=unused-import  (registers builders)
+from cabb_tf.data import truth
 from cabb_tf.datasets import click_examples
 from cabb_tf.datasets import locking
 from cabb_tf.inputs import cache as cache_lib
@@ -314,11 +315,13 @@ def make_example_fn(task: str, feature_dtypes: Mapping[str, tf.DType],
   return example
 
 
-# The record fields an evaluation reads besides the model's inputs and α
-# (`evaluation_columns`, the row ids, and the simulator's ground truth when
-# the dataset has it).
-EVALUATION_FIELDS = (*EXAMPLE_FIELDS, "session_id", "click_id", "relation",
-                     "cause")
+# The record fields scoring reads besides the model's inputs, the labels and
+# weights (`EXAMPLE_FIELDS`) and α: the rows' ids, which `evaluation_columns`
+# passes on as they are, and the simulator's ground truth, which the datasets
+# that have it hold as strings and scoring keeps as codes
+# (`cabb_tf.data.truth`).
+ROW_IDS = ("session_id", "click_id")
+GROUND_TRUTH = {"relation": truth.relation_codes, "cause": truth.cause_codes}
 
 
 def evaluation_fields(data: "Data", feature_dtypes: Mapping[str, tf.DType],
@@ -326,8 +329,8 @@ def evaluation_fields(data: "Data", feature_dtypes: Mapping[str, tf.DType],
   """The record fields of `data` that scoring a split reads."""
   present = data.builder.info.features
   return tuple(dict.fromkeys([
-      *example_fields(feature_dtypes, alpha_fields),
-      *(name for name in EVALUATION_FIELDS if name in present)]))
+      *example_fields(feature_dtypes, alpha_fields), *ROW_IDS,
+      *(name for name in GROUND_TRUTH if name in present)]))
 
 
 def split_batches(data: "Data", split: str, fields: Sequence[str],
@@ -336,44 +339,39 @@ def split_batches(data: "Data", split: str, fields: Sequence[str],
   """A split's rows in file order as batches of columns, with α.
 
   The streaming path's evaluation: only `fields` are parsed, a batch of
-  serialized records at a time, and no more than a few batches are held.
-  The batches are those of the in-memory split (`split_columns`) cut every
-  `batch_size` rows.
+  serialized records at a time (`click_examples.column_dataset`), and no
+  more than a few batches are held. The batches are those of the in-memory
+  split (`split_columns`) cut every `batch_size` rows.
   """
-  parse = click_examples.record_parser(data.builder, fields)
-  return click_examples.serialized_records(data.builder, split).batch(
-      batch_size).map(lambda serialized: with_alpha(parse(serialized),
-                                                    alpha_fn),
-                      num_parallel_calls=tf.data.AUTOTUNE,
-                      deterministic=True).prefetch(2)
+  return click_examples.column_dataset(
+      data.builder, split, fields, batch_size=batch_size).map(
+          lambda columns: with_alpha(columns, alpha_fn),
+          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def stream_columns(data: "Data", split: str, fields: Sequence[str],
                    alpha_fn: Optional[AlphaFn],
                    batch_size: int) -> Iterator[Dict[str, tf.Tensor]]:
-  """`split_batches`, iterated.
+  """`split_batches`, iterated (`click_examples.read_batches`).
 
   Raises:
     ValueError: as `click_examples.reading_split`, when the split's files
       cannot be read.
   """
-  batches = split_batches(data, split, fields, alpha_fn, batch_size)
-  with click_examples.reading_split(data.builder, split):
-    yield from batches
+  return click_examples.read_batches(
+      data.builder, split,
+      split_batches(data, split, fields, alpha_fn, batch_size), numpy=False)
 
 
 def evaluation_columns(record: Mapping[str, tf.Tensor]
                        ) -> Dict[str, tf.Tensor]:
   """Labels, weights and α (the `with_alpha` column) every evaluation
-  needs, whatever the task."""
-  return {
-      "y_caba": tf.cast(record["y_caba"], tf.float32),
-      "y_cabb": tf.cast(record["y_cabb"], tf.float32),
-      "y_last_click": tf.cast(record["y_last_click"], tf.float32),
-      "w_caba": tf.cast(record["w_caba"], tf.float32),
-      ALPHA: _alpha_column(record),
-      "session_id": record["session_id"],
-  }
+  needs, whatever the task, as float32, and the rows' ids (`ROW_IDS`)."""
+  columns = {name: tf.cast(record[name], tf.float32)
+             for name in EXAMPLE_FIELDS}
+  columns[ALPHA] = _alpha_column(record)
+  columns.update({name: record[name] for name in ROW_IDS})
+  return columns
 
 
 def split_columns(data: "Data", split: str,
@@ -397,10 +395,10 @@ def split_columns(data: "Data", split: str,
   def read():
     # Only the parse of whole batches of serialized records: much faster
     # than decoding `as_dataset`'s records one at a time.
-    batches = click_examples.column_dataset(
-        data.builder, split, list(data.builder.info.features))
-    with click_examples.reading_split(data.builder, split):
-      return _concat(batches)
+    return _concat(click_examples.read_batches(
+        data.builder, split, click_examples.column_dataset(
+            data.builder, split, list(data.builder.info.features)),
+        numpy=False))
 
   cache = cache or cache_lib.default()
   return cache.column_split((str(data.builder.data_path), split), read)
@@ -432,8 +430,9 @@ def stream_batches(records: tf.data.Dataset, parse, example_fn,
               num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _concat(batches: tf.data.Dataset) -> Dict[str, tf.Tensor]:
-  """One tensor per field from a dataset of column batches."""
+def _concat(batches: Iterable[Mapping[str, tf.Tensor]]
+            ) -> Dict[str, tf.Tensor]:
+  """One tensor per field from column batches."""
   parts: Dict[str, list] = {}
   for batch in batches:
     for key, value in batch.items():

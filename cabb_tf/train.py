@@ -7,21 +7,26 @@ with early stopping on the validation loss, evaluates the best weights on
 the test split and exports a SavedModel. Everything it needs to resume is in
 `base_dir/checkpoints`: a run that is interrupted continues from its last
 finished epoch when started again with the same `base_dir`, and (with op
-determinism on) ends with the same metrics as an uninterrupted run.
+determinism on) ends with the same metrics as an uninterrupted run, except
+under `strategy = 'parameter_server'`, whose asynchronous steps no run
+repeats (docs/distributed.md, "Parameter servers").
 
 `base_dir` afterwards holds `config.gin`, `metrics.json`, `train/` and
 `eval/` TensorBoard logs (what they hold: docs/metrics.md, "TensorBoard";
 `cabb_tf.summaries`), `checkpoints/`, `best/` and `export/`.
 """
 
+import contextlib
 import dataclasses
+import functools
+import inspect
 import json
 import math
 import os
 import tempfile
 import time
-from typing import (Any, Callable, Dict, Iterable, Mapping, Optional,
-                    Tuple)
+from typing import (Any, Callable, ContextManager, Dict, Iterable, Mapping,
+                    Optional, Tuple)
 
 from absl import logging
 import gin
@@ -37,7 +42,6 @@ from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
 from cabb_tf import summaries
 from cabb_tf.data import report as report_lib
-from cabb_tf.data import truth
 from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import cache as cache_lib
 from cabb_tf.inputs import weighting
@@ -76,6 +80,13 @@ class NanLossError(FloatingPointError):
   """Raised when the training loss becomes NaN or infinite."""
 
 
+def _nan_loss(loss, where: str) -> NanLossError:
+  """The error of a non-finite training loss `where` it happened."""
+  return NanLossError(
+      f"training loss is {loss} {where}: lower the learning rate (gin: "
+      "train.run.learning_rate) or check the inputs for NaNs.")
+
+
 class _PerStep(tf.keras.callbacks.Callback):
   """The run's batch callback: after each train step, stops training with a
   message naming the step of a non-finite loss and, every `every_steps`
@@ -94,9 +105,7 @@ class _PerStep(tf.keras.callbacks.Callback):
     step = self._step_offset + batch + 1
     loss = logs.get("loss")
     if loss is not None and not math.isfinite(float(loss)):
-      raise NanLossError(
-          f"training loss is {loss} at step {step}: lower the learning rate "
-          "(gin: train.run.learning_rate) or check the inputs for NaNs.")
+      raise _nan_loss(loss, f"at step {step}")
     if self._every_steps and step % self._every_steps == 0:
       # Every worker reads the scalars (under multi_worker reading a metric
       # is a collective op); a worker other than the chief writes nowhere.
@@ -160,9 +169,16 @@ def check_arguments(task: str, weighting_scheme: str, cabb_weight: float,
                     learning_rate: float, optimizer: str,
                     negative_weight: float,
                     shuffle_buffer: int, max_steps_per_epoch: Optional[int],
-                    eval_batch_size: int, seed: int) -> None:
+                    eval_batch_size: int, seed: int, in_memory: bool,
+                    strategy: str) -> None:
   """Checks `run`'s arguments before any work starts (one-line errors)."""
   input_pipeline.heads_of(task)
+  distribute.check_strategy(strategy)
+  if strategy == "parameter_server" and not in_memory:
+    raise ValueError(
+        "train.run.strategy = 'parameter_server' trains from memory only "
+        "(train.run.in_memory = True); stream with 'multi_worker' "
+        "(docs/distributed.md).")
   if task == "multitask":
     weighting.check_scheme(weighting_scheme)
   check_optimizer(optimizer)
@@ -301,9 +317,10 @@ def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
     batch_size: prediction batch size.
 
   Returns:
-    {`p_<head>` per head, `p_caba`, `p_cabb`, the evaluation columns,
-    `click_id`, and `relation` and `cause` on the simulator}: NumPy arrays, one value
-    per row.
+    {`p_<head>` per head, `p_caba`, `p_cabb`, the evaluation columns (with
+    the row ids), and the simulator's ground truth as codes where the split
+    has it (`input_pipeline.GROUND_TRUTH`)}: NumPy arrays, one value per
+    row.
   """
   outputs = model.predict(features, batch_size=batch_size, verbose=0)
   arrays = {f"p_{head}": value.reshape(-1) for head, value in outputs.items()}
@@ -311,12 +328,9 @@ def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
                  conversion.task_outputs(outputs).items()})
   arrays.update({key: value.numpy() for key, value in
                  input_pipeline.evaluation_columns(columns).items()})
-  arrays["click_id"] = columns["click_id"].numpy()
-  if "relation" in columns:  # the simulator's ground truth
-    arrays["relation"] = truth.relation_codes(
-        columns["relation"].numpy())
-  if "cause" in columns:  # the simulator's causal ground truth
-    arrays["cause"] = truth.cause_codes(columns["cause"].numpy())
+  for name, codes in input_pipeline.GROUND_TRUTH.items():
+    if name in columns:
+      arrays[name] = codes(columns[name].numpy())
   return arrays
 
 
@@ -426,13 +440,6 @@ def _tag(key: str) -> str:
 FEATURE_SPEC_FILE = "feature_spec.json"
 
 
-def _example_kind(dtype: tf.DType) -> tf.DType:
-  """How a tf.train.Example holds a value of `dtype`: bytes, float or int64."""
-  if dtype == tf.string:
-    return tf.string
-  return tf.float32 if dtype.is_floating else tf.int64
-
-
 def feature_spec(model_dtypes: Mapping[str, tf.DType],
                  record_dtypes: Mapping[str, tf.DType]) -> Dict[str, Any]:
   """The export's feature spec: each input feature's dtype as the records
@@ -449,9 +456,8 @@ def feature_spec(model_dtypes: Mapping[str, tf.DType],
                   "cabb": "P(another item is bought)"},
       "features": {
           name: {"dtype": record_dtypes[name].name,
-                 "example": {tf.string: "bytes_list", tf.float32:
-                             "float_list", tf.int64: "int64_list"}[
-                                 _example_kind(record_dtypes[name])],
+                 "example": click_examples.EXAMPLE_LISTS[
+                     click_examples.example_dtype(record_dtypes[name])],
                  "model_dtype": dtype.name}
           for name, dtype in sorted(model_dtypes.items())},
   }
@@ -459,8 +465,7 @@ def feature_spec(model_dtypes: Mapping[str, tf.DType],
 
 def export_model(model: tf.keras.Model, task: str, export_dir: str,
                  feature_statistics,
-                 record_dtypes: Optional[Mapping[str, tf.DType]] = None
-                 ) -> None:
+                 record_dtypes: Mapping[str, tf.DType]) -> None:
   """Saves a SavedModel that serves the `caba` and `cabb` probabilities (a
   baseline returns its one prediction as both), each of shape [batch].
 
@@ -471,7 +476,8 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
     graph casts to the model's dtypes;
   * `from_examples`: `examples`, a 1-D string tensor of serialized
     `tf.train.Example` (TF Serving's and TFX's convention), parsed in the
-    graph.
+    graph as the training input parses records
+    (`click_examples.parse_examples`).
 
   The id vocabularies (`assets/<space>.vocab`, one entry a line) and the
   feature spec (`assets/feature_spec.json`, `feature_spec`) are asset files.
@@ -484,8 +490,12 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
     feature_statistics: the training statistics the model was built from:
       the export looks raw string ids up in their vocabularies
       (`factory.string_model`), so serving takes the records' raw features.
-    record_dtypes: the dtype of each feature in the dataset's records (None:
-      the model's own dtypes).
+    record_dtypes: the dtype of each feature in the dataset's records
+      (`builder.info.features`); it may hold more features than the model
+      takes.
+
+  Raises:
+    ValueError: naming the model's input features `record_dtypes` lacks.
   """
   tmp = export_dir + ".tmp"
   # The vocabularies become asset files of the SavedModel (`assets/`), not
@@ -493,15 +503,17 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
   assets = export_dir + ".vocabularies"
   model = factory.string_model(model, feature_statistics, assets)
   wanted = factory.input_dtypes(model)
-  stored = {name: tf.as_dtype((record_dtypes or {}).get(name, dtype))
-            for name, dtype in wanted.items()}
+  missing = sorted(set(wanted) - set(record_dtypes))
+  if missing:
+    raise ValueError(f"record_dtypes has no dtype for the model's input "
+                     f"feature(s) {missing}: pass the dtype of every feature "
+                     "the dataset's records hold.")
+  stored = {name: tf.as_dtype(record_dtypes[name]) for name in wanted}
   spec_path = os.path.join(assets, FEATURE_SPEC_FILE)
   tf.io.gfile.makedirs(assets)
   with tf.io.gfile.GFile(spec_path, "w") as f:
     f.write(json.dumps(feature_spec(wanted, stored), indent=1) + "\n")
   model.feature_spec_file = tf.saved_model.Asset(spec_path)
-  example_spec = {name: tf.io.FixedLenFeature([], _example_kind(dtype))
-                  for name, dtype in stored.items()}
 
   def probabilities(features):
     features = {name: tf.cast(value, wanted[name])
@@ -519,9 +531,7 @@ def export_model(model: tf.keras.Model, task: str, export_dir: str,
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
                                               name="examples")])
   def from_examples(examples):
-    parsed = tf.io.parse_example(examples, example_spec)
-    return probabilities({name: tf.cast(value, stored[name])
-                          for name, value in parsed.items()})
+    return probabilities(click_examples.parse_examples(examples, stored))
 
   tf.saved_model.save(model, tmp, signatures={
       "serving_default": serve, "from_examples": from_examples})
@@ -599,31 +609,34 @@ def run(base_dir: str,
       passes its own and frees it).
 
   Returns:
-    The test metrics (`METRIC_KEYS`); {} on a worker other than the chief.
+    The test metrics (`METRIC_KEYS`); {} on a worker of a synchronous
+    cluster other than the chief, and when stopped by `stop_after_epochs`.
+    The worker and ps tasks of a 'parameter_server' cluster never return
+    (`distribute.serve`).
 
   Raises:
     ValueError: before any work, on an argument out of its range (sizes,
       epochs, patience and steps >= 1; learning rate > 0; negative weight and
-      λ finite and >= 0), an unknown task, scheme or optimizer, an unwritable
-      `base_dir`, or a dataset without the positives the task learns from.
+      λ finite and >= 0), an unknown task, scheme, optimizer or strategy, or
+      'parameter_server' with `in_memory = False`; before training, on an
+      unwritable `base_dir`, a cluster missing from `TF_CONFIG`, or a
+      dataset without the positives the task learns from.
   """
   check_arguments(task, weighting_scheme, cabb_weight, batch_size, max_epochs,
                   patience, learning_rate, optimizer, negative_weight,
-                  shuffle_buffer, max_steps_per_epoch, eval_batch_size, seed)
+                  shuffle_buffer, max_steps_per_epoch, eval_batch_size, seed,
+                  in_memory, strategy)
   # A parameter-server cluster's worker and ps tasks serve until stopped.
   distribute.serve(strategy)
   # First: a multi-worker strategy must exist before the TF runtime starts.
   distribution = distribute.make_strategy(strategy)
   chief = distribute.is_chief(distribution)
-  if not chief:
-    gin_utils.disown_base_dir()
   # What every worker must write (checkpoints); only the chief's is kept.
   own_dir = base_dir if chief else distribute.scratch_dir(base_dir,
                                                           distribution)
-  balance = task_balance.config()
   settings = summaries.config()
+  build_kwargs = model_kwargs(task, cabb_weight)
   _check_writable(own_dir)
-  heads = input_pipeline.heads_of(task)
   set_seed(seed, deterministic)
   # Only the chief builds a missing dataset; the other workers wait for it.
   data = input_pipeline.load_data(build=chief)
@@ -636,8 +649,7 @@ def run(base_dir: str,
                                        cache=cache)
 
   with distribution.scope():
-    model = factory.build_model(statistics, heads=heads,
-                                cabb_weight=cabb_weight, balance=balance)
+    model = factory.build_model(statistics, **build_kwargs)
     _compile(model, learning_rate, optimizer)
   for name, devices in distribute.split_variables(model).items():
     logging.info("%s is split in %d: %s", name, len(devices),
@@ -645,14 +657,16 @@ def run(base_dir: str,
   # The model takes id features as row indices: the pipeline looks each
   # split's strings up once, not every train step.
   id_lookups = factory.id_lookups(statistics)
-  # Every configurable the run uses has been called by now.
+  # Every configurable the run uses has been called by now: the run's one
+  # config.gin (`cli.train` leaves it to the run), also there for a run
+  # that is interrupted.
   if chief:
     gin_utils.record(base_dir)
   example_fn = input_pipeline.make_example_fn(
       task, factory.input_dtypes(model), negative_weight, id_lookups)
 
   def columns_of(split):
-    """A split in memory with its α column (computed once per split)."""
+    """A split in memory with its α column (α is looked up on every call)."""
     return input_pipeline.with_alpha(
         input_pipeline.split_columns(data, split, cache), alpha_fn)
 
@@ -665,12 +679,17 @@ def run(base_dir: str,
                       in_memory, distribution if distributed else None,
                       batch_size, shuffle_buffer, max_steps_per_epoch)
   if in_memory:
+    # Read once: the per-epoch validation loss and the final scoring.
+    validation_columns = columns_of("validation")
+
     def eval_batches(split):
       """The split in memory: one batch of every row."""
-      return [columns_of(split)]
+      return [validation_columns if split == "validation" else
+              columns_of(split)]
     validation = tf.data.Dataset.from_tensor_slices(
-        input_pipeline.prepare_columns(columns_of("validation"), example_fn)
+        input_pipeline.prepare_columns(validation_columns, example_fn)
     ).batch(eval_batch_size).cache()
+    reading_validation = contextlib.nullcontext  # read already
   else:
     # Evaluation streams too: the splits are read a batch at a time, only
     # the fields scoring uses, and never held whole.
@@ -683,6 +702,9 @@ def run(base_dir: str,
                                            alpha_fn, eval_batch_size)
     validation = input_pipeline.split_batches(
         data, "validation", fields, alpha_fn, eval_batch_size).map(example_fn)
+    # Each epoch reads it again: a damaged file is a clear error.
+    reading_validation = functools.partial(click_examples.reading_split,
+                                           data.builder, "validation")
     if distributed:
       validation = distribute.with_shard_policy(
           validation, len(data.builder.info.splits["validation"].filepaths),
@@ -694,8 +716,7 @@ def run(base_dir: str,
     if settings.every_steps:
       logging.info("No per-step scalars under parameter_server: Keras runs "
                    "no batch callback there (docs/distributed.md).")
-    plain = factory.build_model(statistics, heads=heads,
-                                cabb_weight=cabb_weight, balance=balance)
+    plain = factory.build_model(statistics, **build_kwargs)
     _compile(plain, learning_rate, optimizer)
     validator = PlainCopy(plain)
   state = RunState(model, base_dir, own_dir, distribution)
@@ -705,18 +726,20 @@ def run(base_dir: str,
     writers.record_config(task, weighting_scheme, seed, model)
 
   epochs_this_call = 0
-  while state.should_continue(max_epochs, patience):
-    val_loss = train_epoch(model, rows, seed + state.epoch_number,
-                           validation, writers, state.epoch_number,
-                           validator)
-    state.end_epoch(val_loss)
-    epochs_this_call += 1
-    if stop_after_epochs and epochs_this_call >= stop_after_epochs:
-      logging.info("Stopping after %d epochs as asked.", epochs_this_call)
-      return {}
+  try:
+    while state.should_continue(max_epochs, patience):
+      val_loss = train_epoch(model, rows, seed + state.epoch_number,
+                             validation, writers, state.epoch_number,
+                             validator, reading_validation)
+      state.end_epoch(val_loss)
+      epochs_this_call += 1
+      if stop_after_epochs and epochs_this_call >= stop_after_epochs:
+        logging.info("Stopping after %d epochs as asked.", epochs_this_call)
+        return {}
+  finally:
+    if validator:
+      validator.close()
 
-  if validator:
-    validator.close()
   if not chief:
     # The chief alone scores the test split and writes the results.
     tf.io.gfile.rmtree(own_dir)
@@ -725,12 +748,13 @@ def run(base_dir: str,
     return {}
   step = int(model.optimizer.iterations.numpy())
   balancer = model.balancer
-  # Evaluation and export need no replicas and no optimizer: a plain copy
-  # of the model (the export would otherwise hold the optimizer's slots,
-  # twice the weights under Adam).
-  model = factory.build_model(statistics, heads=heads,
-                              cabb_weight=cabb_weight, balance=balance)
-  tf.train.Checkpoint(model=model).read(state.best_prefix).expect_partial()
+  # Evaluation and export need no replicas and no optimizer: the best
+  # weights in an undistributed model without one (the export would
+  # otherwise hold the optimizer's slots, twice the weights under Adam);
+  # under parameter_server, the validator's.
+  model = read_weights(
+      weights_only(validator.model) if validator else
+      factory.build_model(statistics, **build_kwargs), state.best_prefix)
   scored = evaluate(
       model, eval_batches("validation"), eval_batches("test"), id_lookups,
       task, eval_batch_size, writers, step,
@@ -800,11 +824,7 @@ class TrainingRows:
       else:
         model.read_rows_from(input_pipeline.InMemoryRows(columns))
       return
-    if self._remote:
-      raise ValueError(
-          "train.run.strategy = 'parameter_server' trains from memory only "
-          "(train.run.in_memory = True); stream with 'multi_worker' "
-          "(docs/distributed.md).")
+    # Never under parameter_server (`check_arguments`).
     records = click_examples.serialized_records(data.builder, "train")
     if distribution is not None:
       records = distribute.with_shard_policy(
@@ -991,22 +1011,23 @@ class PlainCopy:
   """An undistributed model given another's current weights.
 
   Under `parameter_server` a model's steps run on the workers, and the
-  chief computes the validation loss on this copy instead (the weights go
-  through a checkpoint, which also joins a table split across ps tasks).
+  chief computes the validation loss on this copy instead. The weights go
+  through a checkpoint of the weights alone (`weights_only`, without the
+  optimizer's slots), which also joins a table split across ps tasks.
   """
 
   def __init__(self, model: conversion.ConversionModel):
     """`model`: built and compiled like the one it copies, outside any
     strategy's scope."""
-    self._model = model
+    self.model = model
     # Removed by `close`, or when the copy is garbage collected.
     self._directory = tempfile.TemporaryDirectory(prefix="cabb_plain_copy_")
 
   def of(self, model: tf.keras.Model) -> conversion.ConversionModel:
-    prefix = tf.train.Checkpoint(model=model).write(
+    """`self.model`, given `model`'s current weights."""
+    prefix = tf.train.Checkpoint(model=weights_only(model)).write(
         os.path.join(self._directory.name, "ckpt"))
-    tf.train.Checkpoint(model=self._model).read(prefix).expect_partial()
-    return self._model
+    return read_weights(self.model, prefix)
 
   def close(self) -> None:
     self._directory.cleanup()
@@ -1014,11 +1035,15 @@ class PlainCopy:
 
 def train_epoch(model: conversion.ConversionModel, rows: TrainingRows,
                 seed: int, validation: tf.data.Dataset, writers: Writers,
-                epoch: int, validator: Optional[PlainCopy] = None) -> float:
+                epoch: int, validator: Optional[PlainCopy] = None,
+                reading_validation: Callable[[], ContextManager] = (
+                    contextlib.nullcontext)) -> float:
   """One epoch of training, then the validation loss (logged and written).
 
   `validator`: where the validation loss is computed when it cannot be on
-  `model` itself (`parameter_server`).
+  `model` itself (`parameter_server`). `reading_validation`: the context
+  the validation split is read in (`click_examples.reading_split` when it
+  streams).
 
   Returns:
     The validation loss.
@@ -1032,21 +1057,21 @@ def train_epoch(model: conversion.ConversionModel, rows: TrainingRows,
   # Keras runs no batch-level callback under parameter_server, whose steps
   # are remote: there the epoch's loss is checked instead, and no per-step
   # scalars are written.
-  per_step = [] if validator else [
+  remote = distribute.is_parameter_server(model.distribute_strategy)
+  per_step = [] if remote else [
       _PerStep(step_offset, writers.train, writers.settings.every_steps)]
   history = model.fit(batches, epochs=1, verbose=0, steps_per_epoch=steps,
                       callbacks=[*per_step, *model.balancer.callbacks()])
   step = int(model.optimizer.iterations.numpy())
   logs = {k: v[-1] for k, v in history.history.items()}
-  if not math.isfinite(float(logs["loss"])):
-    raise NanLossError(
-        f"training loss is {logs['loss']} in epoch {epoch} (steps "
-        f"{step_offset + 1}–{step}): lower the learning rate (gin: "
-        "train.run.learning_rate) or check the inputs for NaNs.")
+  if remote and not math.isfinite(float(logs["loss"])):
+    raise _nan_loss(logs["loss"], f"in epoch {epoch} (steps "
+                    f"{step_offset + 1}–{step})")
   _write_scalars(writers.train, step, _keras_logs(logs, model.heads))
   _write_scalars(writers.train, step, model.balancer.summary_scalars())
   scorer = validator.of(model) if validator else model
-  val_logs = scorer.evaluate(validation, verbose=0, return_dict=True)
+  with reading_validation():
+    val_logs = scorer.evaluate(validation, verbose=0, return_dict=True)
   _write_scalars(writers.eval, step, _keras_logs(val_logs, model.heads))
   val_loss = float(val_logs["loss"])
   logging.info("epoch %d: train loss %.5f, validation loss %.5f (%.1fs)",
@@ -1068,26 +1093,35 @@ class Evaluation:
 
 def predict_split(model: tf.keras.Model,
                   batches: Iterable[Mapping[str, tf.Tensor]], id_lookups,
-                  batch_size: int) -> Tuple[Dict[str, np.ndarray],
-                                            Dict[str, np.ndarray]]:
+                  batch_size: int, split: str, with_gates: bool = True
+                  ) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
   """`predict_arrays` of a split given as batches of columns (with α), and
   the mean gate weights (`experts.gate_weights`) over its rows.
 
   A split in memory is one batch; a streamed one is many, and only their
   predictions, labels and weights are kept.
 
+  Args:
+    model: the model to score.
+    batches: the split's batches of columns.
+    id_lookups: the training `factory.id_lookups`.
+    batch_size: prediction batch size.
+    split: the split's name, for messages.
+    with_gates: also average the gate weights (False: none, {}).
+
   Raises:
-    ValueError: if the split has no rows.
+    ValueError: naming the split, if it has no rows.
   """
   dtypes = factory.input_dtypes(model)
+  probe = experts.GateProbe(model) if with_gates else None
   parts, gates, rows = [], [], []
   for columns in batches:
     features = input_pipeline.model_inputs(columns, dtypes, id_lookups)
     parts.append(predict_arrays(model, features, columns, batch_size))
-    gates.append(experts.gate_weights(model, features, batch_size))
+    gates.append(probe.mean_weights(features, batch_size) if probe else {})
     rows.append(len(parts[-1]["p_caba"]))
   if not parts or not sum(rows):
-    raise ValueError("a split to score has no rows.")
+    raise ValueError(f"the {split} split has no rows to score.")
   if len(parts) == 1:
     return parts[0], gates[0]
   arrays = {key: np.concatenate([part[key] for part in parts])
@@ -1124,9 +1158,10 @@ def evaluate(model: tf.keras.Model,
     the split's PR curves, reliability diagrams and histograms
     (`Writers.record_evaluation`).
   """
-  recalibration = fit_recalibration(
-      predict_split(model, validation, id_lookups, batch_size)[0])
-  arrays, gates = predict_split(model, test, id_lookups, batch_size)
+  recalibration = fit_recalibration(predict_split(
+      model, validation, id_lookups, batch_size, "validation",
+      with_gates=False)[0])
+  arrays, gates = predict_split(model, test, id_lookups, batch_size, "test")
   result = score(arrays["y_caba"], arrays["y_cabb"], arrays["w_caba"],
                  arrays["alpha"], arrays["p_caba"], arrays["p_cabb"])
   result.update(score_recalibrated(arrays, recalibration))
@@ -1228,19 +1263,47 @@ def save_arrays(path: str, arrays: Dict[str, np.ndarray]) -> None:
                          for k, v in arrays.items()}, compressed=True)
 
 
+def model_kwargs(task: str, cabb_weight: float) -> Dict[str, Any]:
+  """`factory.build_model`'s arguments for a run: the heads of `task`, λ and
+  the task balance (`task_balance.config`); gin binds the rest."""
+  return dict(heads=input_pipeline.heads_of(task), cabb_weight=cabb_weight,
+              balance=task_balance.config())
+
+
+def weights_only(model: tf.keras.Model) -> tf.keras.Model:
+  """`model`'s layers and weights, without its optimizer.
+
+  A functional model of the same inputs and outputs, not compiled: its
+  checkpoint names the weights as `model`'s own does (`read_weights` reads
+  it into a model built alike), and an export of it holds them alone.
+  """
+  return tf.keras.Model(model.input, model.output, name=model.name)
+
+
+def read_weights(model: tf.keras.Model, prefix: str) -> tf.keras.Model:
+  """`model`, given the weights of the checkpoint `prefix` of a model built
+  alike: a run's `best/ckpt` (whose optimizer state is left unread) or a
+  `weights_only` one. Returns `model`."""
+  tf.train.Checkpoint(model=model).read(prefix).expect_partial()
+  return model
+
+
 def load_best_model(base_dir: str, feature_statistics,
                     task: str) -> tf.keras.Model:
-  """Rebuilds a run's model (gin as in force) with its best weights.
+  """Rebuilds a run's model with its best weights, not compiled.
 
-  Like `factory.build_model`'s, the model takes id features as row indices
-  (`factory.id_lookups` of `feature_statistics`, or `factory.string_model`
-  for raw strings).
+  The model is built as `run` builds it (`model_kwargs`), from the gin in
+  force: parse the run's `config.gin` first. Like `factory.build_model`'s,
+  it takes id features as row indices (`factory.id_lookups` of
+  `feature_statistics`, or `factory.string_model` for raw strings).
   """
-  model = factory.build_model(feature_statistics,
-                              heads=input_pipeline.heads_of(task))
-  tf.train.Checkpoint(model=model).read(
-      os.path.join(base_dir, "best", "ckpt")).expect_partial()
-  return model
+  cabb_weight = gin_utils.bound(
+      "train.run.cabb_weight",
+      inspect.signature(run).parameters["cabb_weight"].default)
+  return read_weights(
+      factory.build_model(feature_statistics,
+                          **model_kwargs(task, cabb_weight)),
+      os.path.join(base_dir, "best", "ckpt"))
 
 
 def _keras_logs(logs: Dict[str, float], heads) -> Dict[str, float]:

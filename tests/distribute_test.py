@@ -13,6 +13,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+from unittest import mock
 
 from absl.testing import absltest
 import numpy as np
@@ -82,6 +83,16 @@ class PiecesTest(absltest.TestCase):
     self.assertEqual((steps, len(list(capped))), (2, 2))
 
 
+# A parameter-server cluster: a chief, a worker and a ps task.
+PS_CLUSTER = {"chief": ["a:1"], "worker": ["b:2"], "ps": ["c:3"]}
+
+
+def _tf_config(cluster, task_type):
+  """TF_CONFIG (and what `serve` sets) for a `with` block, restored after."""
+  return mock.patch.dict(os.environ, TF_CONFIG=json.dumps(
+      {"cluster": cluster, "task": {"type": task_type, "index": 0}}))
+
+
 class ClusterTest(absltest.TestCase):
 
   def test_chief_is_the_chief_task_or_worker_zero(self):
@@ -106,33 +117,41 @@ class ClusterTest(absltest.TestCase):
   def test_unknown_strategy_and_missing_cluster_are_errors(self):
     with self.assertRaisesRegex(ValueError, "one of .*'multi_worker'"):
       distribute.check_strategy("tpu")
-    old = os.environ.pop("TF_CONFIG", None)
-    try:
+    with mock.patch.dict(os.environ):
+      os.environ.pop("TF_CONFIG", None)
       with self.assertRaisesRegex(ValueError, "TF_CONFIG"):
         distribute.make_strategy("multi_worker")
-    finally:
-      if old is not None:
-        os.environ["TF_CONFIG"] = old
 
   def test_parameter_server_needs_its_cluster_and_runs_on_the_chief(self):
-    old = os.environ.get("TF_CONFIG")
-    cluster = {"chief": ["a:1"], "worker": ["b:2"], "ps": ["c:3"]}
-    try:
-      os.environ["TF_CONFIG"] = json.dumps(
-          {"cluster": {"worker": ["b:2"]}, "task": {"type": "worker",
-                                                    "index": 0}})
+    with _tf_config({"worker": ["b:2"]}, "worker"):
       with self.assertRaisesRegex(ValueError, "chief, workers and ps"):
         distribute.make_strategy("parameter_server")
-      os.environ["TF_CONFIG"] = json.dumps(
-          {"cluster": cluster, "task": {"type": "worker", "index": 0}})
+    with _tf_config(PS_CLUSTER, "worker"):
       with self.assertRaisesRegex(ValueError, "only the chief runs"):
         distribute.make_strategy("parameter_server")
-      # Other strategies never serve.
-      self.assertIsNone(distribute.serve("multi_worker"))
-    finally:
-      os.environ.pop("TF_CONFIG", None)
-      if old is not None:
-        os.environ["TF_CONFIG"] = old
+
+  def test_only_the_worker_and_ps_tasks_of_a_complete_cluster_serve(self):
+    with mock.patch.object(tf.distribute, "Server") as server:
+      # The chief runs train.run: serve returns without a server.
+      with _tf_config(PS_CLUSTER, "chief"):
+        distribute.serve("parameter_server")
+      # So does every task under another strategy.
+      with _tf_config(PS_CLUSTER, "worker"):
+        distribute.serve("multi_worker")
+      server.assert_not_called()
+      # A worker of a cluster without ps tasks: an error naming them, not a
+      # server that waits for them.
+      with _tf_config({"chief": ["a:1"], "worker": ["b:2"]}, "worker"):
+        with self.assertRaisesRegex(ValueError, "its cluster has no ps "):
+          distribute.serve("parameter_server")
+      server.assert_not_called()
+      # A worker of a complete cluster serves (here the mock's join
+      # returns at once).
+      with _tf_config(PS_CLUSTER, "worker"):
+        distribute.serve("parameter_server")
+      server.assert_called_once()
+      self.assertEqual(server.call_args.kwargs["job_name"], "worker")
+      server.return_value.join.assert_called_once()
 
   def test_each_worker_draws_the_epoch_in_its_own_order(self):
     creator = distribute.worker_batches(lambda index: index, 50, 16, seed=3)

@@ -19,8 +19,10 @@ GIN_FILES = sorted(str(p.relative_to(gin_utils.GIN_DIR))
                    for p in gin_utils.GIN_DIR.rglob("*.gin"))
 
 
-def _run(binary: str, base_dir: str, *args: str) -> str:
-  """Runs an experiment binary; fails the test with its output on error."""
+def _run(binary: str, base_dir: str, *args: str
+         ) -> subprocess.CompletedProcess:
+  """Runs an experiment binary (its log is its stderr); fails the test with
+  its output on error."""
   command = [sys.executable, str(REPO / "experiments" / binary),
              f"--base_dir={base_dir}", *args]
   done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
@@ -28,7 +30,7 @@ def _run(binary: str, base_dir: str, *args: str) -> str:
   if done.returncode:
     raise AssertionError(f"{binary} failed:\n{done.stdout[-3000:]}\n"
                          f"{done.stderr[-6000:]}")
-  return done.stdout
+  return done
 
 
 class GinFilesTest(parameterized.TestCase):
@@ -74,7 +76,7 @@ class BinariesTest(absltest.TestCase):
     base_dir = self.create_tempdir().full_path
     out = _run("prepare_data.py", base_dir, "--gin_file=gin/datasets/synthetic.gin",
                "--gin_file=gin/quick.gin",
-               "--gin_bindings=simulate.num_users = 200")
+               "--gin_bindings=simulate.num_users = 200").stdout
     self.assertIn("cabb_share", out)
     with open(os.path.join(base_dir, "data_report.json")) as f:
       report = json.load(f)
@@ -84,14 +86,30 @@ class BinariesTest(absltest.TestCase):
 
   def test_train_writes_checkpoint_events_config_and_export(self):
     base_dir = self.create_tempdir().full_path
-    _run("train.py", base_dir, "--gin_file=gin/multitask.gin",
-         "--gin_file=gin/quick.gin", *self.tiny,
-         "--gin_bindings=train.run.max_steps_per_epoch = 3")
+    log = _run("train.py", base_dir, "--gin_file=gin/multitask.gin",
+               "--gin_file=gin/quick.gin", *self.tiny,
+               "--gin_bindings=train.run.max_steps_per_epoch = 3").stderr
     for name in ("config.gin", "metrics.json", "export/saved_model.pb",
                  "checkpoints/checkpoint"):
       self.assertTrue(os.path.exists(os.path.join(base_dir, name)), name)
     for phase in ("train", "eval"):
       self.assertNotEmpty(os.listdir(os.path.join(base_dir, phase)))
+    # The run writes its config.gin once, and the log says which cabb_tf ran.
+    config = os.path.join(base_dir, "config.gin")
+    self.assertEqual(log.count("Operative gin config written to"), 1, log)
+    self.assertIn(f"cabb_tf {cabb_tf.__version__} from {REPO / 'cabb_tf'}",
+                  log)
+    # The skew check reads the run and leaves its config.gin as it was.
+    with open(config) as f:
+      written = f.read()
+    stamp = os.stat(config).st_mtime_ns
+    log = _run("check_export.py", base_dir, f"--gin_file={config}").stderr
+    self.assertTrue(os.path.exists(os.path.join(base_dir,
+                                                "export_check.json")))
+    self.assertNotIn("Operative gin config", log)
+    self.assertEqual(os.stat(config).st_mtime_ns, stamp)
+    with open(config) as f:
+      self.assertEqual(f.read(), written)
 
   def test_build_similarity(self):
     base_dir = self.create_tempdir().full_path
@@ -116,7 +134,7 @@ class BinariesTest(absltest.TestCase):
             "--gin_bindings=reproduce.run.lambda_optimizers = ('sgd',)",
             "--gin_bindings=reproduce.run.regimes = "
             "{'paper': %PAPER_SIGNAL_SCALE}"]
-    out = _run("reproduce.py", base_dir, *args)
+    out = _run("reproduce.py", base_dir, *args).stdout
     # Quiet: a line per dataset and run, Table 1 and where the rest is.
     progress = [line for line in out.splitlines()
                 if line.startswith("[reproduce] run ")]

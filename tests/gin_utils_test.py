@@ -163,10 +163,6 @@ class UnusedBindingsTest(tf.test.TestCase):
     self.assertEqual(gin_utils.unused_bindings(), {})
 
 
-if __name__ == "__main__":
-  tf.test.main()
-
-
 class WriteTextAtomicTest(tf.test.TestCase):
 
   def test_another_writers_temporary_file_is_left_alone(self):
@@ -200,3 +196,7 @@ class BoundTest(tf.test.TestCase):
     self.assertEqual(gin_utils.bound("simulate.signal_scale"), 4.0)
     self.assertEqual(gin_utils.bound("simulate.seed"), 3)
     self.assertEqual(gin_utils.bound("simulate.num_days", "unset"), "unset")
+
+
+if __name__ == "__main__":
+  tf.test.main()

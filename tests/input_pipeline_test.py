@@ -334,7 +334,8 @@ class IdLookupTest(tf.test.TestCase):
     self.assertAllEqual(labels["cabb"][:, 0], raw["y_cabb"])
     # Evaluation reads the same column; NumPy gets the same rule.
     evaluated = input_pipeline.evaluation_columns(dict(
-        records, y_last_click=records["y_caba"], session_id=records["y_caba"]))
+        records, y_last_click=records["y_caba"], session_id=records["y_caba"],
+        click_id=records["y_caba"]))
     self.assertAllEqual(evaluated["alpha"], alpha)
     np.testing.assert_array_equal(
         input_pipeline.cabb_weight(raw["y_cabb"], alpha, 0.25), want)

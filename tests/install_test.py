@@ -6,8 +6,9 @@ virtual environment with nothing installed, the quickstart notebook's cells
 run as a script from a directory outside the checkout: its set-up cell
 installs the package from `CABB_TF_SOURCE` (a copy of the sources, not
 editable), as it would in Colab, and the rest trains. Then the console
-command `cabb-train` trains with gin files named without a path, and must
-give the metrics of the same run of the checkout under this interpreter.
+command `cabb-train` trains with gin files named without a path: its log must
+name the installed package as the cabb_tf that ran, and its metrics must be
+those of the same run of the checkout under this interpreter.
 """
 
 import glob
@@ -89,7 +90,7 @@ class InstallTest(absltest.TestCase):
     args = ["--gin_file=multitask.gin", "--gin_file=quick.gin",
             "--gin_bindings=SYNTHETIC_DATASET = 'cabb_synthetic/tiny'",
             "--gin_bindings=train.run.max_steps_per_epoch = 5"]
-    runs = {}
+    runs, logs = {}, {}
     for name, command in (
         ("installed", [str(venv / "bin" / "cabb-train")]),
         ("checkout", [sys.executable, str(REPO / "experiments" /
@@ -106,14 +107,19 @@ class InstallTest(absltest.TestCase):
       self.assertEqual(done.returncode, 0, done.stderr[-6000:])
       with open(base_dir / "metrics.json") as f:
         runs[name] = json.load(f)
-    # The installed package ran, not the checkout: its gin files are its own.
-    with open(root / "installed" / "config.gin") as f:
-      self.assertIn("train.run.task = 'multitask'", f.read())
+      logs[name] = done.stderr
+    # Each run says which cabb_tf it imported (gin_utils.run_binary): the
+    # installed package's, inside the virtual environment, and the
+    # checkout's.
     located = subprocess.run(
         [str(venv / "bin" / "python"), "-c",
-         "import cabb_tf.gin_utils as g; print(g.GIN_DIR)"], cwd=elsewhere,
-        env=env, capture_output=True, text=True, check=True).stdout.strip()
+         "import cabb_tf.gin_utils as g; print(g.PACKAGE_DIR)"],
+        cwd=elsewhere, env=env, capture_output=True, text=True,
+        check=True).stdout.strip()
     self.assertTrue(located.startswith(str(venv)), located)
+    self.assertIn(f" from {located}\n", logs["installed"])
+    self.assertNotIn(str(REPO), logs["installed"])
+    self.assertIn(f" from {REPO / 'cabb_tf'}\n", logs["checkout"])
     for key in ("best_validation_loss", "caba_ne", "cabb_ne", "overall_ne",
                 "caba_auc", "cabb_auc"):
       self.assertAlmostEqual(runs["installed"][key], runs["checkout"][key],

@@ -1,8 +1,10 @@
 """End-to-end tests of training: outputs, baselines, resumption, failures."""
 
+import glob
 import json
 import math
 import os
+from unittest import mock
 
 from absl.testing import absltest
 import gin
@@ -16,11 +18,11 @@ from cabb_tf import input_pipeline
 from cabb_tf import metrics as metrics_lib
 from cabb_tf import train
 from cabb_tf.analysis import export_check
-from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
 from tests import scoring
 from tests import training
+from tests.models import factory_test
 
 
 class TrainTest(absltest.TestCase):
@@ -85,60 +87,49 @@ class TrainTest(absltest.TestCase):
     self.assertCountEqual(out.keys(), ["caba", "cabb"])
     self.assertEqual(out["caba"].shape, (2,))
     # It takes the records' raw features as the records hold them (ids as
-    # strings, counts as int32) and serves the trained model's
-    # probabilities: on the test rows, those the run's test metrics were
-    # computed from.
-    data = input_pipeline.load_data()
+    # strings, counts as int32).
     statistics = data.feature_statistics
     stored = {name: tf.as_dtype(data.builder.info.features[name].tf_dtype)
               for name in inputs}
     self.assertEqual({n: s.dtype for n, s in inputs.items()}, stored)
     self.assertEqual(inputs["leaf_a"].dtype, tf.string)
     self.assertEqual(inputs["u_item_clicks"].dtype, tf.int32)
-    test = input_pipeline.split_columns(data, "test")
-    served = serve(**{name: test[name] for name in inputs})
-    # The same rows as serialized tf.train.Example, as the records are
-    # stored, through `from_examples`.
-    examples = tf.concat(list(click_examples.serialized_records(
-        data.builder, "test").batch(100_000)), axis=0)
-    from_examples = loaded.signatures["from_examples"](examples=examples)
     # The feature spec travels with the model.
     with open(os.path.join(full_dir, "export", "assets",
-                           "feature_spec.json")) as f:
+                           train.FEATURE_SPEC_FILE)) as f:
       spec = json.load(f)
     self.assertEqual({n: v["dtype"] for n, v in spec["features"].items()},
                      {n: d.name for n, d in stored.items()})
     self.assertEqual(spec["features"]["u_item_clicks"]["example"],
                      "int64_list")
+    # It holds the model's weights and nothing else: no optimizer state,
+    # which Keras saves under .../optimizer/... of a compiled model.
+    variables = tf.train.list_variables(os.path.join(
+        full_dir, "export", "variables", "variables"))
+    self.assertEqual([name for name, _ in variables if "optimizer" in name],
+                     [])
     model = train.load_best_model(full_dir, statistics, "multitask")
-    # It holds the model's weights and nothing else (no optimizer slots).
-    saved = [np.prod(shape, dtype=np.int64) for name, shape in
-             tf.train.list_variables(os.path.join(full_dir, "export",
-                                                  "variables", "variables"))
-             if name.startswith("variables/")]
-    self.assertEqual(sum(saved), sum(int(np.prod(w.shape))
-                                     for w in model.weights))
-    predicted = model.predict(input_pipeline.model_inputs(
-        test, factory.input_dtypes(model), factory.id_lookups(statistics)),
-                              batch_size=4096, verbose=0)
-    for head in ("caba", "cabb"):
-      for signature in (served, from_examples):
-        np.testing.assert_allclose(signature[head].numpy(),
-                                   predicted[head].reshape(-1), rtol=1e-6,
-                                   atol=1e-7)
-    # α-free metrics only: the rescored split has α = 1.
-    rescored = scoring.rescore(test, served)
-    for key in ("caba_ne", "cabb_ne", "overall_ne", "caba_auc", "cabb_auc"):
-      self.assertAlmostEqual(rescored[key], full[key], places=5, msg=key)
-
-    # The skew check (experiments/check_export.py) measures the same.
+    self.assertEqual(
+        sum(np.prod(shape, dtype=np.int64) for name, shape in variables
+            if name.startswith("variables/")),
+        sum(int(np.prod(w.shape)) for w in model.weights))
+    # Both signatures serve the trained model's probabilities on every test
+    # row: the skew check (experiments/check_export.py).
     check = export_check.run(full_dir)
+    test = input_pipeline.split_columns(data, "test")
     self.assertEqual(check["rows"], len(test["y_caba"]))
     for signature in ("serving_default", "from_examples"):
       for head in ("caba", "cabb"):
-        self.assertLessEqual(check["max_abs_diff"][signature][head], 1e-6)
-    with open(os.path.join(full_dir, "export_check.json")) as f:
+        self.assertLessEqual(check["max_abs_diff"][signature][head], 1e-6,
+                             f"{signature} {head}")
+    with open(os.path.join(full_dir, export_check.RESULT_FILE)) as f:
       self.assertEqual(json.load(f), check)
+    # So the served probabilities give the run's test metrics (α-free ones
+    # only: the rescored split has α = 1).
+    rescored = scoring.rescore(test, serve(**{name: test[name]
+                                              for name in inputs}))
+    for key in ("caba_ne", "cabb_ne", "overall_ne", "caba_auc", "cabb_auc"):
+      self.assertAlmostEqual(rescored[key], full[key], places=5, msg=key)
 
     # Interrupted after one epoch, then resumed: the same final metrics.
     resumed_dir = self.create_tempdir().full_path
@@ -147,6 +138,11 @@ class TrainTest(absltest.TestCase):
     self.assertEqual(partial, {})
     self.assertFalse(os.path.exists(os.path.join(resumed_dir,
                                                  "metrics.json")))
+    # An unfinished run has no export to check, and the check says so.
+    with self.assertRaisesRegex(
+        ValueError, f"{resumed_dir} is not a run .* no metrics.json .* no "
+        "export/saved_model.pb"):
+      export_check.run(resumed_dir)
     resumed = self._run(resumed_dir, "multitask.gin")
     for key in train.METRIC_KEYS:
       self.assertAlmostEqual(resumed[key], full[key], places=6, msg=key)
@@ -238,6 +234,22 @@ class TrainTest(absltest.TestCase):
               for dataset in (held, streamed_validation)]
     self.assertAlmostEqual(losses[1], losses[0], places=6)
 
+  def test_a_damaged_validation_split_is_named_while_streaming(self):
+    data_dir = self.create_tempdir().full_path
+    data = input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
+    shard = sorted(glob.glob(os.path.join(str(data.builder.data_path),
+                                          "*-validation.tfrecord*")))[0]
+    with open(shard, "r+b") as f:
+      f.seek(40)
+      f.write(b"\xff" * 16)
+    # The per-epoch validation loss reads it first (no α to look up).
+    with self.assertRaisesRegex(
+        ValueError, "validation split of cabb_synthetic/tiny.* cannot be read "
+        r"\(corrupted record at \d+\).*damaged"):
+      self._run(self.create_tempdir().full_path, "caba_only.gin", bindings=[
+          f"load_data.data_dir = '{data_dir}'", "train.run.max_epochs = 1",
+          "train.run.in_memory = False"])
+
   def test_bad_arguments_fail_before_any_work(self):
     base_dir = self.create_tempdir().full_path
     for binding, message in (
@@ -256,8 +268,20 @@ class TrainTest(absltest.TestCase):
           "load_data.data_dir = '/nonexistent/never_built'", binding])
       with self.assertRaisesRegex(ValueError, message, msg=binding):
         train.run(os.path.join(base_dir, "run"))
+    # A parameter-server run that would stream fails before it looks for
+    # its cluster (there is none here).
+    gin.clear_config()
+    gin_utils.parse(["multitask.gin"], [
+        "load_data.data_dir = '/nonexistent/never_built'",
+        "train.run.strategy = 'parameter_server'",
+        "train.run.in_memory = False"])
+    with mock.patch.dict(os.environ):
+      os.environ.pop("TF_CONFIG", None)
+      with self.assertRaisesRegex(ValueError, "trains from memory only"):
+        train.run(os.path.join(base_dir, "run"))
     # Nothing was built or written.
     self.assertFalse(os.path.exists("/nonexistent/never_built"))
+    self.assertFalse(os.path.exists(os.path.join(base_dir, "run")))
 
   def test_unwritable_base_dir_is_one_line(self):
     parent = self.create_tempdir().full_path
@@ -377,6 +401,21 @@ class FailureTest(absltest.TestCase):
     callback.on_train_batch_end(0, {"loss": 0.5})
     with self.assertRaisesRegex(train.NanLossError, "step 45"):
       callback.on_train_batch_end(4, {"loss": float("nan")})
+
+  def test_an_export_needs_the_records_dtype_of_each_input(self):
+    model = factory.build_model(factory_test.statistics())
+    dtypes = factory.raw_features(factory_test.statistics())
+    del dtypes["hour"]
+    with self.assertRaisesRegex(ValueError, r"record_dtypes .*\['hour'\]"):
+      train.export_model(model, "multitask",
+                         os.path.join(self.create_tempdir().full_path, "e"),
+                         factory_test.statistics(), dtypes)
+
+  def test_a_split_without_rows_is_named(self):
+    model = factory.build_model(factory_test.statistics())
+    with self.assertRaisesRegex(ValueError,
+                                "the validation split has no rows"):
+      train.predict_split(model, [], {}, 16, "validation")
 
   def test_unknown_gin_binding_fails_at_start(self):
     gin.clear_config()

@@ -21,7 +21,6 @@ import gin
 import numpy as np
 import tensorflow as tf
 
-from cabb_tf import gin_utils
 from cabb_tf import input_pipeline
 from cabb_tf import train
 from cabb_tf.data import report as report_lib
@@ -30,6 +29,24 @@ from cabb_tf.models import conversion
 from cabb_tf.models import factory
 
 RESULT_FILE = "export_check.json"
+# What the check reads of a run, and why a run may lack it.
+_RUN_FILES = {
+    "metrics.json": "a training run writes it when it has finished",
+    os.path.join("best", "ckpt.index"): "the best weights",
+    os.path.join("export", "saved_model.pb"): "the export; a run with "
+                                              "train.run.export = False has "
+                                              "none",
+}
+
+
+def check_run_dir(base_dir: str) -> None:
+  """Raises a ValueError naming `base_dir` and what of a finished training
+  run it lacks (`_RUN_FILES`)."""
+  missing = [f"{name} ({why})" for name, why in _RUN_FILES.items()
+             if not tf.io.gfile.exists(os.path.join(base_dir, name))]
+  if missing:
+    raise ValueError(f"{base_dir} is not a run whose export can be checked: "
+                     f"it has no {'; no '.join(missing)}.")
 
 
 @gin.configurable(denylist=["base_dir"])
@@ -47,8 +64,12 @@ def run(base_dir: str, split: str = "test",
   Returns:
     {"rows", "split", "max_abs_diff": {signature: {head: value}}}, also
     written to `base_dir/export_check.json`.
+
+  Raises:
+    ValueError: naming `base_dir` and the files it lacks, when it is not a
+      finished training run with an export (`check_run_dir`).
   """
-  gin_utils.disown_base_dir()
+  check_run_dir(base_dir)
   with open(os.path.join(base_dir, "metrics.json")) as f:
     task = json.load(f)["task"]
   data = input_pipeline.load_data()

@@ -581,9 +581,60 @@ def reading_split(builder: tfds.core.DatasetBuilder, split: str):
           tf.errors.NotFoundError) as e:
     raise ValueError(
         f"the {split} split of {builder.info.full_name} cannot be read "
-        f"({str(e.message).splitlines()[0]}): the build in "
-        f"{builder.data_path} is damaged; delete that directory and the next "
-        "run rebuilds it.") from None
+        f"({_cause(str(e.message))}): the build in {builder.data_path} is "
+        "damaged; delete that directory and the next run rebuilds it."
+    ) from None
+
+
+def _cause(message: str) -> str:
+  """What failed, in one line of a TensorFlow error's message.
+
+  Its first line, except for an error of a graph function (a Keras step
+  reading a dataset), whose message first says so and where the node was
+  defined, then names the failure in the last unindented line.
+  """
+  lines = [line for line in message.splitlines() if line.strip()]
+  if lines and lines[0].startswith("Graph execution error"):
+    causes = [line for line in lines[1:] if not line.startswith(
+        (" ", "\t", "Detected at node"))]
+    if causes:
+      return causes[-1]
+  return lines[0] if lines else message
+
+
+# The list a tf.train.Example holds a value in, by the dtype it parses to
+# (`example_dtype`).
+EXAMPLE_LISTS = {tf.string: "bytes_list", tf.float32: "float_list",
+                 tf.int64: "int64_list"}
+
+
+def example_dtype(dtype: tf.DType) -> tf.DType:
+  """The dtype a tf.train.Example holds a value of `dtype` in: strings as
+  bytes, floats as float32, integers as int64 (`EXAMPLE_LISTS`)."""
+  if dtype == tf.string:
+    return tf.string
+  return tf.float32 if dtype.is_floating else tf.int64
+
+
+def example_spec(dtypes: Mapping[str, tf.DType]
+                 ) -> Dict[str, tf.io.FixedLenFeature]:
+  """`tf.io.parse_example`'s spec of one value per feature of `dtypes`."""
+  return {name: tf.io.FixedLenFeature([], example_dtype(dtype))
+          for name, dtype in dtypes.items()}
+
+
+def parse_examples(serialized: tf.Tensor, dtypes: Mapping[str, tf.DType]
+                   ) -> Dict[str, tf.Tensor]:
+  """Serialized tf.train.Example (a 1-D string tensor) → {feature: column}.
+
+  Each feature of `dtypes` is parsed (`example_spec`) and cast back to its
+  dtype, as TFDS does when it reads a record (a record's int32 count is an
+  int64 in its Example).
+  """
+  parsed = tf.io.parse_example(serialized, example_spec(dtypes))
+  return {name: tf.cast(value, dtypes[name])
+          if value.dtype != dtypes[name] else value
+          for name, value in parsed.items()}
 
 
 def record_parser(builder: tfds.core.DatasetBuilder, fields: Sequence[str],
@@ -592,8 +643,7 @@ def record_parser(builder: tfds.core.DatasetBuilder, fields: Sequence[str],
   """serialized records (a 1-D string tensor) → {field: column}.
 
   Parses only `fields` (and `keep`) of a batch of records at once, with the
-  dtypes `builder.as_dataset` gives (tf.train.Example holds int64, float32
-  and bytes; TFDS casts back to the feature's dtype, and so does this).
+  dtypes `builder.as_dataset` gives (`parse_examples`).
 
   Args:
     builder: a prepared cabb_tf builder (for the features' dtypes).
@@ -602,18 +652,10 @@ def record_parser(builder: tfds.core.DatasetBuilder, fields: Sequence[str],
   """
   features = builder.info.features
   wanted = list(dict.fromkeys(list(fields) + ([keep] if keep else [])))
-  spec, dtypes = {}, {}
-  for name in wanted:
-    dtype = tf.as_dtype(features[name].tf_dtype)
-    dtypes[name] = dtype
-    serialized = (tf.string if dtype == tf.string else tf.float32
-                  if dtype.is_floating else tf.int64)
-    spec[name] = tf.io.FixedLenFeature([], serialized)
+  dtypes = {name: tf.as_dtype(features[name].tf_dtype) for name in wanted}
 
   def parse(records):
-    parsed = tf.io.parse_example(records, spec)
-    parsed = {k: tf.cast(v, dtypes[k]) if v.dtype != dtypes[k] else v
-              for k, v in parsed.items()}
+    parsed = parse_examples(records, dtypes)
     if keep:
       mask = parsed[keep] > 0
       parsed = {k: tf.boolean_mask(v, mask) for k, v in parsed.items()}
@@ -662,6 +704,26 @@ def column_dataset(builder: tfds.core.DatasetBuilder, split: str,
           .prefetch(2))
 
 
+def read_batches(builder: tfds.core.DatasetBuilder, split: str,
+                 batches: tf.data.Dataset, numpy: bool = True) -> Iterator:
+  """A dataset of a split's batches, iterated inside `reading_split`.
+
+  Args:
+    builder: the prepared builder the batches are read from.
+    split: the split they are read from.
+    batches: e.g. `column_dataset`'s, or batches made from it.
+    numpy: yield NumPy (strings as bytes); False yields the tensors.
+
+  Yields:
+    The batches.
+
+  Raises:
+    ValueError: as `reading_split`, when the split's files cannot be read.
+  """
+  with reading_split(builder, split):
+    yield from batches.as_numpy_iterator() if numpy else batches
+
+
 def read_columns(builder: tfds.core.DatasetBuilder, split: str,
                  fields: Sequence[str], keep: Optional[str] = None,
                  batch_size: int = 65_536) -> Iterator[Dict[str, np.ndarray]]:
@@ -670,9 +732,8 @@ def read_columns(builder: tfds.core.DatasetBuilder, split: str,
   Raises:
     ValueError: as `reading_split`, when the split's files cannot be read.
   """
-  dataset = column_dataset(builder, split, fields, keep, batch_size)
-  with reading_split(builder, split):
-    yield from dataset.as_numpy_iterator()
+  return read_batches(builder, split,
+                      column_dataset(builder, split, fields, keep, batch_size))
 
 
 def _write_parquet(frame: pd.DataFrame, path: epath.Path) -> None:

@@ -28,8 +28,8 @@ Layer names (level ℓ counted from 0):
   weighs head k's experts first, then the shared ones; the shared gate weighs
   the heads' experts in head order, then the shared ones.
 
-The softmax layers are the gates `gate_names` finds and `gate_weights`
-averages.
+The softmax layers are the gates `gate_names` finds and `gate_weights` (or a
+`GateProbe`, batch after batch) averages.
 """
 
 from typing import Dict, List, Mapping, Sequence
@@ -199,6 +199,32 @@ def gate_names(model: tf.keras.Model) -> List[str]:
           and layer.name.startswith(GATE_PREFIXES)]
 
 
+class GateProbe:
+  """The mean gate weights of a model over batch after batch of examples.
+
+  Made once per model and evaluation: it holds a Keras model of the gates'
+  outputs, whose `predict` traces its function on the first batch only.
+  """
+
+  def __init__(self, model: tf.keras.Model):
+    """`model`: a model from `factory.build_model`."""
+    self._names = gate_names(model)
+    self._probe = tf.keras.Model(
+        inputs=model.input,
+        outputs={name: model.get_layer(name).output for name in self._names}
+    ) if self._names else None
+
+  def mean_weights(self, features: Mapping[str, tf.Tensor],
+                   batch_size: int = 8192) -> Dict[str, np.ndarray]:
+    """`gate_weights` of `features` (n ≥ 1 examples)."""
+    if self._probe is None:
+      return {}
+    outputs = self._probe.predict(dict(features), batch_size=batch_size,
+                                  verbose=0)
+    return {name: np.asarray(outputs[name], np.float64).mean(axis=0)
+            for name in self._names}
+
+
 def gate_weights(model: tf.keras.Model,
                  features: Mapping[str, tf.Tensor],
                  batch_size: int = 8192) -> Dict[str, np.ndarray]:
@@ -214,14 +240,7 @@ def gate_weights(model: tf.keras.Model,
   Returns:
     {gate layer name: float64 array [num_experts_of_gate] of mean weights
     (each sums to 1)}, in the experts' order described in the module
-    docstring; empty for a model without gates ('shared_mlp', 'dcn').
+    docstring; empty for a model without gates ('shared_mlp', 'dcn'). Over
+    many batches, make one `GateProbe` instead.
   """
-  names = gate_names(model)
-  if not names:
-    return {}
-  probe = tf.keras.Model(
-      inputs=model.input,
-      outputs={name: model.get_layer(name).output for name in names})
-  outputs = probe.predict(dict(features), batch_size=batch_size, verbose=0)
-  return {name: np.asarray(outputs[name], np.float64).mean(axis=0)
-          for name in names}
+  return GateProbe(model).mean_weights(features, batch_size)

@@ -71,7 +71,12 @@ ID_INDEX_DTYPE = tf.int32
 
 
 def raw_features(feature_statistics: Mapping) -> Dict[str, tf.DType]:
-  """The record features a model reads, with their raw dtypes (ids: string).
+  """The record features a model reads, with the dtypes `string_model`
+  takes them in: ids as strings, every other feature as float32.
+
+  These are not the records' own dtypes (a record holds a count as int32,
+  `data.records.feature_dtype`); the export takes those and casts
+  (`train.export_model`).
 
   Args:
     feature_statistics: the training split's `fit_feature_statistics`.

@@ -115,6 +115,18 @@ class MMoETest(tf.test.TestCase):
       self.assertAllClose(mean, self.gates[head].mean(axis=0), atol=1e-6)
       self.assertAllClose(mean.sum(), 1.0, atol=1e-6)
 
+  def test_a_probe_averages_batch_after_batch_with_one_trace(self):
+    probe = experts.GateProbe(self.model)
+    for rows in (slice(0, 4), slice(1, 3), slice(0, 1)):
+      batch = {name: value[rows] for name, value in self.batch.items()}
+      weights = probe.mean_weights(batch, batch_size=3)
+      for head in HEADS:
+        self.assertAllClose(weights[f"mmoe_gate_{head}"],
+                            self.gates[head][rows].mean(axis=0), atol=1e-6)
+    # pylint: disable-next=protected-access
+    self.assertEqual(
+        probe._probe.predict_function.experimental_get_tracing_count(), 1)
+
 
 class PLETest(tf.test.TestCase):
 

@@ -261,10 +261,6 @@ class IdLookupTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIs(factory.string_model(model, statistics()), model)
 
 
-if __name__ == "__main__":
-  tf.test.main()
-
-
 class HashBucketsTest(tf.test.TestCase):
 
   def setUp(self):
@@ -337,3 +333,7 @@ class HashBucketsTest(tf.test.TestCase):
       gin.bind_parameter("id_hashing.buckets", bad)
       with self.assertRaisesRegex(ValueError, "id_hashing.buckets"):
         factory.id_lookups(statistics())
+
+
+if __name__ == "__main__":
+  tf.test.main()
