@@ -57,8 +57,10 @@ class QuietStdoutTest(absltest.TestCase):
 
   def test_prints_kept_out_unless_loud(self):
     from absl import logging  # pylint: disable=g-import-not-at-top
-    old = logging.get_verbosity()
-    self.addCleanup(logging.set_verbosity, old)
+    # Restores the logger's own level (NOTSET under pytest: it follows the
+    # root's), which set_verbosity(get_verbosity()) would pin instead.
+    absl_logger = std_logging.getLogger("absl")
+    self.addCleanup(absl_logger.setLevel, absl_logger.level)
     for verbosity, expected in ((logging.WARNING, ""), (0, ""),
                                 (logs.LOUD, "shown\n")):
       logging.set_verbosity(verbosity)
