@@ -25,6 +25,7 @@ import os
 from typing import (Any, Callable, Hashable, Iterator, Optional, Sequence,
                     Tuple)
 
+from absl import flags
 from absl import logging
 import gin
 import tensorflow as tf
@@ -76,7 +77,10 @@ def _set_threads(threads: int) -> None:
 def _start_worker(config: str, threads: int, verbosity: int) -> None:
   """A worker's initializer: gin, threads, logging as the parent has them."""
   global _CACHE
-  logging.use_absl_handler()  # As absl.app does in the parent.
+  # As absl.app does in the parent; parsed flags also keep absl from
+  # warning that it logs "before flag parsing".
+  flags.FLAGS.mark_as_parsed()
+  logging.use_absl_handler()
   logging.set_verbosity(verbosity)
   logs.quiet_libraries(verbosity)
   _set_threads(threads)

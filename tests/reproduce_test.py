@@ -42,23 +42,22 @@ class ProgressTest(absltest.TestCase):
     now = clock.start()
     self.addCleanup(clock.stop)
     now.return_value = 100.0
-    progress = reproduce._Progress(builds=2, runs=10)  # pylint: disable=protected-access
+    progress = reproduce._Progress(builds=2, runs=10, analysis_runs=3)  # pylint: disable=protected-access
     self.assertIsNone(progress._left_s())  # pylint: disable=protected-access
     now.return_value = 130.0
     progress.dataset_built("main")
-    # One build in 30 s: one more build, 10 runs and the analysis at 30 s.
-    self.assertEqual(progress._left_s(),  # pylint: disable=protected-access
-                     30 + 10 * 30 + reproduce._Progress.ANALYSIS_RUNS * 30)  # pylint: disable=protected-access
+    # One build in 30 s, no run timed yet: the datasets' time only.
+    self.assertEqual(progress._left_s(), 30)  # pylint: disable=protected-access
     now.return_value = 160.0
     progress.dataset_built("window")
     progress.start_runs(already_done=4)  # a resumed reproduction
     now.return_value = 180.0
     progress.run_done("a seed 0")
     progress.run_done("a seed 1")
-    # Two runs in 20 s: 4 left at 10 s each, then the analysis.
-    self.assertEqual(progress._left_s(),  # pylint: disable=protected-access
-                     4 * 10 + reproduce._Progress.ANALYSIS_RUNS * 10)  # pylint: disable=protected-access
-
+    # Two runs in 20 s: 4 left at 10 s each, then 3 runs' worth of analysis.
+    self.assertEqual(progress._left_s(), (4 + 3) * 10)  # pylint: disable=protected-access
+    self.assertEqual(reproduce._Progress.analysis_runs_of(3200, 4),  # pylint: disable=protected-access
+                     4 + 3200 * 4 / 300)
 
 if __name__ == "__main__":
   absltest.main()
