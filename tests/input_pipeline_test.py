@@ -47,6 +47,15 @@ def _numpy_rows(split, index):
   return tf.nest.map_structure(lambda a: a[index], split)
 
 
+def damage_first_shard(data, split: str) -> None:
+  """Overwrites 16 bytes of the first record file of `split`."""
+  shard = sorted(glob.glob(os.path.join(str(data.builder.data_path),
+                                        f"*-{split}.tfrecord*")))[0]
+  with open(shard, "r+b") as f:
+    f.seek(40)
+    f.write(b"\xff" * 16)
+
+
 class IndexBatchesTest(parameterized.TestCase):
 
   @parameterized.parameters((5, False), (5, True), (23, False), (30, False),
@@ -407,11 +416,7 @@ class DamagedDatasetTest(tf.test.TestCase):
   def test_a_damaged_split_names_the_directory_to_delete(self):
     data_dir = self.create_tempdir().full_path
     data = input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
-    shard = sorted(glob.glob(os.path.join(str(data.builder.data_path),
-                                          "*-test.tfrecord*")))[0]
-    with open(shard, "r+b") as f:
-      f.seek(40)
-      f.write(b"\xff" * 16)
+    damage_first_shard(data, "test")
     data = input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
     with self.assertRaisesRegex(ValueError, "damaged; delete that directory"):
       input_pipeline.split_columns(data, "test")

@@ -1,6 +1,5 @@
 """End-to-end tests of training: outputs, baselines, resumption, failures."""
 
-import glob
 import json
 import math
 import os
@@ -20,6 +19,7 @@ from cabb_tf import train
 from cabb_tf.analysis import export_check
 from cabb_tf.inputs import weighting
 from cabb_tf.models import factory
+from tests import input_pipeline_test
 from tests import scoring
 from tests import training
 from tests.models import factory_test
@@ -237,11 +237,7 @@ class TrainTest(absltest.TestCase):
   def test_a_damaged_validation_split_is_named_while_streaming(self):
     data_dir = self.create_tempdir().full_path
     data = input_pipeline.load_data("cabb_synthetic/tiny", data_dir=data_dir)
-    shard = sorted(glob.glob(os.path.join(str(data.builder.data_path),
-                                          "*-validation.tfrecord*")))[0]
-    with open(shard, "r+b") as f:
-      f.seek(40)
-      f.write(b"\xff" * 16)
+    input_pipeline_test.damage_first_shard(data, "validation")
     # The per-epoch validation loss reads it first (no α to look up).
     with self.assertRaisesRegex(
         ValueError, "validation split of cabb_synthetic/tiny.* cannot be read "
