@@ -147,7 +147,9 @@ class UnusedBindingsTest(tf.test.TestCase):
     gin_utils.parse([], ["_entry.x = 5"])
     _entry()
     base_dir = self.create_tempdir().full_path
-    with self.assertLogs(level="DEBUG") as logs:
+    # On absl's own logger: another test in the process may have set its
+    # level (absl.logging.set_verbosity), which the root's would not undo.
+    with self.assertLogs(logger="absl", level="DEBUG") as logs:
       path = gin_utils.record(base_dir)
     with open(path) as f:
       self.assertIn("_entry.x = 5", f.read())
