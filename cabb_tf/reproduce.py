@@ -18,7 +18,6 @@ cross sessions (each window is a dataset of its own, built into
 rows per weighting scheme, and the serving score p_caba + β·p_cabb.
 """
 
-import concurrent.futures
 import dataclasses
 import json
 import os
@@ -501,7 +500,9 @@ def run(base_dir: str,
   unique = list(dict.fromkeys(v for rows in tables.values()
                               for v in rows.values()))
   runs = [(v, s) for v in unique for s in seeds]
-  datasets = {v.dataset: v for v in unique}  # The first variant of each.
+  datasets: Dict[str, Variant] = {}  # Each dataset by its first variant.
+  for variant in unique:
+    datasets.setdefault(variant.dataset, variant)
   progress = _Progress(len(datasets), len(runs), _Progress.analysis_runs_of(
       oracle_draws, len(datasets)))
   tf.io.gfile.makedirs(base_dir)
@@ -529,8 +530,10 @@ def run(base_dir: str,
       progress.run_done(f"{variant.key} seed {seed}")
       clock.tick()
     # The floors and RQ-4 run in the pool while this process analyses.
-    oracles = (_submit_oracles(pool, base_dir, tables, defaults, oracle_draws)
-               if oracle_draws else {})
+    oracles = {key: pool.submit(_oracle, base_dir, v,
+                                _data_dir(base_dir, v, defaults.data_dir),
+                                defaults, oracle_draws)
+               for key, v in datasets.items()} if oracle_draws else {}
     analysis_started = time.time()
     importances = [pool.submit(_importance_of, base_dir, selected, s,
                                defaults) for s in seeds] if importance else []
@@ -649,21 +652,6 @@ def _dataset_of_tables(tables) -> Dict[str, Dict[str, str]]:
   """{table: {row: the dataset key of the row's variant}}."""
   return {table: {row: v.dataset for row, v in rows.items()}
           for table, rows in tables.items()}
-
-
-def _submit_oracles(pool: parallel.Pool, base_dir: str, tables,
-                    defaults: _Defaults, draws: int
-                    ) -> Dict[str, concurrent.futures.Future]:
-  """{dataset key: the future oracle NE floor of that dataset}, one per
-  dataset the tables use, computed in the pool beside the runs."""
-  out = {}
-  for variant in dict.fromkeys(v for rows in tables.values()
-                               for v in rows.values()):
-    if variant.dataset not in out:
-      out[variant.dataset] = pool.submit(
-          _oracle, base_dir, variant,
-          _data_dir(base_dir, variant, defaults.data_dir), defaults, draws)
-  return out
 
 
 def _oracle(base_dir: str, variant: Variant, data_dir: Optional[str],

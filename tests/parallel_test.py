@@ -7,6 +7,7 @@ import gin
 
 from cabb_tf import gin_utils
 from cabb_tf import parallel
+from cabb_tf.inputs import cache as cache_lib
 
 
 @gin.configurable
@@ -63,7 +64,8 @@ class PoolTest(absltest.TestCase):
       self.assertEqual(order, [0, 1, 2])
       with self.assertRaisesRegex(ValueError, "bad input 1"):
         pool.submit(failing, 1).result()
-    self.assertIs(parallel.cache(), parallel.cache())
+    # The parent has no worker cache: runs share the process's default.
+    self.assertIs(parallel.cache(), cache_lib.default())
 
 
 if __name__ == "__main__":
