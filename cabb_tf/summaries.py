@@ -34,6 +34,9 @@ PR_THRESHOLDS = 201
 RELIABILITY_BINS = 10
 # What the projector's checkpoint is called in its log directory.
 PROJECTOR_CHECKPOINT = "projector"
+# The per-epoch metrics a run can compute of each head
+# (`config.epoch_metrics`).
+EPOCH_METRICS = ("ne", "auc")
 
 # (labels, predictions, sample weights or None) of one scored task.
 Task = Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]
@@ -46,12 +49,14 @@ class Settings:
   evaluation: bool = True
   images: bool = True
   projector_spaces: Tuple[str, ...] = ("leaf",)
+  epoch_metrics: Tuple[str, ...] = ("ne", "auc")
 
 
 @gin.configurable("summaries")
 def config(every_steps: int = 10, evaluation: bool = True,
            images: bool = True,
-           projector_spaces: Sequence[str] = ("leaf",)) -> Settings:
+           projector_spaces: Sequence[str] = ("leaf",),
+           epoch_metrics: Sequence[str] = ("ne", "auc")) -> Settings:
   """The run's `Settings`, from gin (`summaries.every_steps = 0`, ...).
 
   Args:
@@ -62,10 +67,15 @@ def config(every_steps: int = 10, evaluation: bool = True,
       `evaluation`).
     projector_spaces: id spaces (`factory.ID_SPACES` values) whose tables
       go to the projector; () writes none.
+    epoch_metrics: each head's metrics of every epoch, on the training
+      rows (running over the epoch) and on the validation split, from
+      `EPOCH_METRICS`. They are computed in every train step, and their
+      AUC is a step's costly part on a small model: () computes none
+      (the losses stay, and no test score depends on them).
 
   Raises:
-    ValueError: for a negative or fractional `every_steps` or an unknown
-      id space, naming the field.
+    ValueError: for a negative or fractional `every_steps`, an unknown
+      id space or an unknown epoch metric, naming the field.
   """
   if (isinstance(every_steps, bool) or not isinstance(every_steps, int) or
       every_steps < 0):
@@ -78,8 +88,14 @@ def config(every_steps: int = 10, evaluation: bool = True,
     if space not in spaces:
       raise ValueError(f"gin summaries.projector_spaces: unknown id space "
                        f"{space!r}; the spaces are {spaces}.")
+  if isinstance(epoch_metrics, str):
+    epoch_metrics = (epoch_metrics,)
+  for metric in epoch_metrics:
+    if metric not in EPOCH_METRICS:
+      raise ValueError(f"gin summaries.epoch_metrics: unknown metric "
+                       f"{metric!r}; the metrics are {list(EPOCH_METRICS)}.")
   return Settings(every_steps, bool(evaluation), bool(images),
-                  tuple(projector_spaces))
+                  tuple(projector_spaces), tuple(epoch_metrics))
 
 
 def write_tasks(writer, step: int, split: str, tasks: Mapping[str, Task],

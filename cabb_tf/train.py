@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 from typing import (Any, Callable, ContextManager, Dict, Iterable, Mapping,
-                    Optional, Tuple)
+                    Optional, Sequence, Tuple)
 
 from absl import logging
 import gin
@@ -124,8 +124,10 @@ def step_scalars(model: conversion.ConversionModel) -> Dict[str, float]:
   compiled λ, or a learned balance's w_cabb / w_caba; two-head models
   only) and `steps/learning_rate` the optimizer's current learning rate.
   """
-  results = {name: float(value)
-             for name, value in model.get_metrics_result().items()}
+  # Only the loss trackers: `get_metrics_result` would also compute every
+  # AUC from its confusion-matrix buckets, the most of this call's cost.
+  results = {metric.name: float(metric.result()) for metric in model.metrics
+             if metric.name == "loss" or metric.name.endswith("_loss")}
   out = {f"steps/{tag}": value
          for tag, value in _keras_logs(results, model.heads).items()
          if tag.endswith("/loss")}
@@ -289,13 +291,16 @@ def check_optimizer(optimizer: str) -> None:
 
 
 def _compile(model: conversion.ConversionModel, learning_rate: float,
-             optimizer: str = "adam") -> None:
-  """Compiles the model (its Eq. 6) with NE and AUC of each head."""
+             optimizer: str = "adam",
+             epoch_metrics: Sequence[str] = summaries.EPOCH_METRICS) -> None:
+  """Compiles the model (its Eq. 6) with `epoch_metrics` of each head
+  (`summaries.EPOCH_METRICS`: NE and AUC)."""
+  make = {"ne": lambda: metrics_lib.NormalizedEntropy(name="ne"),
+          "auc": lambda: tf.keras.metrics.AUC(name="auc")}
   model.compile(
       optimizer=OPTIMIZERS[optimizer](learning_rate),
-      weighted_metrics={head: [metrics_lib.NormalizedEntropy(name="ne"),
-                               tf.keras.metrics.AUC(name="auc")]
-                        for head in model.heads})
+      weighted_metrics={head: [make[name]() for name in epoch_metrics]
+                        for head in model.heads} if epoch_metrics else None)
 
 
 def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
@@ -650,13 +655,17 @@ def run(base_dir: str,
 
   with distribution.scope():
     model = factory.build_model(statistics, **build_kwargs)
-    _compile(model, learning_rate, optimizer)
+    _compile(model, learning_rate, optimizer, settings.epoch_metrics)
   for name, devices in distribute.split_variables(model).items():
     logging.info("%s is split in %d: %s", name, len(devices),
                  ", ".join(devices))
   # The model takes id features as row indices: the pipeline looks each
-  # split's strings up once, not every train step.
-  id_lookups = factory.id_lookups(statistics)
+  # split's strings up once, not every train step. The lookups are the
+  # dataset's, shared by the runs of a process.
+  id_lookups = (cache or cache_lib.default()).id_lookups(
+      (str(data.builder.data_path),
+       tuple(sorted(factory.hash_buckets().items()))),
+      lambda: factory.id_lookups(statistics))
   # Every configurable the run uses has been called by now: the run's one
   # config.gin (`cli.train` leaves it to the run), also there for a run
   # that is interrupted.
@@ -717,7 +726,7 @@ def run(base_dir: str,
       logging.info("No per-step scalars under parameter_server: Keras runs "
                    "no batch callback there (docs/distributed.md).")
     plain = factory.build_model(statistics, **build_kwargs)
-    _compile(plain, learning_rate, optimizer)
+    _compile(plain, learning_rate, optimizer, settings.epoch_metrics)
     validator = PlainCopy(plain)
   state = RunState(model, base_dir, own_dir, distribution)
   state.resume()
@@ -750,11 +759,16 @@ def run(base_dir: str,
   balancer = model.balancer
   # Evaluation and export need no replicas and no optimizer: the best
   # weights in an undistributed model without one (the export would
-  # otherwise hold the optimizer's slots, twice the weights under Adam);
-  # under parameter_server, the validator's.
-  model = read_weights(
-      weights_only(validator.model) if validator else
-      factory.build_model(statistics, **build_kwargs), state.best_prefix)
+  # otherwise hold the optimizer's slots, twice the weights under Adam):
+  # under parameter_server, the validator's; under another strategy, a
+  # model built anew; without one, the trained model's own layers.
+  if validator:
+    plain = weights_only(validator.model)
+  elif distributed:
+    plain = factory.build_model(statistics, **build_kwargs)
+  else:
+    plain = weights_only(model)
+  model = read_weights(plain, state.best_prefix)
   scored = evaluate(
       model, eval_batches("validation"), eval_batches("test"), id_lookups,
       task, eval_batch_size, writers, step,

@@ -298,6 +298,28 @@ class WritersTest(absltest.TestCase):
     with self.assertRaisesRegex(ValueError,
                                 "summaries.projector_spaces.*'shop'"):
       summaries.config(projector_spaces=("leaf", "shop"))
+    with self.assertRaisesRegex(ValueError,
+                                "summaries.epoch_metrics.*'logloss'"):
+      summaries.config(epoch_metrics=("ne", "logloss"))
+
+  def test_epoch_metrics_are_what_the_model_computes(self):
+    rng = np.random.default_rng(1)
+    n = 64
+    x = {"a": rng.normal(size=(n, 1)).astype(np.float32)}
+    y = {"caba": (rng.random((n, 1)) < 0.3).astype(np.float32),
+         "cabb": (rng.random((n, 1)) < 0.3).astype(np.float32)}
+    for names, expected in (((), {"loss", "caba_loss", "cabb_loss"}),
+                            (("auc",), {"loss", "caba_loss", "cabb_loss",
+                                        "caba_auc", "cabb_auc"})):
+      inputs = {"a": tf.keras.Input((1,), name="a")}
+      outputs = {head: tf.keras.layers.Dense(1, activation="sigmoid",
+                                             name=head)(inputs["a"])
+                 for head in ("caba", "cabb")}
+      model = conversion.ConversionModel(inputs, outputs)
+      train._compile(model, 1e-3,  # pylint: disable=protected-access
+                     epoch_metrics=names)
+      logs = model.fit(x, y, epochs=1, batch_size=n, verbose=0).history
+      self.assertEqual(set(logs), expected, names)
 
 
 if __name__ == "__main__":

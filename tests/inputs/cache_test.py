@@ -24,12 +24,17 @@ class CacheTest(unittest.TestCase):
                      [4])
     self.assertEqual(cache.alpha_table(("taxonomy_cf",), lambda: make(5)),
                      [4])
-    self.assertEqual(calls, [1, 3, 4])
+    self.assertEqual(cache.id_lookups(("dir", ()), lambda: make(7)), [7])
+    self.assertEqual(cache.id_lookups(("dir", ()), lambda: make(8)), [7])
+    self.assertEqual(cache.id_lookups(("dir", (("item", 4),)),
+                                      lambda: make(9)), [9])
+    self.assertEqual(calls, [1, 3, 4, 7, 9])
     cache.clear()
-    self.assertEqual((cache.columns, cache.alpha_tables), ({}, {}))
+    self.assertEqual((cache.columns, cache.alpha_tables, cache.lookups),
+                     ({}, {}, {}))
     self.assertEqual(cache.column_split(("dir", "train"), lambda: make(6)),
                      [6])
-    self.assertEqual(calls, [1, 3, 4, 6])
+    self.assertEqual(calls, [1, 3, 4, 7, 9, 6])
 
   def test_default_is_one_object(self):
     self.assertIs(cache_lib.default(), cache_lib.default())
