@@ -169,7 +169,8 @@ def _check_feature_dtypes(examples: pd.DataFrame) -> None:
 
 
 def example_columns(examples: pd.DataFrame,
-                    extra: Optional[Mapping[str, np.ndarray]] = None
+                    extra: Optional[Mapping[str, np.ndarray]] = None,
+                    arrays: bool = False
                     ) -> Dict[str, Callable[[np.ndarray], Sequence[Any]]]:
   """Column readers: for each field, a function of row positions → values.
 
@@ -179,12 +180,18 @@ def example_columns(examples: pd.DataFrame,
   Args:
     examples: `PreparedData.examples`.
     extra: further per-row arrays (builder-specific fields).
+    arrays: give the numbers as NumPy arrays in their field's dtype
+      (`feature_dtype`; int64 labels, float32 `w_caba`) and the extra fields
+      as arrays, instead of as lists of the same values as Python objects.
 
   Returns:
-    {field name: f(rows) -> list of Python values}.
+    {field name: f(rows) -> the rows' values}; strings are object arrays of
+    `str` either way.
   """
   _check_feature_dtypes(examples)
   readers: Dict[str, Callable[[np.ndarray], Sequence[Any]]] = {}
+  as_list = (lambda values: values) if arrays else (
+      lambda values: values.tolist())
 
   def strings(name):
     column = examples[name]
@@ -197,7 +204,7 @@ def example_columns(examples: pd.DataFrame,
       if len(values) and (values.min() < info.min or values.max() > info.max):
         raise ValueError(f"column {name!r} overflows {np.dtype(dtype)}.")
     values = values.astype(dtype, copy=False)
-    return lambda rows: values[rows].tolist()
+    return lambda rows: as_list(values[rows])
 
   for name in features_lib.FEATURE_NAMES:
     dtype = feature_dtype(name)
@@ -215,7 +222,7 @@ def example_columns(examples: pd.DataFrame,
     if len(values) != len(examples):
       raise ValueError(f"extra column {name!r} has {len(values)} values for "
                        f"{len(examples)} rows.")
-    readers[name] = (lambda v: lambda rows: v[rows].tolist())(values)
+    readers[name] = (lambda v: lambda rows: as_list(v[rows]))(values)
   return readers
 
 

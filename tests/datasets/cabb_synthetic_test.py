@@ -2,6 +2,7 @@
 
 import json
 import tempfile
+from unittest import mock
 
 from absl.testing import absltest
 import gin
@@ -92,6 +93,48 @@ class CabbSyntheticExamplesTest(tf.test.TestCase):
           want["y_last_click"].tolist(), want["w_caba"].tolist(),
           want["u_leaf_clicks"].tolist(), want["timestamp"].tolist()))
       self.assertEqual(got_keys, want_keys)
+
+  def _tfds_encoded(self, limit=None):
+    """tiny built with TFDS encoding each example `_generate_examples`
+    yields (the builders' own path serializes a chunk of rows at once)."""
+    builder = cabb_synthetic.Builder(data_dir=self.create_tempdir().full_path,
+                                     config="tiny")
+    with mock.patch.object(click_examples.ClickExamplesBuilder,
+                           "_ENCODE_BY_COLUMN", False):
+      builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+          max_examples_per_split=limit))
+    return builder
+
+  def _assert_same_records(self, got, want):
+    """Same shards, sizes and records, in order; the records compared parsed
+    (TFDS writes a record's features in an order that changes between
+    processes), as their serialization with the features by name."""
+    for split in click_examples.SPLITS:
+      got_info, want_info = got.info.splits[split], want.info.splits[split]
+      self.assertEqual(got_info.shard_lengths, want_info.shard_lengths)
+      self.assertEqual(got_info.num_bytes, want_info.num_bytes)
+      self.assertEqual([p.name for p in got_info.filepaths],
+                       [p.name for p in want_info.filepaths])
+      records = [[tf.train.Example.FromString(r).SerializeToString(
+          deterministic=True) for r in click_examples.serialized_records(
+              builder, split).as_numpy_iterator()] for builder in (got, want)]
+      self.assertEqual(records[0], records[1], split)
+    self.assertEqual(got.info.metadata, want.info.metadata)
+    self.assertEqual(got.info.features.to_json(),
+                     want.info.features.to_json())
+
+  def test_records_are_those_tfds_encodes(self):
+    self._assert_same_records(self.tiny, self._tfds_encoded())
+
+  def test_max_examples_per_split_keeps_the_rows_tfds_keeps(self):
+    builder = cabb_synthetic.Builder(data_dir=self.create_tempdir().full_path,
+                                     config="tiny")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        max_examples_per_split=150))
+    self.assertEqual({split: info.num_examples
+                      for split, info in builder.info.splits.items()},
+                     {split: 150 for split in click_examples.SPLITS})
+    self._assert_same_records(builder, self._tfds_encoded(limit=150))
 
   def test_relation_is_the_ground_truth(self):
     relations = self.log.leaf_relations
