@@ -187,9 +187,9 @@ class TaobaoManualFileTest(tf.test.TestCase):
 class TaobaoSharedSampleTest(tf.test.TestCase):
   """The builder on the real sample in ../shared (skipped when absent).
 
-  TFDS encodes about 1,500 examples a second here, so the test takes the
-  sample's first users (whole histories: the file is sorted by user), about
-  15,000 events, which still hold stray timestamps.
+  The test takes the sample's first users (whole histories: the file is
+  sorted by user), about 15,000 events, which still hold stray timestamps:
+  enough for the comparison, and quick to prepare.
   """
 
   _LINES = 15_000
