@@ -45,6 +45,7 @@ from cabb_tf.analysis import serving
 from cabb_tf.analysis import stats
 from cabb_tf.data import oracle as oracle_lib
 from cabb_tf.data import report as report_lib
+from cabb_tf.datasets import click_examples
 from cabb_tf.inputs import weighting
 
 
@@ -378,7 +379,8 @@ def _build_dataset(variant: Variant, seed: int, data_dir: Optional[str],
                    defaults: _Defaults) -> str:
   """Builds (or finds) the dataset of `variant`; runs in a pool process."""
   _bind(variant, seed, data_dir, defaults)
-  with logs.quiet_stdout():
+  # Each variant has a data_dir of its own (`_data_dir`).
+  with logs.quiet_stdout(), click_examples.variants_apart():
     return str(input_pipeline.load_data().builder.data_path)
 
 

@@ -158,6 +158,23 @@ def beam_work_units(num_buckets: int = 16, num_blocks: int = 8
   return {"num_buckets": int(num_buckets), "num_blocks": int(num_blocks)}
 
 
+# Set inside `variants_apart()`.
+_variants_apart = False
+
+
+@contextlib.contextmanager
+def variants_apart() -> Iterator[None]:
+  """Builds inside it have a data_dir of their own per variant (as
+  `reproduce.run` gives each): the gin bindings that change a build's data
+  are logged as information, not warned of."""
+  global _variants_apart
+  before, _variants_apart = _variants_apart, True
+  try:
+    yield
+  finally:
+    _variants_apart = before
+
+
 @dataclasses.dataclass(eq=False)
 class ClickExamplesConfig(tfds.core.BuilderConfig):
   """A builder config with the time split of the examples.
@@ -350,7 +367,8 @@ class ClickExamplesBuilder(tfds.core.GeneratorBasedBuilder,
     bindings = bound_gin_parameters(self._gin_configurables(),
                                     ignore=self._gin_explicit())
     if bindings:
-      logging.warning(
+      logging.log(
+          logging.INFO if _variants_apart else logging.WARNING,
           "Preparing %s under gin bindings that change its data: %s. They are "
           "recorded in the dataset's metadata ('gin_bindings'); build variants "
           "into separate data_dirs.", self.info.full_name, bindings)

@@ -1,5 +1,6 @@
 """Tests for the `cabb_synthetic` TFDS builder on its `tiny` config."""
 
+import contextlib
 import json
 import tempfile
 from unittest import mock
@@ -308,6 +309,22 @@ class CabbSyntheticExamplesTest(tf.test.TestCase):
                      {"cabb_tf.data.simulator.simulate.num_days": "7"})
     start, end = builder.info.metadata["time_range_ms"]
     self.assertLess(end - start, 7 * 86_400_000)
+
+  def test_bindings_are_warned_of_unless_variants_are_apart(self):
+    gin.parse_config("cabb_tf.data.simulator.simulate.num_days = 7")
+    self.addCleanup(gin.clear_config)
+    builder = tfds.builder("cabb_synthetic/tiny", data_dir=self.data_dir)
+    for apart, level in ((False, "WARNING"), (True, "INFO")):
+      context = (click_examples.variants_apart() if apart else
+                 contextlib.nullcontext())
+      with self.assertLogs(logger="absl", level="INFO") as logged, context:
+        bindings = builder._data_bindings()  # pylint: disable=protected-access
+      self.assertEqual(bindings,
+                       {"cabb_tf.data.simulator.simulate.num_days": "7"})
+      said = [r for r in logged.records
+              if "gin bindings that change its data" in r.getMessage()]
+      self.assertEqual([r.levelname for r in said], [level], apart)
+    self.assertFalse(click_examples._variants_apart)  # pylint: disable=protected-access
 
   def test_an_empty_split_is_an_error(self):
     config = cabb_synthetic.SyntheticConfig(
