@@ -1101,8 +1101,11 @@ class RedrawnEvents(NamedTuple):
   """Click and purchase events of one draw of the purchases.
 
   Rows are grouped by session and in session order (by time; ties as in the
-  simulated log). Labels (`labels.label_clicks`) depend only on clicks and
-  purchases, so these give the labels the draw would have given.
+  simulated log), or with `redraw_events(..., time_order=True)` in time
+  order with ties in that session order. Labels (`labels.label_clicks`)
+  depend only on clicks and purchases, and order events by (session or user,
+  timestamp, input position), so both orders give the labels the draw would
+  have given.
 
   Attributes:
     user_id, session_id, timestamp, item_id: int64 columns of the canonical
@@ -1170,33 +1173,95 @@ def subset_state(state: PrePurchaseState,
       probs=probs, session_ids=state.session_ids[kept])
 
 
-_KEEP = ("all", "sessions", "users")
+_KEEP = ("all", "sessions", "users", "window")
+
+
+def _window_sessions(state: PrePurchaseState, purchases: _Purchases,
+                     window_ms: int) -> np.ndarray:
+  """(S,) bool: sessions with a purchase of their user in [first click, last
+  click + `window_ms`] (integer ms, as the events' timestamps)."""
+  sessions, clicks = state.sessions, state.clicks
+  has = np.zeros(len(sessions.user), bool)
+  if not len(purchases.item):
+    return has
+  user = sessions.user[purchases.session]
+  time_ = np.floor(purchases.time).astype(np.int64)
+  first, last = time_.min(), time_.max()
+  span = np.int64(last - first + 2)
+  if int(span) * (int(sessions.user.max()) + 1) >= 2**62:
+    return _user_sessions(state, purchases)  # A superset.
+  # Sessions of users with a purchase; a session's clicks are in time order,
+  # so its first and last clicks bound its click times.
+  buyer = np.zeros(len(state.users.propensity), bool)
+  buyer[user] = True
+  candidates = np.flatnonzero(buyer[sessions.user])
+  begin = np.floor(clicks.time[clicks.first[candidates]]).astype(np.int64)
+  end = np.floor(clicks.time[clicks.last[candidates]]).astype(np.int64)
+  end = np.minimum(end, last - window_ms) + window_ms  # No overflow.
+  # Purchases keyed by (user, time), times relative to the first in
+  # [0, span - 2]; clipped bounds keep a query inside its user's keys.
+  keys = np.sort(user * span + (time_ - first))
+  base = sessions.user[candidates] * span
+  # The user's first purchase at or after `begin`, then whether it is by
+  # `end`.
+  after = np.searchsorted(
+      keys, base + (np.clip(begin, first, last + 1) - first), side="left")
+  found = after < len(keys)
+  after = np.minimum(after, len(keys) - 1)
+  found &= keys[after] <= base + (np.clip(end, first - 1, last) - first)
+  has[candidates[found]] = True
+  return has
+
+
+def _user_sessions(state: PrePurchaseState,
+                   purchases: _Purchases) -> np.ndarray:
+  """(S,) bool: the sessions of the users with a purchase."""
+  users = state.sessions.user
+  buyer = np.zeros(len(state.users.propensity), bool)
+  buyer[users[purchases.session]] = True
+  return buyer[users]
 
 
 def redraw_events(state: PrePurchaseState, rng: np.random.Generator,
-                  keep: str = "all") -> RedrawnEvents:
+                  keep: str = "all", window_ms: Optional[int] = None,
+                  time_order: bool = False) -> RedrawnEvents:
   """Draws the purchases again from a pre-purchase state.
 
   The purchases follow the same generative model as in `simulate` (same
   probabilities, same item choices, checkout and one-purchase-per-item
-  rules), with the random numbers of `rng`. Carts are not drawn.
+  rules), with the random numbers of `rng`. Carts are not drawn. The random
+  numbers and the purchases do not depend on `keep` or `time_order`.
 
   Args:
     state: from `simulate_with_state`.
     rng: the random stream of this draw.
-    keep: which clicks to return: "all", "sessions" (only the sessions with
-      a purchase in this draw: the others have all-zero session labels) or
-      "users" (only the users with a purchase: for attribution windows,
-      which cross sessions).
+    keep: which clicks to return (every purchase is returned): "all",
+      "sessions" (only the sessions with a purchase in this draw: the others
+      have all-zero session labels), "users" (only the users with a
+      purchase: for attribution windows, which cross sessions) or "window"
+      (only the sessions with a purchase of their user at or after their
+      first click and at most `window_ms` after their last click: under an
+      attribution window of `window_ms`, the others' clicks have all-zero
+      labels and no purchase is credited to them, so leaving them out
+      changes no other label).
+    window_ms: the window of `keep="window"`, in ms (`labels.
+      window_milliseconds`).
+    time_order: return the rows in time order, ties in session order
+      (instead of session by session): `label_clicks` then needs no time
+      sort.
 
   Returns:
     A `RedrawnEvents`.
 
   Raises:
-    ValueError: for an unknown `keep`.
+    ValueError: for an unknown `keep`, or `keep="window"` without a window
+      >= 0.
   """
   if keep not in _KEEP:
     raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}.")
+  if keep == "window" and (window_ms is None or window_ms < 0):
+    raise ValueError(f'keep="window" needs window_ms >= 0, got '
+                     f"{window_ms!r}.")
   clicks, sessions = state.clicks, state.sessions
   purchases, _, buy_same = _draw_purchases(
       state.world, sessions, clicks, state.probs,
@@ -1208,18 +1273,32 @@ def redraw_events(state: PrePurchaseState, rng: np.random.Generator,
     has = np.zeros(len(sessions.user), bool)
     has[purchases.session] = True
     selected = np.flatnonzero(has[clicks.session])
+  elif keep == "users":
+    selected = np.flatnonzero(_user_sessions(state, purchases)[
+        clicks.session])
   else:
-    has = np.zeros(len(state.users.propensity), bool)
-    has[sessions.user[purchases.session]] = True
-    selected = np.flatnonzero(has[sessions.user[clicks.session]])
+    selected = np.flatnonzero(_window_sessions(state, purchases, window_ms)[
+        clicks.session])
   num_selected, num_purchases = len(selected), len(purchases.item)
   session = np.concatenate([clicks.session[selected], purchases.session])
   order = np.concatenate([clicks.position[selected] * 32 + 16,
                           _purchase_order(clicks, purchases)])
   perm = np.argsort(session * (1 << 22) + order)
-  session = session[perm]
   time_ = np.floor(np.concatenate([clicks.time[selected],
                                    purchases.time])).astype(np.int64)[perm]
+  if time_order and len(time_):
+    # Stable by time: (time, rank in session order) in one value sort.
+    size = np.int64(len(time_))
+    rank = time_ - time_.min()
+    if (int(rank.max()) + 1) * int(size) < 2**62:
+      rank *= size
+      rank += np.arange(size, dtype=np.int64)
+      rank.sort()
+      by_time = rank % size
+    else:
+      by_time = np.argsort(time_, kind="stable")
+    perm, time_ = perm[by_time], time_[by_time]
+  session = session[perm]
   item = np.concatenate([clicks.item[selected], purchases.item])[perm]
   kind = np.concatenate([np.full(num_selected, schema.CLICK, np.int8),
                          np.full(num_purchases, schema.PURCHASE, np.int8)])
