@@ -14,8 +14,9 @@ attribution window, purchases in later sessions, so the oracle does not
 write them in closed form. It draws the purchases again D times from the
 simulator's pre-purchase state (`simulator.redraw_events`, independent
 seeds), labels each draw with the package's own `labels.label_clicks` (so
-every label rule, windows included, lives in one place) and estimates, per
-click example (session, item A):
+every label rule, windows included, lives in one place; only the sessions
+a draw's purchases can label are passed, many draws per call) and
+estimates, per click example (session, item A):
 
 * `p_caba` = mean of y_caba over the draws and `p_last_click` = mean of
   y_last_click;
@@ -201,11 +202,11 @@ def estimate(state: simulator.PrePurchaseState, draws: int = DEFAULT_DRAWS,
     raise ValueError(f"draws must be a positive multiple of {GROUPS} (the "
                      f"Monte-Carlo error is estimated from {GROUPS} groups "
                      f"of draws), got {draws}.")
-  labels_lib.window_milliseconds(attribution_window_s)  # Validates it.
   begin = time.perf_counter()
   example, first = _example_of_click(state)
   num_examples = len(first)
-  keep = "sessions" if attribution_window_s is None else "users"
+  window_ms = labels_lib.window_milliseconds(attribution_window_s)
+  keep = "sessions" if window_ms is None else "window"
   user_span = int(state.click_user_id.max(initial=0)) + 1
   session_span = int(state.click_session_id.max(initial=0)) + 1
   per_group = draws // GROUPS
@@ -218,7 +219,8 @@ def estimate(state: simulator.PrePurchaseState, draws: int = DEFAULT_DRAWS,
         d = group * per_group + start + k
         rng = np.random.default_rng(np.random.SeedSequence([seed, _SEED_TAG,
                                                             d]))
-        parts.append((k, simulator.redraw_events(state, rng, keep=keep)))
+        parts.append((k, simulator.redraw_events(
+            state, rng, keep=keep, window_ms=window_ms, time_order=True)))
       _count_labels(parts, example, user_span, session_span,
                     attribution_window_s, counts[group])
   log_none = np.bincount(example, weights=np.log1p(-state.probs.same),
@@ -235,7 +237,13 @@ def estimate(state: simulator.PrePurchaseState, draws: int = DEFAULT_DRAWS,
 def _count_labels(parts, example: np.ndarray, user_span: int,
                   session_span: int, attribution_window_s: Optional[float],
                   counts: np.ndarray) -> None:
-  """Labels a batch of draws (ids made distinct per draw) and adds them up."""
+  """Labels a batch of draws in one `label_clicks` call and adds them up.
+
+  Each draw's rows come in time order (`redraw_events(time_order=True)`);
+  its user and session ids are made distinct and its times shifted after
+  the previous draw's, so the batch is a time-ordered log of independent
+  users whose labels are those of each draw alone.
+  """
   num_examples = counts.shape[0]
   for _, events in parts:
     # Y0: the examples (not clicks) with a drawn purchase of A, once per draw.
@@ -247,28 +255,38 @@ def _count_labels(parts, example: np.ndarray, user_span: int,
   offset = np.concatenate(offset)
   cat = lambda name: np.concatenate([getattr(e, name) for _, e in parts])
   click = cat("click")
+  # Each draw's rows are in time order; laid end to end in time (besides
+  # their distinct ids), the batch is too, and labels need no time sort.
+  shifts, end = [], None
+  for _, events in parts:
+    shift = 0
+    if len(events.timestamp):
+      if end is not None:
+        shift = end + 1 - int(events.timestamp[0])
+      end = int(events.timestamp[-1]) + shift
+    shifts.append(np.full(len(events.timestamp), shift, np.int64))
+  # copy=False keeps each column as its own block: no consolidation copy.
   frame = pd.DataFrame({
       "user_id": cat("user_id") + offset * user_span,
       "session_id": cat("session_id") + offset * session_span,
-      "timestamp": cat("timestamp"),
+      "timestamp": cat("timestamp") + np.concatenate(shifts),
       "item_id": cat("item_id"),
       "event_type": pd.Categorical.from_codes(
           cat("event_type"), dtype=schema.EVENT_TYPE_DTYPE),
-  })
+  }, copy=False)
   rows = labels_lib.label_clicks(frame,
                                  attribution_window_s=attribution_window_s)
-  ex = example[click[rows["event_index"].to_numpy()]]
+  event = rows["event_index"].to_numpy()
   first = rows["w_caba"].to_numpy() > 0
-  y_cabb = rows["y_cabb"].to_numpy().astype(np.float64)
-  add = lambda column, where, weights: np.add(
-      counts[:, column], np.bincount(ex[where], weights=weights[where],
-                                     minlength=num_examples).astype(np.int32),
-      out=counts[:, column])
-  add(_CABA, first, rows["y_caba"].to_numpy().astype(np.float64))
-  add(_LAST_CLICK, first, rows["y_last_click"].to_numpy().astype(np.float64))
-  everywhere = np.ones(len(ex), bool)
-  add(_K, everywhere, y_cabb)
-  add(_HAS_OTHER, first, y_cabb)
+  y_cabb = rows["y_cabb"].to_numpy() > 0
+  # Labels are 0 / 1: each count is the number of positive rows.
+  for column, positive in (
+      (_CABA, first & (rows["y_caba"].to_numpy() > 0)),
+      (_LAST_CLICK, first & (rows["y_last_click"].to_numpy() > 0)),
+      (_K, y_cabb), (_HAS_OTHER, first & y_cabb)):
+    counts[:, column] += np.bincount(
+        example[click[event[positive]]],
+        minlength=num_examples).astype(np.int32)
 
 
 def richardson(ne_all: float, ne_halves: Sequence[float]) -> float:
