@@ -916,14 +916,21 @@ def _draw_purchases(world: _World, sessions: _Sessions, clicks: _Clicks,
   """
   num_items = len(world.item_ids)
   num_clicks = len(clicks.item)
-  buy_same = rng.random(num_clicks) < probs.same
-  buy_sub = ~buy_same & (rng.random(num_clicks) < probs.substitute)
-  p_comp = np.where(buy_same | buy_sub, probs.complement_bought,
-                    probs.complement)
-  buy_comp = (rng.random(num_clicks) < p_comp) & probs.has_complement
+  # One buffer takes each uniform draw in turn (the same numbers as fresh
+  # arrays; the oracle redraws thousands of times).
+  uniform = rng.random(num_clicks)
+  buy_same = uniform < probs.same
+  buy_sub = rng.random(out=uniform) < probs.substitute
+  buy_sub &= ~buy_same
+  # The complement's probability is higher where A or a substitute was
+  # bought: those few clicks are compared again.
+  bought = np.flatnonzero(buy_same | buy_sub)
+  buy_comp = rng.random(out=uniform) < probs.complement
+  buy_comp[bought] = uniform[bought] < probs.complement_bought[bought]
+  buy_comp &= probs.has_complement
   abandoned = None
   if carts:
-    abandoned = ~buy_same & (rng.random(num_clicks) < probs.cart)
+    abandoned = ~buy_same & (rng.random(out=uniform) < probs.cart)
   noisy = np.flatnonzero(rng.random(len(sessions.user)) < probs.noise)
 
   same_src = np.flatnonzero(buy_same)
