@@ -207,8 +207,6 @@ def estimate(state: simulator.PrePurchaseState, draws: int = DEFAULT_DRAWS,
   num_examples = len(first)
   window_ms = labels_lib.window_milliseconds(attribution_window_s)
   keep = "sessions" if window_ms is None else "window"
-  user_span = int(state.click_user_id.max(initial=0)) + 1
-  session_span = int(state.click_session_id.max(initial=0)) + 1
   per_group = draws // GROUPS
   counts = np.zeros((GROUPS, num_examples, 5), np.int32)
   for group in range(GROUPS):
@@ -220,9 +218,8 @@ def estimate(state: simulator.PrePurchaseState, draws: int = DEFAULT_DRAWS,
         rng = np.random.default_rng(np.random.SeedSequence([seed, _SEED_TAG,
                                                             d]))
         parts.append((k, simulator.redraw_events(
-            state, rng, keep=keep, window_ms=window_ms, time_order=True)))
-      _count_labels(parts, example, user_span, session_span,
-                    attribution_window_s, counts[group])
+            state, rng, keep=keep, window_ms=window_ms, order="user")))
+      _count_labels(parts, example, attribution_window_s, counts[group])
   log_none = np.bincount(example, weights=np.log1p(-state.probs.same),
                          minlength=num_examples)
   return OracleDraws(
@@ -234,15 +231,16 @@ def estimate(state: simulator.PrePurchaseState, draws: int = DEFAULT_DRAWS,
       seconds=time.perf_counter() - begin)
 
 
-def _count_labels(parts, example: np.ndarray, user_span: int,
-                  session_span: int, attribution_window_s: Optional[float],
+def _count_labels(parts, example: np.ndarray,
+                  attribution_window_s: Optional[float],
                   counts: np.ndarray) -> None:
   """Labels a batch of draws in one `label_clicks` call and adds them up.
 
-  Each draw's rows come in time order (`redraw_events(time_order=True)`);
-  its user and session ids are made distinct and its times shifted after
-  the previous draw's, so the batch is a time-ordered log of independent
-  users whose labels are those of each draw alone.
+  Each draw's rows come user by user, each user's sessions in turn
+  (`redraw_events(order="user")`); users and sessions get dense codes in
+  that order, distinct across the draws, so the batch is a log of
+  independent users whose labels are those of each draw alone, and whose
+  user and session orders `label_clicks` finds without hashing or sorting.
   """
   num_examples = counts.shape[0]
   for _, events in parts:
@@ -251,25 +249,13 @@ def _count_labels(parts, example: np.ndarray, user_span: int,
     counts[same, _SAME] += 1
   if not any(len(events.click) for _, events in parts):
     return
-  offset = [np.full(len(events.click), k, np.int64) for k, events in parts]
-  offset = np.concatenate(offset)
   cat = lambda name: np.concatenate([getattr(e, name) for _, e in parts])
   click = cat("click")
-  # Each draw's rows are in time order; laid end to end in time (besides
-  # their distinct ids), the batch is too, and labels need no time sort.
-  shifts, end = [], None
-  for _, events in parts:
-    shift = 0
-    if len(events.timestamp):
-      if end is not None:
-        shift = end + 1 - int(events.timestamp[0])
-      end = int(events.timestamp[-1]) + shift
-    shifts.append(np.full(len(events.timestamp), shift, np.int64))
   # copy=False keeps each column as its own block: no consolidation copy.
   frame = pd.DataFrame({
-      "user_id": cat("user_id") + offset * user_span,
-      "session_id": cat("session_id") + offset * session_span,
-      "timestamp": cat("timestamp") + np.concatenate(shifts),
+      "user_id": _run_codes([e.user_id for _, e in parts]),
+      "session_id": _run_codes([e.session_id for _, e in parts]),
+      "timestamp": cat("timestamp"),
       "item_id": cat("item_id"),
       "event_type": pd.Categorical.from_codes(
           cat("event_type"), dtype=schema.EVENT_TYPE_DTYPE),
@@ -287,6 +273,18 @@ def _count_labels(parts, example: np.ndarray, user_span: int,
     counts[:, column] += np.bincount(
         example[click[event[positive]]],
         minlength=num_examples).astype(np.int32)
+
+
+def _run_codes(ids: Sequence[np.ndarray]) -> np.ndarray:
+  """0, 1, ... for the runs of equal ids, counted on across the arrays."""
+  starts = []
+  for values in ids:
+    start = np.ones(len(values), bool)
+    np.not_equal(values[1:], values[:-1], out=start[1:])
+    starts.append(start)
+  codes = np.cumsum(np.concatenate(starts), dtype=np.int64)
+  codes -= 1
+  return codes
 
 
 def richardson(ne_all: float, ne_halves: Sequence[float]) -> float:

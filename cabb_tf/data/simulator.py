@@ -1108,11 +1108,11 @@ class RedrawnEvents(NamedTuple):
   """Click and purchase events of one draw of the purchases.
 
   Rows are grouped by session and in session order (by time; ties as in the
-  simulated log), or with `redraw_events(..., time_order=True)` in time
-  order with ties in that session order. Labels (`labels.label_clicks`)
-  depend only on clicks and purchases, and order events by (session or user,
-  timestamp, input position), so both orders give the labels the draw would
-  have given.
+  simulated log), or with `redraw_events(..., order="user")` grouped by
+  user, each user's sessions in turn. Labels (`labels.label_clicks`) depend
+  only on clicks and purchases, and order events by (session or user,
+  timestamp, input position): a user's sessions do not overlap in time, so
+  both orders give the labels the draw would have given.
 
   Attributes:
     user_id, session_id, timestamp, item_id: int64 columns of the canonical
@@ -1231,13 +1231,13 @@ def _user_sessions(state: PrePurchaseState,
 
 def redraw_events(state: PrePurchaseState, rng: np.random.Generator,
                   keep: str = "all", window_ms: Optional[int] = None,
-                  time_order: bool = False) -> RedrawnEvents:
+                  order: str = "session") -> RedrawnEvents:
   """Draws the purchases again from a pre-purchase state.
 
   The purchases follow the same generative model as in `simulate` (same
   probabilities, same item choices, checkout and one-purchase-per-item
   rules), with the random numbers of `rng`. Carts are not drawn. The random
-  numbers and the purchases do not depend on `keep` or `time_order`.
+  numbers and the purchases do not depend on `keep` or `order`.
 
   Args:
     state: from `simulate_with_state`.
@@ -1253,19 +1253,22 @@ def redraw_events(state: PrePurchaseState, rng: np.random.Generator,
       changes no other label).
     window_ms: the window of `keep="window"`, in ms (`labels.
       window_milliseconds`).
-    time_order: return the rows in time order, ties in session order
-      (instead of session by session): `label_clicks` then needs no time
-      sort.
+    order: "session" (session by session, in the state's order) or "user"
+      (user by user, each user's sessions in the state's order): with ids
+      recoded to dense codes, `label_clicks` then finds its user and
+      session orders without a sort.
 
   Returns:
     A `RedrawnEvents`.
 
   Raises:
-    ValueError: for an unknown `keep`, or `keep="window"` without a window
-      >= 0.
+    ValueError: for an unknown `keep` or `order`, or `keep="window"`
+      without a window >= 0.
   """
   if keep not in _KEEP:
     raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}.")
+  if order not in ("session", "user"):
+    raise ValueError(f'order must be "session" or "user", got {order!r}.')
   if keep == "window" and (window_ms is None or window_ms < 0):
     raise ValueError(f'keep="window" needs window_ms >= 0, got '
                      f"{window_ms!r}.")
@@ -1288,24 +1291,19 @@ def redraw_events(state: PrePurchaseState, rng: np.random.Generator,
         clicks.session])
   num_selected, num_purchases = len(selected), len(purchases.item)
   session = np.concatenate([clicks.session[selected], purchases.session])
-  order = np.concatenate([clicks.position[selected] * 32 + 16,
-                          _purchase_order(clicks, purchases)])
-  perm = np.argsort(session * (1 << 22) + order)
+  step = np.concatenate([clicks.position[selected] * 32 + 16,
+                         _purchase_order(clicks, purchases)])
+  perm = np.argsort(session * (1 << 22) + step)
+  if order == "user" and len(perm):
+    # Stable by user: (user, rank in session order) in one value sort.
+    size = np.int64(len(perm))
+    rank = sessions.user[session[perm]] * size
+    rank += np.arange(size, dtype=np.int64)
+    rank.sort()
+    perm = perm[rank % size]
+  session = session[perm]
   time_ = np.floor(np.concatenate([clicks.time[selected],
                                    purchases.time])).astype(np.int64)[perm]
-  if time_order and len(time_):
-    # Stable by time: (time, rank in session order) in one value sort.
-    size = np.int64(len(time_))
-    rank = time_ - time_.min()
-    if (int(rank.max()) + 1) * int(size) < 2**62:
-      rank *= size
-      rank += np.arange(size, dtype=np.int64)
-      rank.sort()
-      by_time = rank % size
-    else:
-      by_time = np.argsort(time_, kind="stable")
-    perm, time_ = perm[by_time], time_[by_time]
-  session = session[perm]
   item = np.concatenate([clicks.item[selected], purchases.item])[perm]
   kind = np.concatenate([np.full(num_selected, schema.CLICK, np.int8),
                          np.full(num_purchases, schema.PURCHASE, np.int8)])

@@ -424,7 +424,7 @@ class SimulatorTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "window_ms"):
       simulator.redraw_events(state, np.random.default_rng(0), keep="window")
 
-  def test_redraw_in_time_order_and_by_window(self):
+  def test_redraw_by_user_and_by_window(self):
     _, state = simulator.simulate_with_state(num_users=400, num_days=14,
                                              seed=7)
     columns = ("user_id", "session_id", "timestamp", "item_id", "event_type",
@@ -433,14 +433,21 @@ class SimulatorTest(tf.test.TestCase, parameterized.TestCase):
     for keep in ("all", "sessions", "users"):
       by_session = simulator.redraw_events(state, np.random.default_rng(5),
                                            keep=keep)
-      by_time = simulator.redraw_events(state, np.random.default_rng(5),
-                                        keep=keep, time_order=True)
-      # The same rows, stably sorted by time: ties keep the session order.
+      by_user = simulator.redraw_events(state, np.random.default_rng(5),
+                                        keep=keep, order="user")
+      # The same rows, stably sorted by user: each user's sessions in turn.
       pd.testing.assert_frame_equal(
-          frame(by_session).sort_values("timestamp", kind="stable")
-          .reset_index(drop=True), frame(by_time))
+          frame(by_session).sort_values("user_id", kind="stable")
+          .reset_index(drop=True), frame(by_user))
       np.testing.assert_array_equal(by_session.same_clicks,
-                                    by_time.same_clicks)
+                                    by_user.same_clicks)
+      # A user's sessions do not overlap: the rows are in (user, time)
+      # order, as labels order them.
+      users = frame(by_user)
+      self.assertTrue(
+          (users.groupby("user_id")["timestamp"].diff().fillna(0) >= 0).all())
+    with self.assertRaisesRegex(ValueError, "order"):
+      simulator.redraw_events(state, np.random.default_rng(0), order="time")
     users = simulator.redraw_events(state, np.random.default_rng(5),
                                     keep="users")
     purchases = lambda draw: frame(draw)[draw.event_type == schema.PURCHASE]
