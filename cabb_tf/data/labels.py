@@ -421,15 +421,30 @@ def _window_pairs(prep: _Prepared, view: _UserView, window_ms: int
   hi = _purchases_by_window_end(view, c_user, c_ts, window_ms)
   click_of, purchase_of = _expand_ranges(lo, np.maximum(hi - lo, 0))
   bought = view.purchase_item[purchase_of]
-  del purchase_of
-  # Distinct items per click: keep each (click, item)'s last purchase.
+  # Distinct items per click: keep each (click, item)'s last purchase. A
+  # (click, item) repeats only where the click's user bought the item more
+  # than once: only those pairs are looked at.
   num_items = max(len(prep.item_uniques), 1)
-  key = click_of * np.int64(num_items) + bought
+  maybe = np.flatnonzero(_repeated(
+      view.purchase_user * np.int64(num_items) + view.purchase_item,
+      (int(view.purchase_user.max(initial=0)) + 1) * num_items)[purchase_of])
+  del purchase_of
+  key = click_of[maybe] * np.int64(num_items) + bought[maybe]
   size = len(key)
   last = size - 1 - _first_occurrences(key[::-1],
                                        max(len(clicks.pos), 1) * num_items)[::-1]
-  keep = last == np.arange(size, dtype=np.int64)
+  keep = np.ones(len(click_of), dtype=bool)
+  keep[maybe] = last == np.arange(size, dtype=np.int64)
   return click_of[keep], bought[keep]
+
+
+def _repeated(key: np.ndarray, bound: int) -> np.ndarray:
+  """Whether each key occurs more than once (non-negative keys < bound)."""
+  first = _first_occurrences(key, bound)
+  later = first != np.arange(len(key), dtype=np.int64)
+  repeated = later.copy()
+  repeated[first[later]] = True
+  return repeated
 
 
 def _window_last_click_labels(prep: _Prepared, view: _UserView,
