@@ -1199,18 +1199,30 @@ def _window_sessions(state: PrePurchaseState, purchases: _Purchases,
     return _user_sessions(state, purchases)  # A superset.
   # Sessions of users with a purchase; a session's clicks are in time order,
   # so its first and last clicks bound its click times.
-  buyer = np.zeros(len(state.users.propensity), bool)
-  buyer[user] = True
-  candidates = np.flatnonzero(buyer[sessions.user])
+  num_users = len(state.users.propensity)
+  count = np.bincount(user, minlength=num_users)
+  candidates = np.flatnonzero(count[sessions.user] > 0)
   begin = np.floor(clicks.time[clicks.first[candidates]]).astype(np.int64)
   end = np.floor(clicks.time[clicks.last[candidates]]).astype(np.int64)
   end = np.minimum(end, last - window_ms) + window_ms  # No overflow.
-  # Purchases keyed by (user, time), times relative to the first in
-  # [0, span - 2]; clipped bounds keep a query inside its user's keys.
+  # The user's purchases span [earliest, latest]: a session whose bounds
+  # miss that span has none, one that meets it has one if it is the user's
+  # only purchase.
+  earliest = np.full(num_users, last + 1)
+  np.minimum.at(earliest, user, time_)
+  latest = np.full(num_users, first - 1)
+  np.maximum.at(latest, user, time_)
+  candidate_user = sessions.user[candidates]
+  meets = ((latest[candidate_user] >= begin)
+           & (earliest[candidate_user] <= end))
+  search = meets & (count[candidate_user] > 1)
+  has[candidates[meets & ~search]] = True
+  candidates, begin, end = candidates[search], begin[search], end[search]
+  # The others: the user's first purchase at or after `begin`, then whether
+  # it is by `end`. Purchases keyed by (user, time), times relative to the
+  # first in [0, span - 2]; clipped bounds keep a query in its user's keys.
   keys = np.sort(user * span + (time_ - first))
   base = sessions.user[candidates] * span
-  # The user's first purchase at or after `begin`, then whether it is by
-  # `end`.
   after = np.searchsorted(
       keys, base + (np.clip(begin, first, last + 1) - first), side="left")
   found = after < len(keys)
