@@ -1305,14 +1305,27 @@ def redraw_events(state: PrePurchaseState, rng: np.random.Generator,
   session = np.concatenate([clicks.session[selected], purchases.session])
   step = np.concatenate([clicks.position[selected] * 32 + 16,
                          _purchase_order(clicks, purchases)])
-  perm = np.argsort(session * (1 << 22) + step)
-  if order == "user" and len(perm):
-    # Stable by user: (user, rank in session order) in one value sort.
-    size = np.int64(len(perm))
-    rank = sessions.user[session[perm]] * size
-    rank += np.arange(size, dtype=np.int64)
-    rank.sort()
-    perm = perm[rank % size]
+  if order == "session":
+    perm = np.argsort(session * (1 << 22) + step)
+  else:
+    # The sessions with rows, by user; rows by (that rank, step): one value
+    # sort of the key and the row when they fit in an int64 (the keys are
+    # distinct, so any sort gives the same order).
+    present = np.zeros(len(sessions.user), bool)
+    present[session] = True
+    ranked = np.flatnonzero(present)
+    ranked = ranked[np.argsort(sessions.user[ranked], kind="stable")]
+    rank = np.zeros(len(sessions.user), np.int64)
+    rank[ranked] = np.arange(len(ranked))
+    key = rank[session] * (1 << 22) + step
+    size = len(key)
+    if (len(ranked) << 22) * size < 2**62:
+      key *= size
+      key += np.arange(size, dtype=np.int64)
+      key.sort()
+      perm = key % size
+    else:
+      perm = np.argsort(key)
   session = session[perm]
   time_ = np.floor(np.concatenate([clicks.time[selected],
                                    purchases.time])).astype(np.int64)[perm]
