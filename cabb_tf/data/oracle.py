@@ -243,10 +243,12 @@ def _count_labels(parts, example: np.ndarray,
   user and session orders `label_clicks` finds without hashing or sorting.
   """
   num_examples = counts.shape[0]
+  same = np.zeros(num_examples, bool)
   for _, events in parts:
     # Y0: the examples (not clicks) with a drawn purchase of A, once per draw.
-    same = np.unique(example[events.same_clicks])
-    counts[same, _SAME] += 1
+    same[:] = False
+    same[example[events.same_clicks]] = True
+    counts[:, _SAME] += same
   if not any(len(events.click) for _, events in parts):
     return
   cat = lambda name: np.concatenate([getattr(e, name) for _, e in parts])
