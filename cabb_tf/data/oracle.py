@@ -278,7 +278,11 @@ def _count_labels(parts, example: np.ndarray,
 
 
 def _run_codes(ids: Sequence[np.ndarray]) -> np.ndarray:
-  """0, 1, ... for the runs of equal ids, counted on across the arrays."""
+  """0, 1, ... for the runs of equal ids, counted on across the arrays.
+
+  Each id must form one run of its array (as users and sessions do in
+  `redraw_events(order="user")`), or it would get several codes.
+  """
   starts = []
   for values in ids:
     start = np.ones(len(values), bool)

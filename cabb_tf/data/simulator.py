@@ -1111,8 +1111,10 @@ class RedrawnEvents(NamedTuple):
   simulated log), or with `redraw_events(..., order="user")` grouped by
   user, each user's sessions in turn. Labels (`labels.label_clicks`) depend
   only on clicks and purchases, and order events by (session or user,
-  timestamp, input position): a user's sessions do not overlap in time, so
-  both orders give the labels the draw would have given.
+  timestamp, input position); both orders list a session's events, and a
+  user's events at one timestamp, in the same relative order, so both give
+  the labels the draw would have given (and as a user's sessions do not
+  overlap in time, the user order is already sorted by time).
 
   Attributes:
     user_id, session_id, timestamp, item_id: int64 columns of the canonical
