@@ -34,7 +34,7 @@ click or session.
 
 import concurrent.futures
 import math
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import gin
 import numpy as np
@@ -161,10 +161,11 @@ def _prepare(events: pd.DataFrame,
                    purchase_session=purchase_session)
 
 
-@gin.configurable(denylist=["events", "encoded"])
+@gin.configurable(denylist=["events", "encoded", "columns"])
 def label_clicks(events: pd.DataFrame,
                  encoded: Optional[encoding.EncodedLog] = None,
-                 attribution_window_s: Optional[float] = None
+                 attribution_window_s: Optional[float] = None,
+                 columns: Optional[Sequence[str]] = None
                  ) -> pd.DataFrame:
   """Builds the labeled click examples of docs/method.md, "Labels".
 
@@ -175,6 +176,9 @@ def label_clicks(events: pd.DataFrame,
     attribution_window_s: None for the paper's rule (purchases later in the
       click's session), else the window in seconds within which the same
       user's later purchases count, across sessions (module docstring).
+    columns: only these of `LABEL_COLUMNS`, in this order (None: all): the
+      same as selecting them from the whole frame, without making the
+      others.
 
   Returns:
     A DataFrame with one row per (click example, purchased other item), or
@@ -186,12 +190,18 @@ def label_clicks(events: pd.DataFrame,
     the click event in `events`).
 
   Raises:
-    ValueError: for a negative or NaN window.
+    ValueError: for a negative or NaN window, or a column not in
+      `LABEL_COLUMNS`.
   """
   window_ms = window_milliseconds(attribution_window_s)
+  columns = LABEL_COLUMNS if columns is None else tuple(columns)
+  unknown = [c for c in columns if c not in LABEL_COLUMNS]
+  if unknown:
+    raise ValueError(f"columns must be among {LABEL_COLUMNS}, got "
+                     f"{unknown}.")
   if "session_id" not in events.columns:
     events = sessions_lib.assign_sessions(events)
-  return _label(events, _prepare(events, encoded), window_ms)
+  return _label(events, _prepare(events, encoded), window_ms, columns)
 
 
 def label_clicks_and_stats(
@@ -253,8 +263,9 @@ def window_milliseconds(attribution_window_s: Optional[float]
 
 
 def _label(events: pd.DataFrame, prep: _Prepared,
-           window_ms: Optional[int]) -> pd.DataFrame:
-  """The examples of `label_clicks` from a prepared log."""
+           window_ms: Optional[int],
+           columns: Sequence[str] = LABEL_COLUMNS) -> pd.DataFrame:
+  """The examples of `label_clicks` from a prepared log (`columns` only)."""
   so, clicks = prep.so, prep.clicks
   num_clicks = len(clicks.pos)
   if window_ms is None:
@@ -289,14 +300,16 @@ def _label(events: pd.DataFrame, prep: _Prepared,
   w_caba[starts[:-1]] = 1.0
 
   # A session has one user: gather per session, then per row.
-  row_session = clicks.session[row_click]
-  session_user = _take(events["user_id"], so.order[so.starts[:-1]])
-  click_time = events["timestamp"].to_numpy()[clicks.event_index]
+  if "session_id" in columns or "user_id" in columns:
+    row_session = clicks.session[row_click]
+  if "user_id" in columns:
+    session_user = _take(events["user_id"], so.order[so.starts[:-1]])
   makers = {
       "click_id": lambda: row_click,
       "session_id": lambda: so.session_ids[row_session],
       "user_id": lambda: session_user[row_session],
-      "timestamp": lambda: click_time[row_click],
+      "timestamp": lambda: events["timestamp"].to_numpy()[
+          clicks.event_index][row_click],
       "item_a": lambda: _take_codes(prep.item_uniques,
                                     clicks.item[row_click]),
       "item_b": lambda: _take_codes(prep.item_uniques, row_item_b,
@@ -309,10 +322,10 @@ def _label(events: pd.DataFrame, prep: _Prepared,
   }
   # The columns are independent gathers; NumPy releases the GIL in them.
   with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-    columns = dict(zip(makers, pool.map(lambda make: make(),
-                                        makers.values())))
+    made = dict(zip(columns, pool.map(lambda name: makers[name](),
+                                      columns)))
   # copy=False keeps each column as its own block: no consolidation copy.
-  return pd.DataFrame(columns, copy=False)
+  return pd.DataFrame(made, copy=False)
 
 
 def _expand_ranges(lo: np.ndarray, count: np.ndarray

@@ -262,8 +262,9 @@ def _count_labels(parts, example: np.ndarray,
       "event_type": pd.Categorical.from_codes(
           cat("event_type"), dtype=schema.EVENT_TYPE_DTYPE),
   }, copy=False)
-  rows = labels_lib.label_clicks(frame,
-                                 attribution_window_s=attribution_window_s)
+  rows = labels_lib.label_clicks(
+      frame, attribution_window_s=attribution_window_s,
+      columns=("event_index", "w_caba", "y_caba", "y_cabb", "y_last_click"))
   event = rows["event_index"].to_numpy()
   first = rows["w_caba"].to_numpy() > 0
   y_cabb = rows["y_cabb"].to_numpy() > 0

@@ -442,6 +442,24 @@ class WindowPropertiesTest(absltest.TestCase):
         labels.label_clicks(events, attribution_window_s=float("inf")),
         labels.label_clicks(events))
 
+class ColumnsTest(absltest.TestCase):
+
+  def test_columns_are_those_of_the_whole_frame(self):
+    from cabb_tf.data import simulator  # pylint: disable=g-import-not-at-top
+    events = simulator.simulate(num_users=200, num_days=7, seed=5).events
+    for window_s in (None, 3600):
+      whole = labels.label_clicks(events, attribution_window_s=window_s)
+      self.assertEqual(tuple(whole.columns), labels.LABEL_COLUMNS)
+      for columns in (("event_index", "w_caba", "y_cabb"),
+                      ("user_id", "item_b", "timestamp", "session_id")):
+        pd.testing.assert_frame_equal(
+            labels.label_clicks(events, attribution_window_s=window_s,
+                                columns=columns),
+            whole[list(columns)])
+    with self.assertRaisesRegex(ValueError, "columns"):
+      labels.label_clicks(events, columns=["y_caba", "label"])
+
+
 class WindowKeyPathsTest(absltest.TestCase):
 
   def test_packed_and_ranked_window_ends_agree_on_a_simulated_log(self):
