@@ -78,11 +78,11 @@ def encode_events(events: pd.DataFrame,
     raise ValueError("events have no 'session_id' column: call "
                      "sessions.assign_sessions first.")
   timestamps = events["timestamp"].to_numpy()
-  item, item_ids = pd.factorize(events["item_id"], sort=False)
+  item, item_ids = factorize(events["item_id"])
   if codes is None:
-    user, user_ids = pd.factorize(events["user_id"], sort=False)
+    user, user_ids = factorize(events["user_id"])
     user = user.astype(sessions_lib.code_dtype(len(user_ids)), copy=False)
-    session, session_ids = pd.factorize(events["session_id"], sort=False)
+    session, session_ids = factorize(events["session_id"])
     session = session.astype(sessions_lib.code_dtype(len(session_ids)),
                              copy=False)
     session_order = sessions_lib.session_order_from_codes(
@@ -106,6 +106,38 @@ def encode_events(events: pd.DataFrame,
       user_order=user_order,
       session_starts_in_user_order=session_starts,
   )
+
+
+def factorize(column: pd.Series) -> Tuple[np.ndarray, np.ndarray]:
+  """`pd.factorize(column, sort=False)`, without hashing for dense codes.
+
+  An integer column that already holds dense codes in order of first
+  appearance (it starts at 0 and each new value is one more than the
+  largest before it) factorizes to itself and 0, 1, ...: that column is
+  returned as is (callers that made the codes themselves save the hashing).
+
+  Args:
+    column: the values.
+
+  Returns:
+    (codes, uniques) as `pd.factorize` gives them.
+  """
+  if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu":
+    values = column.to_numpy()
+    if _first_appearance_codes(values):
+      return values, np.arange(int(values.max()) + 1, dtype=values.dtype)
+  return pd.factorize(column, sort=False)
+
+
+def _first_appearance_codes(values: np.ndarray) -> bool:
+  """Whether integer `values` are 0..k-1 in order of first appearance."""
+  if not len(values) or values[0] != 0:
+    return False
+  running = np.maximum.accumulate(values)
+  # A value above the running maximum is new and must be exactly one more;
+  # an overflow of running + 1 only makes the test fail.
+  return bool(np.all(values[1:] <= running[:-1] + 1)
+              and values.min() >= 0)
 
 
 def item_table(item_ids: np.ndarray, catalog: pd.DataFrame) -> pd.DataFrame:

@@ -34,7 +34,7 @@ click or session.
 
 import concurrent.futures
 import math
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import gin
 import numpy as np
@@ -43,6 +43,9 @@ import pandas as pd
 from cabb_tf.data import encoding
 from cabb_tf.data import schema
 from cabb_tf.data import sessions as sessions_lib
+
+# Largest packed (code, time) key; above it the code takes a slower path.
+_PACKED_KEY_LIMIT = 2**62
 
 LABEL_COLUMNS = ("click_id", "session_id", "user_id", "timestamp", "item_a",
                  "item_b", "y_caba", "y_cabb", "y_last_click", "w_caba",
@@ -158,10 +161,11 @@ def _prepare(events: pd.DataFrame,
                    purchase_session=purchase_session)
 
 
-@gin.configurable(denylist=["events", "encoded"])
+@gin.configurable(denylist=["events", "encoded", "columns"])
 def label_clicks(events: pd.DataFrame,
                  encoded: Optional[encoding.EncodedLog] = None,
-                 attribution_window_s: Optional[float] = None
+                 attribution_window_s: Optional[float] = None,
+                 columns: Optional[Sequence[str]] = None
                  ) -> pd.DataFrame:
   """Builds the labeled click examples of docs/method.md, "Labels".
 
@@ -172,6 +176,9 @@ def label_clicks(events: pd.DataFrame,
     attribution_window_s: None for the paper's rule (purchases later in the
       click's session), else the window in seconds within which the same
       user's later purchases count, across sessions (module docstring).
+    columns: only these of `LABEL_COLUMNS`, in this order (None: all): the
+      same as selecting them from the whole frame, without making the
+      others.
 
   Returns:
     A DataFrame with one row per (click example, purchased other item), or
@@ -183,12 +190,18 @@ def label_clicks(events: pd.DataFrame,
     the click event in `events`).
 
   Raises:
-    ValueError: for a negative or NaN window.
+    ValueError: for a negative or NaN window, or a column not in
+      `LABEL_COLUMNS`.
   """
   window_ms = window_milliseconds(attribution_window_s)
+  columns = LABEL_COLUMNS if columns is None else tuple(columns)
+  unknown = [c for c in columns if c not in LABEL_COLUMNS]
+  if unknown:
+    raise ValueError(f"columns must be among {LABEL_COLUMNS}, got "
+                     f"{unknown}.")
   if "session_id" not in events.columns:
     events = sessions_lib.assign_sessions(events)
-  return _label(events, _prepare(events, encoded), window_ms)
+  return _label(events, _prepare(events, encoded), window_ms, columns)
 
 
 def label_clicks_and_stats(
@@ -250,16 +263,18 @@ def window_milliseconds(attribution_window_s: Optional[float]
 
 
 def _label(events: pd.DataFrame, prep: _Prepared,
-           window_ms: Optional[int]) -> pd.DataFrame:
-  """The examples of `label_clicks` from a prepared log."""
+           window_ms: Optional[int],
+           columns: Sequence[str] = LABEL_COLUMNS) -> pd.DataFrame:
+  """The examples of `label_clicks` from a prepared log (`columns` only)."""
   so, clicks = prep.so, prep.clicks
   num_clicks = len(clicks.pos)
   if window_ms is None:
     click_of, bought = _session_pairs(prep)
     y_last = _last_click_labels(prep)
   else:
-    click_of, bought = _window_pairs(prep, window_ms)
-    y_last = _window_last_click_labels(prep, window_ms)
+    view = _user_view(prep)
+    click_of, bought = _window_pairs(prep, view, window_ms)
+    y_last = _window_last_click_labels(prep, view, window_ms)
   # (click, distinct purchased item) pairs, by click and then by the item's
   # last counted purchase.
   is_same = bought == clicks.item[click_of]
@@ -285,14 +300,16 @@ def _label(events: pd.DataFrame, prep: _Prepared,
   w_caba[starts[:-1]] = 1.0
 
   # A session has one user: gather per session, then per row.
-  row_session = clicks.session[row_click]
-  session_user = _take(events["user_id"], so.order[so.starts[:-1]])
-  click_time = events["timestamp"].to_numpy()[clicks.event_index]
+  if "session_id" in columns or "user_id" in columns:
+    row_session = clicks.session[row_click]
+  if "user_id" in columns:
+    session_user = _take(events["user_id"], so.order[so.starts[:-1]])
   makers = {
       "click_id": lambda: row_click,
       "session_id": lambda: so.session_ids[row_session],
       "user_id": lambda: session_user[row_session],
-      "timestamp": lambda: click_time[row_click],
+      "timestamp": lambda: events["timestamp"].to_numpy()[
+          clicks.event_index][row_click],
       "item_a": lambda: _take_codes(prep.item_uniques,
                                     clicks.item[row_click]),
       "item_b": lambda: _take_codes(prep.item_uniques, row_item_b,
@@ -305,10 +322,10 @@ def _label(events: pd.DataFrame, prep: _Prepared,
   }
   # The columns are independent gathers; NumPy releases the GIL in them.
   with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-    columns = dict(zip(makers, pool.map(lambda make: make(),
-                                        makers.values())))
+    made = dict(zip(columns, pool.map(lambda name: makers[name](),
+                                      columns)))
   # copy=False keeps each column as its own block: no consolidation copy.
-  return pd.DataFrame(columns, copy=False)
+  return pd.DataFrame(made, copy=False)
 
 
 def _expand_ranges(lo: np.ndarray, count: np.ndarray
@@ -350,13 +367,16 @@ class _UserView(NamedTuple):
   purchase_ts: np.ndarray
   purchase_item: np.ndarray
   user_position: np.ndarray  # user-order position of each event row.
+  # Purchase events at or before each user-order position.
+  purchases_through: np.ndarray
 
 
 def _user_view(prep: _Prepared) -> _UserView:
   enc = prep.enc
   order = enc.user_order
   types = enc.types[order]
-  purchase_upos = np.flatnonzero(types == schema.PURCHASE)
+  is_purchase = types == schema.PURCHASE
+  purchase_upos = np.flatnonzero(is_purchase)
   click_upos = np.flatnonzero(types == schema.CLICK)
   del types
   rows = order[purchase_upos]
@@ -364,51 +384,87 @@ def _user_view(prep: _Prepared) -> _UserView:
   user_position[order] = np.arange(len(order), dtype=np.int64)
   return _UserView(click_upos=click_upos, purchase_upos=purchase_upos,
                    purchase_user=enc.user[rows], purchase_ts=enc.timestamps[rows],
-                   purchase_item=enc.item[rows], user_position=user_position)
+                   purchase_item=enc.item[rows], user_position=user_position,
+                   purchases_through=np.cumsum(is_purchase, dtype=np.int64))
 
 
-def _window_pairs(prep: _Prepared, window_ms: int
+def _purchases_by_window_end(view: _UserView, c_user: np.ndarray,
+                             c_ts: np.ndarray, window_ms: int) -> np.ndarray:
+  """For each click (user, time), the purchases in user order that come
+  before its user's purchases later than `window_ms` after it: those of
+  earlier users and the user's own at most `window_ms` after the click."""
+  p_user, p_ts = view.purchase_user, view.purchase_ts
+  if not len(p_ts):
+    return np.zeros(len(c_ts), dtype=np.int64)
+  first, last = int(p_ts.min()), int(p_ts.max())
+  span = last - first + 2
+  if (int(p_user.max(initial=0)) + 1) * span < _PACKED_KEY_LIMIT:
+    # (user, time) in one int64, times relative to the first in
+    # [0, span - 2]; a window's end is clipped into [-1, span - 2], inside
+    # its user's range of keys.
+    p_key = p_user * np.int64(span) + (p_ts - first)
+    end = np.minimum(c_ts, last - window_ms) + window_ms  # No overflow.
+    np.clip(end, first - 1, last, out=end)
+    end -= first
+    return np.searchsorted(p_key, c_user * np.int64(span) + end,
+                           side="right")
+  # Keys too large to pack: times by rank among the purchase times.
+  times = np.unique(p_ts)
+  base = np.int64(len(times) + 1)
+  p_key = p_user * base + np.searchsorted(times, p_ts, side="right")
+  end_rank = np.searchsorted(times, np.minimum(c_ts + window_ms, 2**62),
+                             side="right")
+  return np.searchsorted(p_key, c_user * base + end_rank, side="right")
+
+
+def _window_pairs(prep: _Prepared, view: _UserView, window_ms: int
                   ) -> Tuple[np.ndarray, np.ndarray]:
   """(click, item) of the distinct purchases in each click's window.
 
   The user's purchases after a click and at most `window_ms` later are a
   contiguous run [lo, hi) of the purchases in user order: lo by the click's
-  user-order position, hi by the key (user, rank of the window's end among
-  purchase times). Repeated items in a run keep their last purchase.
+  user-order position, hi by the key (user, time of the window's end).
+  Repeated items in a run keep their last purchase.
   """
   enc, clicks = prep.enc, prep.clicks
-  view = _user_view(prep)
   c_rows = clicks.event_index
   c_ts = enc.timestamps[c_rows]
   c_user = enc.user[c_rows]
-  times = np.unique(view.purchase_ts)
-  base = np.int64(len(times) + 1)
-  p_key = view.purchase_user * base + np.searchsorted(
-      times, view.purchase_ts, side="right")
-  end_rank = np.searchsorted(times, np.minimum(c_ts + window_ms, 2**62),
-                             side="right")
-  lo = np.searchsorted(view.purchase_upos, view.user_position[c_rows],
-                       side="right")
-  hi = np.searchsorted(p_key, c_user * base + end_rank, side="right")
-  del p_key, end_rank
+  lo = view.purchases_through[view.user_position[c_rows]]
+  hi = _purchases_by_window_end(view, c_user, c_ts, window_ms)
   click_of, purchase_of = _expand_ranges(lo, np.maximum(hi - lo, 0))
   bought = view.purchase_item[purchase_of]
-  del purchase_of
-  # Distinct items per click: keep each (click, item)'s last purchase.
+  # Distinct items per click: keep each (click, item)'s last purchase. A
+  # (click, item) repeats only where the click's user bought the item more
+  # than once: only those pairs are looked at.
   num_items = max(len(prep.item_uniques), 1)
-  key = click_of * np.int64(num_items) + bought
+  maybe = np.flatnonzero(_repeated(
+      view.purchase_user * np.int64(num_items) + view.purchase_item,
+      (int(view.purchase_user.max(initial=0)) + 1) * num_items)[purchase_of])
+  del purchase_of
+  key = click_of[maybe] * np.int64(num_items) + bought[maybe]
   size = len(key)
   last = size - 1 - _first_occurrences(key[::-1],
                                        max(len(clicks.pos), 1) * num_items)[::-1]
-  keep = last == np.arange(size, dtype=np.int64)
+  keep = np.ones(len(click_of), dtype=bool)
+  keep[maybe] = last == np.arange(size, dtype=np.int64)
   return click_of[keep], bought[keep]
 
 
-def _window_last_click_labels(prep: _Prepared, window_ms: int) -> np.ndarray:
+def _repeated(key: np.ndarray, bound: int) -> np.ndarray:
+  """Whether each key occurs more than once (non-negative keys < bound)."""
+  first = _first_occurrences(key, bound)
+  later = first != np.arange(len(key), dtype=np.int64)
+  repeated = later.copy()
+  repeated[first[later]] = True
+  return repeated
+
+
+def _window_last_click_labels(prep: _Prepared, view: _UserView,
+                              window_ms: int) -> np.ndarray:
   """Last-click labels under a window: each purchase credited to the user's
   last click before it when that click is at most `window_ms` before it."""
   enc, so = prep.enc, prep.so
-  view = _user_view(prep)
   labels = np.zeros(len(prep.clicks.pos), dtype=np.int8)
   last = np.searchsorted(view.click_upos, view.purchase_upos, side="left") - 1
   has = last >= 0

@@ -14,8 +14,9 @@ attribution window, purchases in later sessions, so the oracle does not
 write them in closed form. It draws the purchases again D times from the
 simulator's pre-purchase state (`simulator.redraw_events`, independent
 seeds), labels each draw with the package's own `labels.label_clicks` (so
-every label rule, windows included, lives in one place) and estimates, per
-click example (session, item A):
+every label rule, windows included, lives in one place; only the sessions
+a draw's purchases can label are passed, many draws per call) and
+estimates, per click example (session, item A):
 
 * `p_caba` = mean of y_caba over the draws and `p_last_click` = mean of
   y_last_click;
@@ -201,13 +202,11 @@ def estimate(state: simulator.PrePurchaseState, draws: int = DEFAULT_DRAWS,
     raise ValueError(f"draws must be a positive multiple of {GROUPS} (the "
                      f"Monte-Carlo error is estimated from {GROUPS} groups "
                      f"of draws), got {draws}.")
-  labels_lib.window_milliseconds(attribution_window_s)  # Validates it.
   begin = time.perf_counter()
   example, first = _example_of_click(state)
   num_examples = len(first)
-  keep = "sessions" if attribution_window_s is None else "users"
-  user_span = int(state.click_user_id.max(initial=0)) + 1
-  session_span = int(state.click_session_id.max(initial=0)) + 1
+  window_ms = labels_lib.window_milliseconds(attribution_window_s)
+  keep = "sessions" if window_ms is None else "window"
   per_group = draws // GROUPS
   counts = np.zeros((GROUPS, num_examples, 5), np.int32)
   for group in range(GROUPS):
@@ -218,9 +217,9 @@ def estimate(state: simulator.PrePurchaseState, draws: int = DEFAULT_DRAWS,
         d = group * per_group + start + k
         rng = np.random.default_rng(np.random.SeedSequence([seed, _SEED_TAG,
                                                             d]))
-        parts.append((k, simulator.redraw_events(state, rng, keep=keep)))
-      _count_labels(parts, example, user_span, session_span,
-                    attribution_window_s, counts[group])
+        parts.append((k, simulator.redraw_events(
+            state, rng, keep=keep, window_ms=window_ms, order="user")))
+      _count_labels(parts, example, attribution_window_s, counts[group])
   log_none = np.bincount(example, weights=np.log1p(-state.probs.same),
                          minlength=num_examples)
   return OracleDraws(
@@ -232,43 +231,67 @@ def estimate(state: simulator.PrePurchaseState, draws: int = DEFAULT_DRAWS,
       seconds=time.perf_counter() - begin)
 
 
-def _count_labels(parts, example: np.ndarray, user_span: int,
-                  session_span: int, attribution_window_s: Optional[float],
+def _count_labels(parts, example: np.ndarray,
+                  attribution_window_s: Optional[float],
                   counts: np.ndarray) -> None:
-  """Labels a batch of draws (ids made distinct per draw) and adds them up."""
+  """Labels a batch of draws in one `label_clicks` call and adds them up.
+
+  Each draw's rows come user by user, each user's sessions in turn
+  (`redraw_events(order="user")`); users and sessions get dense codes in
+  that order, distinct across the draws, so the batch is a log of
+  independent users whose labels are those of each draw alone, and whose
+  user and session orders `label_clicks` finds without hashing or sorting.
+  """
   num_examples = counts.shape[0]
+  same = np.zeros(num_examples, bool)
   for _, events in parts:
     # Y0: the examples (not clicks) with a drawn purchase of A, once per draw.
-    same = np.unique(example[events.same_clicks])
-    counts[same, _SAME] += 1
+    same[:] = False
+    same[example[events.same_clicks]] = True
+    counts[:, _SAME] += same
   if not any(len(events.click) for _, events in parts):
     return
-  offset = [np.full(len(events.click), k, np.int64) for k, events in parts]
-  offset = np.concatenate(offset)
   cat = lambda name: np.concatenate([getattr(e, name) for _, e in parts])
   click = cat("click")
+  # copy=False keeps each column as its own block: no consolidation copy.
   frame = pd.DataFrame({
-      "user_id": cat("user_id") + offset * user_span,
-      "session_id": cat("session_id") + offset * session_span,
+      "user_id": _run_codes([e.user_id for _, e in parts]),
+      "session_id": _run_codes([e.session_id for _, e in parts]),
       "timestamp": cat("timestamp"),
       "item_id": cat("item_id"),
       "event_type": pd.Categorical.from_codes(
           cat("event_type"), dtype=schema.EVENT_TYPE_DTYPE),
-  })
-  rows = labels_lib.label_clicks(frame,
-                                 attribution_window_s=attribution_window_s)
-  ex = example[click[rows["event_index"].to_numpy()]]
+  }, copy=False)
+  rows = labels_lib.label_clicks(
+      frame, attribution_window_s=attribution_window_s,
+      columns=("event_index", "w_caba", "y_caba", "y_cabb", "y_last_click"))
+  event = rows["event_index"].to_numpy()
   first = rows["w_caba"].to_numpy() > 0
-  y_cabb = rows["y_cabb"].to_numpy().astype(np.float64)
-  add = lambda column, where, weights: np.add(
-      counts[:, column], np.bincount(ex[where], weights=weights[where],
-                                     minlength=num_examples).astype(np.int32),
-      out=counts[:, column])
-  add(_CABA, first, rows["y_caba"].to_numpy().astype(np.float64))
-  add(_LAST_CLICK, first, rows["y_last_click"].to_numpy().astype(np.float64))
-  everywhere = np.ones(len(ex), bool)
-  add(_K, everywhere, y_cabb)
-  add(_HAS_OTHER, first, y_cabb)
+  y_cabb = rows["y_cabb"].to_numpy() > 0
+  # Labels are 0 / 1: each count is the number of positive rows.
+  for column, positive in (
+      (_CABA, first & (rows["y_caba"].to_numpy() > 0)),
+      (_LAST_CLICK, first & (rows["y_last_click"].to_numpy() > 0)),
+      (_K, y_cabb), (_HAS_OTHER, first & y_cabb)):
+    counts[:, column] += np.bincount(
+        example[click[event[positive]]],
+        minlength=num_examples).astype(np.int32)
+
+
+def _run_codes(ids: Sequence[np.ndarray]) -> np.ndarray:
+  """0, 1, ... for the runs of equal ids, counted on across the arrays.
+
+  Each id must form one run of its array (as users and sessions do in
+  `redraw_events(order="user")`), or it would get several codes.
+  """
+  starts = []
+  for values in ids:
+    start = np.ones(len(values), bool)
+    np.not_equal(values[1:], values[:-1], out=start[1:])
+    starts.append(start)
+  codes = np.cumsum(np.concatenate(starts), dtype=np.int64)
+  codes -= 1
+  return codes
 
 
 def richardson(ne_all: float, ne_halves: Sequence[float]) -> float:

@@ -916,14 +916,21 @@ def _draw_purchases(world: _World, sessions: _Sessions, clicks: _Clicks,
   """
   num_items = len(world.item_ids)
   num_clicks = len(clicks.item)
-  buy_same = rng.random(num_clicks) < probs.same
-  buy_sub = ~buy_same & (rng.random(num_clicks) < probs.substitute)
-  p_comp = np.where(buy_same | buy_sub, probs.complement_bought,
-                    probs.complement)
-  buy_comp = (rng.random(num_clicks) < p_comp) & probs.has_complement
+  # One buffer takes each uniform draw in turn (the same numbers as fresh
+  # arrays; the oracle redraws thousands of times).
+  uniform = rng.random(num_clicks)
+  buy_same = uniform < probs.same
+  buy_sub = rng.random(out=uniform) < probs.substitute
+  buy_sub &= ~buy_same
+  # The complement's probability is higher where A or a substitute was
+  # bought: those few clicks are compared again.
+  bought = np.flatnonzero(buy_same | buy_sub)
+  buy_comp = rng.random(out=uniform) < probs.complement
+  buy_comp[bought] = uniform[bought] < probs.complement_bought[bought]
+  buy_comp &= probs.has_complement
   abandoned = None
   if carts:
-    abandoned = ~buy_same & (rng.random(num_clicks) < probs.cart)
+    abandoned = ~buy_same & (rng.random(out=uniform) < probs.cart)
   noisy = np.flatnonzero(rng.random(len(sessions.user)) < probs.noise)
 
   same_src = np.flatnonzero(buy_same)
@@ -1101,8 +1108,13 @@ class RedrawnEvents(NamedTuple):
   """Click and purchase events of one draw of the purchases.
 
   Rows are grouped by session and in session order (by time; ties as in the
-  simulated log). Labels (`labels.label_clicks`) depend only on clicks and
-  purchases, so these give the labels the draw would have given.
+  simulated log), or with `redraw_events(..., order="user")` grouped by
+  user, each user's sessions in turn. Labels (`labels.label_clicks`) depend
+  only on clicks and purchases, and order events by (session or user,
+  timestamp, input position); both orders list a session's events, and a
+  user's events at one timestamp, in the same relative order, so both give
+  the labels the draw would have given (and as a user's sessions do not
+  overlap in time, the user order is already sorted by time).
 
   Attributes:
     user_id, session_id, timestamp, item_id: int64 columns of the canonical
@@ -1170,33 +1182,110 @@ def subset_state(state: PrePurchaseState,
       probs=probs, session_ids=state.session_ids[kept])
 
 
-_KEEP = ("all", "sessions", "users")
+_KEEP = ("all", "sessions", "users", "window")
+
+
+def _window_sessions(state: PrePurchaseState, purchases: _Purchases,
+                     window_ms: int) -> np.ndarray:
+  """(S,) bool: sessions with a purchase of their user in [first click, last
+  click + `window_ms`] (integer ms, as the events' timestamps)."""
+  sessions, clicks = state.sessions, state.clicks
+  has = np.zeros(len(sessions.user), bool)
+  if not len(purchases.item):
+    return has
+  user = sessions.user[purchases.session]
+  time_ = np.floor(purchases.time).astype(np.int64)
+  first, last = time_.min(), time_.max()
+  span = np.int64(last - first + 2)
+  if int(span) * (int(sessions.user.max()) + 1) >= 2**62:
+    return _user_sessions(state, purchases)  # A superset.
+  # Sessions of users with a purchase; a session's clicks are in time order,
+  # so its first and last clicks bound its click times.
+  num_users = len(state.users.propensity)
+  count = np.bincount(user, minlength=num_users)
+  candidates = np.flatnonzero(count[sessions.user] > 0)
+  begin = np.floor(clicks.time[clicks.first[candidates]]).astype(np.int64)
+  end = np.floor(clicks.time[clicks.last[candidates]]).astype(np.int64)
+  end = np.minimum(end, last - window_ms) + window_ms  # No overflow.
+  # The user's purchases span [earliest, latest]: a session whose bounds
+  # miss that span has none, one that meets it has one if it is the user's
+  # only purchase.
+  earliest = np.full(num_users, last + 1)
+  np.minimum.at(earliest, user, time_)
+  latest = np.full(num_users, first - 1)
+  np.maximum.at(latest, user, time_)
+  candidate_user = sessions.user[candidates]
+  meets = ((latest[candidate_user] >= begin)
+           & (earliest[candidate_user] <= end))
+  search = meets & (count[candidate_user] > 1)
+  has[candidates[meets & ~search]] = True
+  candidates, begin, end = candidates[search], begin[search], end[search]
+  # The others: the user's first purchase at or after `begin`, then whether
+  # it is by `end`. Purchases keyed by (user, time), times relative to the
+  # first in [0, span - 2]; clipped bounds keep a query in its user's keys.
+  keys = np.sort(user * span + (time_ - first))
+  base = sessions.user[candidates] * span
+  after = np.searchsorted(
+      keys, base + (np.clip(begin, first, last + 1) - first), side="left")
+  found = after < len(keys)
+  after = np.minimum(after, len(keys) - 1)
+  found &= keys[after] <= base + (np.clip(end, first - 1, last) - first)
+  has[candidates[found]] = True
+  return has
+
+
+def _user_sessions(state: PrePurchaseState,
+                   purchases: _Purchases) -> np.ndarray:
+  """(S,) bool: the sessions of the users with a purchase."""
+  users = state.sessions.user
+  buyer = np.zeros(len(state.users.propensity), bool)
+  buyer[users[purchases.session]] = True
+  return buyer[users]
 
 
 def redraw_events(state: PrePurchaseState, rng: np.random.Generator,
-                  keep: str = "all") -> RedrawnEvents:
+                  keep: str = "all", window_ms: Optional[int] = None,
+                  order: str = "session") -> RedrawnEvents:
   """Draws the purchases again from a pre-purchase state.
 
   The purchases follow the same generative model as in `simulate` (same
   probabilities, same item choices, checkout and one-purchase-per-item
-  rules), with the random numbers of `rng`. Carts are not drawn.
+  rules), with the random numbers of `rng`. Carts are not drawn. The random
+  numbers and the purchases do not depend on `keep` or `order`.
 
   Args:
     state: from `simulate_with_state`.
     rng: the random stream of this draw.
-    keep: which clicks to return: "all", "sessions" (only the sessions with
-      a purchase in this draw: the others have all-zero session labels) or
-      "users" (only the users with a purchase: for attribution windows,
-      which cross sessions).
+    keep: which clicks to return (every purchase is returned): "all",
+      "sessions" (only the sessions with a purchase in this draw: the others
+      have all-zero session labels), "users" (only the users with a
+      purchase: for attribution windows, which cross sessions) or "window"
+      (only the sessions with a purchase of their user at or after their
+      first click and at most `window_ms` after their last click: under an
+      attribution window of `window_ms`, the others' clicks have all-zero
+      labels and no purchase is credited to them, so leaving them out
+      changes no other label).
+    window_ms: the window of `keep="window"`, in ms (`labels.
+      window_milliseconds`).
+    order: "session" (session by session, in the state's order) or "user"
+      (user by user, each user's sessions in the state's order): with ids
+      recoded to dense codes, `label_clicks` then finds its user and
+      session orders without a sort.
 
   Returns:
     A `RedrawnEvents`.
 
   Raises:
-    ValueError: for an unknown `keep`.
+    ValueError: for an unknown `keep` or `order`, or `keep="window"`
+      without a window >= 0.
   """
   if keep not in _KEEP:
     raise ValueError(f"keep must be one of {_KEEP}, got {keep!r}.")
+  if order not in ("session", "user"):
+    raise ValueError(f'order must be "session" or "user", got {order!r}.')
+  if keep == "window" and (window_ms is None or window_ms < 0):
+    raise ValueError(f'keep="window" needs window_ms >= 0, got '
+                     f"{window_ms!r}.")
   clicks, sessions = state.clicks, state.sessions
   purchases, _, buy_same = _draw_purchases(
       state.world, sessions, clicks, state.probs,
@@ -1208,15 +1297,37 @@ def redraw_events(state: PrePurchaseState, rng: np.random.Generator,
     has = np.zeros(len(sessions.user), bool)
     has[purchases.session] = True
     selected = np.flatnonzero(has[clicks.session])
+  elif keep == "users":
+    selected = np.flatnonzero(_user_sessions(state, purchases)[
+        clicks.session])
   else:
-    has = np.zeros(len(state.users.propensity), bool)
-    has[sessions.user[purchases.session]] = True
-    selected = np.flatnonzero(has[sessions.user[clicks.session]])
+    selected = np.flatnonzero(_window_sessions(state, purchases, window_ms)[
+        clicks.session])
   num_selected, num_purchases = len(selected), len(purchases.item)
   session = np.concatenate([clicks.session[selected], purchases.session])
-  order = np.concatenate([clicks.position[selected] * 32 + 16,
-                          _purchase_order(clicks, purchases)])
-  perm = np.argsort(session * (1 << 22) + order)
+  step = np.concatenate([clicks.position[selected] * 32 + 16,
+                         _purchase_order(clicks, purchases)])
+  if order == "session":
+    perm = np.argsort(session * (1 << 22) + step)
+  else:
+    # The sessions with rows, by user; rows by (that rank, step): one value
+    # sort of the key and the row when they fit in an int64 (the keys are
+    # distinct, so any sort gives the same order).
+    present = np.zeros(len(sessions.user), bool)
+    present[session] = True
+    ranked = np.flatnonzero(present)
+    ranked = ranked[np.argsort(sessions.user[ranked], kind="stable")]
+    rank = np.zeros(len(sessions.user), np.int64)
+    rank[ranked] = np.arange(len(ranked))
+    key = rank[session] * (1 << 22) + step
+    size = len(key)
+    if (len(ranked) << 22) * size < 2**62:
+      key *= size
+      key += np.arange(size, dtype=np.int64)
+      key.sort()
+      perm = key % size
+    else:
+      perm = np.argsort(key)
   session = session[perm]
   time_ = np.floor(np.concatenate([clicks.time[selected],
                                    purchases.time])).astype(np.int64)[perm]

@@ -2,6 +2,7 @@
 plain-Python reference implementation of the labels of docs/method.md."""
 
 import collections
+from unittest import mock
 
 from absl.testing import absltest
 import gin
@@ -440,6 +441,41 @@ class WindowPropertiesTest(absltest.TestCase):
     pd.testing.assert_frame_equal(
         labels.label_clicks(events, attribution_window_s=float("inf")),
         labels.label_clicks(events))
+
+class ColumnsTest(absltest.TestCase):
+
+  def test_columns_are_those_of_the_whole_frame(self):
+    from cabb_tf.data import simulator  # pylint: disable=g-import-not-at-top
+    events = simulator.simulate(num_users=200, num_days=7, seed=5).events
+    for window_s in (None, 3600):
+      whole = labels.label_clicks(events, attribution_window_s=window_s)
+      self.assertEqual(tuple(whole.columns), labels.LABEL_COLUMNS)
+      for columns in (("event_index", "w_caba", "y_cabb"),
+                      ("user_id", "item_b", "timestamp", "session_id")):
+        pd.testing.assert_frame_equal(
+            labels.label_clicks(events, attribution_window_s=window_s,
+                                columns=columns),
+            whole[list(columns)])
+    with self.assertRaisesRegex(ValueError, "columns"):
+      labels.label_clicks(events, columns=["y_caba", "label"])
+
+
+class WindowKeyPathsTest(absltest.TestCase):
+
+  def test_packed_and_ranked_window_ends_agree_on_a_simulated_log(self):
+    # The window's end is found with (user, time) packed in one int64 when
+    # it fits, else by the rank of the time among the purchase times.
+    from cabb_tf.data import simulator  # pylint: disable=g-import-not-at-top
+    events = simulator.simulate(num_users=400, num_days=14, seed=2).events
+    for window_s in (0, 60, 3600, 86400, 604800, float("inf")):
+      packed = labels.label_clicks(events, attribution_window_s=window_s)
+      with mock.patch.object(labels, "_PACKED_KEY_LIMIT", 0):
+        ranked = labels.label_clicks(events, attribution_window_s=window_s)
+      if window_s >= 3600:
+        self.assertGreater(int(packed["y_cabb"].sum()), 0)
+      pd.testing.assert_frame_equal(packed, ranked, check_exact=True,
+                                    obj=f"window {window_s}")
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -38,6 +38,38 @@ def _closed_forms(state, clicks):
   return same, no_other, 1 - nothing
 
 
+def _plain_counts(state, estimate, draws, seed, window_s, keep):
+  """`estimate`'s counts the plain way, independently of its batches.
+
+  Each draw has all its rows (`keep`) in session order and is labelled
+  alone by `labels.label_clicks`; its rows are matched to the examples by
+  (session, item A) and summed per group of draws.
+  """
+  counts = np.zeros_like(estimate.counts)
+  per_group = draws // oracle.GROUPS
+  for d in range(draws):
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 99, d]))
+    draw = simulator.redraw_events(state, rng, keep=keep)
+    rows = labels.label_clicks(pd.DataFrame({
+        "user_id": draw.user_id, "session_id": draw.session_id,
+        "timestamp": draw.timestamp, "item_id": draw.item_id,
+        "event_type": pd.Categorical.from_codes(
+            draw.event_type, dtype=schema.EVENT_TYPE_DTYPE)}),
+                               attribution_window_s=window_s)
+    example = oracle.split_rows(estimate, rows["session_id"], rows["item_a"])
+    w = rows["w_caba"].to_numpy()
+    group = counts[d // per_group]
+    for column, values in ((0, rows["y_caba"] * w),
+                           (1, rows["y_last_click"] * w),
+                           (2, rows["y_cabb"]), (3, rows["y_cabb"] * w)):
+      np.add.at(group[:, column], example, np.asarray(values, np.int32))
+    same = np.unique(oracle.split_rows(
+        estimate, state.click_session_id[draw.same_clicks],
+        state.click_item_id[draw.same_clicks]))
+    group[same, 4] += 1
+  return counts
+
+
 class OracleTest(tf.test.TestCase, parameterized.TestCase):
 
   @classmethod
@@ -90,6 +122,23 @@ class OracleTest(tf.test.TestCase, parameterized.TestCase):
     expected = estimate.expected_other()[index[first]]
     z = (k.sum() - expected.sum()) / np.sqrt(expected.sum())
     self.assertLess(abs(z), 4.0)
+
+  @parameterized.parameters(
+      (None, "all"), (None, "sessions"), (86400.0, "all"),
+      (86400.0, "users"), (604800.0, "users"))
+  def test_counts_equal_those_of_each_draw_labelled_alone(self, window_s,
+                                                          keep):
+    # The estimate labels only the sessions a draw's purchases can label,
+    # in time order, many draws per label_clicks call; labelling every
+    # draw's rows by themselves must count the same, example by example.
+    draws, seed = 16, 4
+    estimate = oracle.estimate(self.state, draws=draws, seed=seed,
+                               attribution_window_s=window_s, batch=3)
+    plain = _plain_counts(self.state, estimate, draws, seed, window_s, keep)
+    self.assertGreater(plain[:, :, :4].sum(axis=(0, 1)).min(), 0)
+    np.testing.assert_array_equal(estimate.counts, plain)
+    np.testing.assert_array_equal(
+        estimate.draws, np.full(oracle.GROUPS, draws // oracle.GROUPS))
 
   def test_richardson_and_halves_by_hand(self):
     # NE_D = N + b / D is corrected exactly: 2 (N + b/D) - (N + 2b/D) = N.

@@ -74,6 +74,33 @@ class AssignSessionsTest(absltest.TestCase):
         sessions.grouped_time_order(codes, sorted_times),
         np.lexsort((np.arange(2000), sorted_times, codes)))
 
+  def test_presorted_groups_take_no_sort_and_match_lexsort(self):
+    rng = np.random.default_rng(1)
+    lexsort = lambda c, t: np.lexsort((np.arange(len(c)), t, c))
+    for n in (1, 2, 5, 3000):
+      codes = np.sort(rng.integers(0, max(n // 4, 1), n)).astype(np.int32)
+      # Times in order within each code (ties kept), in any order across.
+      times = rng.integers(0, 50, n)
+      times = times[np.lexsort((times, codes))]
+      self.assertTrue(sessions._in_grouped_time_order(codes, times))
+      order, sorted_codes = sessions._grouped_time_order(codes, times)
+      np.testing.assert_array_equal(order, lexsort(codes, times))
+      np.testing.assert_array_equal(sorted_codes, codes)
+      self.assertEqual(sorted_codes.dtype, np.int64)
+      # A step back in time within a code, or back in code, anywhere (also
+      # past the first rows checked first) takes the sort.
+      for where in {1, n // 2, n - 1} - {0, n}:
+        back_in_time = times.copy()
+        back_in_time[where] = back_in_time[where - 1] - 1
+        same_code = codes.copy()
+        same_code[where] = same_code[where - 1]
+        back_in_code = codes.copy()
+        back_in_code[where] = back_in_code[where - 1] - 1
+        for c, t in ((same_code, back_in_time), (back_in_code, times)):
+          self.assertFalse(sessions._in_grouped_time_order(c, t))
+          np.testing.assert_array_equal(sessions.grouped_time_order(c, t),
+                                        lexsort(c, t))
+
 
 class SessionCodesTest(parameterized.TestCase):
 

@@ -421,6 +421,68 @@ class SimulatorTest(tf.test.TestCase, parameterized.TestCase):
         np.unique(only.session_id))
     with self.assertRaisesRegex(ValueError, "keep"):
       simulator.redraw_events(state, np.random.default_rng(0), keep="some")
+    with self.assertRaisesRegex(ValueError, "window_ms"):
+      simulator.redraw_events(state, np.random.default_rng(0), keep="window")
+
+  def test_redraw_by_user_and_by_window(self):
+    _, state = simulator.simulate_with_state(num_users=400, num_days=14,
+                                             seed=7)
+    columns = ("user_id", "session_id", "timestamp", "item_id", "event_type",
+               "click")
+    frame = lambda draw: pd.DataFrame({c: getattr(draw, c) for c in columns})
+    for keep in ("all", "sessions", "users"):
+      by_session = simulator.redraw_events(state, np.random.default_rng(5),
+                                           keep=keep)
+      by_user = simulator.redraw_events(state, np.random.default_rng(5),
+                                        keep=keep, order="user")
+      # The same rows, stably sorted by user: each user's sessions in turn.
+      pd.testing.assert_frame_equal(
+          frame(by_session).sort_values("user_id", kind="stable")
+          .reset_index(drop=True), frame(by_user))
+      np.testing.assert_array_equal(by_session.same_clicks,
+                                    by_user.same_clicks)
+      # A user's sessions do not overlap: the rows are in (user, time)
+      # order, as labels order them.
+      users = frame(by_user)
+      self.assertTrue(
+          (users.groupby("user_id")["timestamp"].diff().fillna(0) >= 0).all())
+    with self.assertRaisesRegex(ValueError, "order"):
+      simulator.redraw_events(state, np.random.default_rng(0), order="time")
+    users = simulator.redraw_events(state, np.random.default_rng(5),
+                                    keep="users")
+    purchases = lambda draw: frame(draw)[draw.event_type == schema.PURCHASE]
+    user_clicks = set(users.click[users.click >= 0].tolist())
+    sizes = []
+    for window_ms in (0, 3_600_000, 86_400_000, 2**62):
+      window = simulator.redraw_events(state, np.random.default_rng(5),
+                                       keep="window", window_ms=window_ms)
+      # Every purchase, and whole sessions of buyers only.
+      pd.testing.assert_frame_equal(
+          purchases(window).reset_index(drop=True),
+          purchases(users).reset_index(drop=True))
+      clicks = window.click[window.click >= 0]
+      self.assertLessEqual(set(clicks.tolist()), user_clicks)
+      kept = np.isin(state.clicks.session,
+                     state.clicks.session[clicks])
+      np.testing.assert_array_equal(np.flatnonzero(kept), clicks)
+      # A kept session has a purchase of its user in [first click, last
+      # click + window]; a buyer's session left out has none.
+      t = np.floor(state.clicks.time).astype(np.int64)
+      user_of = state.sessions.user
+      bought = purchases(window)
+      bought_user = user_of[pd.Index(state.session_ids).get_indexer(
+          bought["session_id"])]
+      for s in np.unique(state.clicks.session[
+          np.fromiter(user_clicks, np.int64)]):
+        c = state.clicks.first[s], state.clicks.last[s]
+        in_window = ((bought_user == user_of[s])
+                     & (bought["timestamp"].to_numpy() >= t[c[0]])
+                     & (bought["timestamp"].to_numpy()
+                        <= t[c[1]] + window_ms)).any()
+        self.assertEqual(bool(kept[c[0]]), bool(in_window), (window_ms, s))
+      sizes.append(len(clicks))
+    self.assertEqual(sizes, sorted(sizes))
+    self.assertLess(sizes[1], len(user_clicks))
 
   def test_subset_state_keeps_the_chosen_sessions(self):
     _, state = simulator.simulate_with_state(num_users=200, seed=3)
