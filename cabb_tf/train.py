@@ -300,7 +300,7 @@ def _compile(model: conversion.ConversionModel, learning_rate: float,
   model.compile(
       optimizer=OPTIMIZERS[optimizer](learning_rate),
       weighted_metrics={head: [make[name]() for name in epoch_metrics]
-                        for head in model.heads} if epoch_metrics else None)
+                        for head in model.heads} if epoch_metrics else [])
 
 
 def predict_arrays(model: tf.keras.Model, features: Mapping[str, tf.Tensor],
