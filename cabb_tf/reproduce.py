@@ -766,24 +766,33 @@ def _paired_differences(base_dir, comparisons, seeds,
                         resamples) -> Dict[str, Any]:
   """Paired session-bootstrap differences of each row against its references,
   of the raw NEs and, where both runs saved them, the recalibrated ones
-  (`<metric>_recalibrated`)."""
-  sums_cache: Dict[Tuple[Variant, int, bool],
-                   Optional[Tuple[Dict[str, np.ndarray], int]]] = {}
+  (`<metric>_recalibrated`).
 
-  def sums(variant, seed, recalibrated=False):
+  A run is compared with several references and serves as one itself, and
+  all runs on a dataset share its test sessions: the resampling counts are
+  drawn once per number of sessions and each run is resampled once
+  (`stats.SessionBootstrap`), not once per comparison.
+  """
+  bootstraps: Dict[int, stats.SessionBootstrap] = {}
+  resampled: Dict[Tuple[Variant, int, bool], Optional[stats.Resampled]] = {}
+
+  def resample(variant, seed, recalibrated):
     key = (variant, seed, recalibrated)
-    if key not in sums_cache:
+    if key not in resampled:
       arrays = _predictions(base_dir, variant, seed)
       suffix = "_recalibrated" if recalibrated else ""
       if f"p_caba{suffix}" not in arrays:
-        sums_cache[key] = None
+        resampled[key] = None
       else:
         session = arrays["session_id"].astype(np.int64)
         num_sessions = int(session.max()) + 1
-        sums_cache[key] = (stats.session_sums(
+        if num_sessions not in bootstraps:
+          bootstraps[num_sessions] = stats.SessionBootstrap(num_sessions,
+                                                            resamples)
+        resampled[key] = bootstraps[num_sessions].resample(stats.session_sums(
             arrays, arrays[f"p_caba{suffix}"], arrays[f"p_cabb{suffix}"],
-            session, num_sessions), num_sessions)
-    return sums_cache[key]
+            session, num_sessions))
+    return resampled[key]
 
   out: Dict[str, Any] = {}
   for table, rows in comparisons.items():
@@ -793,12 +802,11 @@ def _paired_differences(base_dir, comparisons, seeds,
       for name, reference in comparison["references"].items():
         cell = {}
         for recalibrated in (False, True):
-          both = [(sums(comparison["variant"], s, recalibrated),
-                   sums(reference, s, recalibrated)) for s in seeds]
-          if any(v is None or r is None for v, r in both):
+          pairs = [(resample(comparison["variant"], s, recalibrated),
+                    resample(reference, s, recalibrated)) for s in seeds]
+          if any(v is None or r is None for v, r in pairs):
             continue
-          pairs = [{"variant": v[0], "reference": r[0]} for v, r in both]
-          diff = stats.paired_bootstrap(pairs, both[0][1][1], resamples)
+          diff = stats.paired_differences(pairs)
           suffix = "_recalibrated" if recalibrated else ""
           cell.update({f"{m}{suffix}": d for m, d in diff.items()})
         out[table][row][f"vs_{name}"] = cell

@@ -74,6 +74,29 @@ class SessionSumsTest(absltest.TestCase):
     self.assertLess(out["caba_ne"]["mean"], 0)  # the better model wins
     self.assertAlmostEqual(out["cabb_ne"]["mean"], 0.0)
 
+  def test_shared_bootstrap_equals_one_bootstrap_per_comparison(self):
+    # A reproduction resamples each run once and pairs the resamples in many
+    # comparisons; each must be what a bootstrap of its own gives.
+    rng = np.random.default_rng(5)
+    n, sessions, seeds = 400, 50, 3
+    session = rng.integers(0, sessions, n)
+    arrays = {"y_caba": (rng.random(n) < .3).astype(float),
+              "y_cabb": (rng.random(n) < .4).astype(float),
+              "w_caba": rng.random(n)}
+    runs = {(name, s): stats.session_sums(
+        arrays, rng.random(n), rng.random(n), session, sessions)
+            for name in ("a", "b", "c") for s in range(seeds)}
+    shared = stats.SessionBootstrap(sessions, num_resamples=150, seed=7)
+    resampled = {key: shared.resample(sums) for key, sums in runs.items()}
+    for variant, reference in (("a", "b"), ("a", "c"), ("c", "b")):
+      got = stats.paired_differences(
+          [(resampled[(variant, s)], resampled[(reference, s)])
+           for s in range(seeds)])
+      want = stats.paired_bootstrap(
+          [{"variant": runs[(variant, s)], "reference": runs[(reference, s)]}
+           for s in range(seeds)], sessions, num_resamples=150, seed=7)
+      self.assertEqual(got, want)
+
 
 if __name__ == "__main__":
   absltest.main()

@@ -4,12 +4,14 @@
 * `paired_bootstrap` — the difference in a normalized entropy between two
   variants evaluated on the same test rows, with a percentile interval from
   resampling test *sessions* (the unit that is independent) with replacement,
-  averaged over the paired seeds. NE's sums decompose over sessions, so a
+  averaged over the paired seeds. `SessionBootstrap` and
+  `paired_differences` are its two halves, for many comparisons over the
+  same sessions. NE's sums decompose over sessions, so a
   resample is a matrix product of resampling counts with per-session sums —
   no Python loop per resample.
 """
 
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -73,6 +75,10 @@ def _ne_from_sums(sums: np.ndarray) -> np.ndarray:
 
 TASK_METRICS = ("caba_ne", "cabb_ne", "overall_ne", "mean_ne")
 
+# A run's NE metrics on its test rows and on each bootstrap resample of them:
+# ({metric: value}, {metric: [num_resamples] values}).
+Resampled = Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]
+
 
 def session_sums(arrays: Mapping[str, np.ndarray], p_caba: np.ndarray,
                  p_cabb: np.ndarray, session: np.ndarray,
@@ -96,6 +102,64 @@ def ne_metrics_from_sums(caba: np.ndarray,
           "mean_ne": (caba_ne + cabb_ne) / 2}
 
 
+class SessionBootstrap:
+  """One draw of resampling counts over a test split's sessions.
+
+  Every paired comparison on the same test rows resamples the same sessions
+  the same way (the counts depend only on the number of sessions, the number
+  of resamples and the seed), so a reproduction draws them once and
+  bootstraps each run's sums once (`resample`), however many rows compare
+  against it; `paired_bootstrap` is one comparison done this way.
+  """
+
+  def __init__(self, num_sessions: int, num_resamples: int = 1000,
+               seed: int = 0):
+    rng = np.random.default_rng(seed)
+    self.num_sessions = num_sessions
+    self._counts = rng.multinomial(
+        num_sessions, np.full(num_sessions, 1.0 / num_sessions),
+        size=num_resamples).astype(np.float64)
+
+  def resample(self, sums: Mapping[str, np.ndarray]) -> Resampled:
+    """(observed, resampled) NE metrics of one run's `session_sums`."""
+    full = ne_metrics_from_sums(sums["caba"].sum(0), sums["cabb"].sum(0))
+    boot = ne_metrics_from_sums(
+        np.einsum("bs,sk->bk", self._counts, sums["caba"]),
+        np.einsum("bs,sk->bk", self._counts, sums["cabb"]))
+    return full, boot
+
+
+def paired_differences(pairs: Sequence[Tuple[Resampled, Resampled]],
+                       level: float = 0.95) -> Dict[str, Dict[str, object]]:
+  """Difference (variant − reference) of NE metrics, paired by seed.
+
+  Args:
+    pairs: one (variant, reference) entry per seed, each the
+      `SessionBootstrap.resample` of a run, both on the same test rows and
+      with the same `SessionBootstrap`.
+    level: interval coverage.
+
+  Returns:
+    {metric: {"mean": observed mean difference over seeds, "ci95": [lo, hi],
+    "runs": per-seed observed differences}} for `TASK_METRICS`.
+  """
+  num_resamples = len(next(iter(pairs[0][0][1].values())))
+  observed = {m: [] for m in TASK_METRICS}
+  resampled = {m: np.zeros(num_resamples) for m in TASK_METRICS}
+  for variant, reference in pairs:
+    for m in TASK_METRICS:
+      observed[m].append(float(variant[0][m] - reference[0][m]))
+      resampled[m] += (variant[1][m] - reference[1][m]) / len(pairs)
+  out = {}
+  tail = (1 - level) / 2 * 100
+  for m in TASK_METRICS:
+    lo, hi = np.nanpercentile(resampled[m], [tail, 100 - tail])
+    out[m] = {"mean": float(np.mean(observed[m])), "ci95": [float(lo),
+                                                            float(hi)],
+              "runs": observed[m]}
+  return out
+
+
 def paired_bootstrap(pairs: Sequence[Dict[str, Dict[str, np.ndarray]]],
                      num_sessions: int, num_resamples: int = 1000,
                      seed: int = 0, level: float = 0.95
@@ -111,37 +175,12 @@ def paired_bootstrap(pairs: Sequence[Dict[str, Dict[str, np.ndarray]]],
     level: interval coverage.
 
   Returns:
-    {metric: {"mean": observed mean difference over seeds, "ci95": [lo, hi],
-    "runs": per-seed observed differences}} for `TASK_METRICS`.
+    As `paired_differences`.
   """
-  rng = np.random.default_rng(seed)
-  counts = rng.multinomial(num_sessions, np.full(num_sessions,
-                                                 1.0 / num_sessions),
-                           size=num_resamples).astype(np.float64)
-  observed = {m: [] for m in TASK_METRICS}
-  resampled = {m: np.zeros(num_resamples) for m in TASK_METRICS}
-  for pair in pairs:
-    diffs = {}
-    for role in ("variant", "reference"):
-      sums = pair[role]
-      full = ne_metrics_from_sums(sums["caba"].sum(0), sums["cabb"].sum(0))
-      boot = ne_metrics_from_sums(
-          np.einsum("bs,sk->bk", counts, sums["caba"]),
-          np.einsum("bs,sk->bk", counts, sums["cabb"]))
-      diffs[role] = (full, boot)
-    for m in TASK_METRICS:
-      observed[m].append(float(diffs["variant"][0][m] -
-                               diffs["reference"][0][m]))
-      resampled[m] += (diffs["variant"][1][m] - diffs["reference"][1][m]) / len(
-          pairs)
-  out = {}
-  tail = (1 - level) / 2 * 100
-  for m in TASK_METRICS:
-    lo, hi = np.nanpercentile(resampled[m], [tail, 100 - tail])
-    out[m] = {"mean": float(np.mean(observed[m])), "ci95": [float(lo),
-                                                            float(hi)],
-              "runs": observed[m]}
-  return out
+  bootstrap = SessionBootstrap(num_sessions, num_resamples, seed)
+  return paired_differences(
+      [(bootstrap.resample(pair["variant"]),
+        bootstrap.resample(pair["reference"])) for pair in pairs], level)
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
