@@ -324,11 +324,12 @@ class _Progress:
   The estimate counts what is left of all three. Each phase's rate is its
   own wall time so far over what it finished (so the processes working at
   once are in it). Until a run has finished, a dataset line gives the time
-  left for the datasets only. The analysis counts as `analysis_runs` runs:
-  on this 2-core machine it took about 4 runs' time plus one per 300 oracle
-  draws of a dataset (12 min, 43 runs' time, for `make reproduce`'s 4
-  datasets of 3,200 draws; 20 s for the quick one). A run found done (a
-  resumed reproduction) costs nothing and is not counted.
+  left for the datasets only. The analysis counts as `analysis_runs` runs,
+  4 plus one per 300 oracle draws of a dataset: on the 2-core machine of
+  README's "Time and output" it took 76 s, about 15 runs' time, for `make
+  reproduce`'s 4 datasets of 800 draws (most of it the oracles, in the
+  pool), and 9 s for the quick one. A run found done (a resumed
+  reproduction) costs nothing and is not counted.
   """
 
   def __init__(self, builds: int, runs: int, analysis_runs: float):
