@@ -9,7 +9,8 @@ TensorFlow threads (by default as many as a single process has, so that
 results do not change), the parent's gin config, verbosity and log filters,
 and runs module-level functions in them. Each worker keeps its own
 `inputs.cache.Cache`, so the splits and α tables it reads once serve all the
-runs it is given.
+runs it is given; α tables can also be shared between the workers through a
+directory (`Pool(shared_dir=...)`), so that each is fitted once.
 
 With `processes = 1` nothing is spawned: the functions run in the parent, as
 a plain loop would (tests and debugging).
@@ -74,8 +75,10 @@ def _set_threads(threads: int) -> None:
     logging.warning("TensorFlow is already running: its thread counts stay.")
 
 
-def _start_worker(config: str, threads: int, verbosity: int) -> None:
-  """A worker's initializer: gin, threads, logging as the parent has them."""
+def _start_worker(config: str, threads: int, verbosity: int,
+                  shared_dir: Optional[str]) -> None:
+  """A worker's initializer: gin, threads, logging as the parent has them,
+  and a cache that shares α tables through `shared_dir`."""
   global _CACHE
   # As absl.app does in the parent; parsed flags also keep absl from
   # warning that it logs "before flag parsing".
@@ -85,7 +88,7 @@ def _start_worker(config: str, threads: int, verbosity: int) -> None:
   logs.quiet_libraries(verbosity)
   _set_threads(threads)
   gin.parse_config(config)
-  _CACHE = cache_lib.Cache()
+  _CACHE = cache_lib.Cache(directory=shared_dir)
 
 
 def cache() -> cache_lib.Cache:
@@ -99,9 +102,14 @@ def _call(fn: Callable[..., Any], args: Tuple[Any, ...]):
 
 
 class Pool:
-  """Worker processes, or the parent itself when `processes` is 1."""
+  """Worker processes, or the parent itself when `processes` is 1.
 
-  def __init__(self, processes: int, threads: int):
+  With `shared_dir`, the workers' caches share α tables through that
+  directory (`cache.Cache`): a table one worker fitted, the others read.
+  """
+
+  def __init__(self, processes: int, threads: int,
+               shared_dir: Optional[str] = None):
     self.processes = processes
     self.threads = threads
     self._executor = None
@@ -110,7 +118,8 @@ class Pool:
       self._executor = concurrent.futures.ProcessPoolExecutor(
           max_workers=processes, mp_context=context,
           initializer=_start_worker,
-          initargs=(gin.config_str(), threads, logging.get_verbosity()))
+          initargs=(gin.config_str(), threads, logging.get_verbosity(),
+                    shared_dir))
 
   def submit(self, fn: Callable[..., Any], *args) -> concurrent.futures.Future:
     """Runs `fn(*args)`; the future's result is `fn`'s.

@@ -1,6 +1,7 @@
 """Tests of the process pool of many runs (cabb_tf/parallel.py)."""
 
 import os
+import time
 
 from absl.testing import absltest
 import gin
@@ -14,6 +15,21 @@ from cabb_tf.inputs import cache as cache_lib
 def scaled(x, factor=1):
   """A configurable a pool worker calls with the parent's bindings."""
   return x * factor, os.getpid()
+
+
+def alpha_of(key, meeting=None):
+  """The worker's α table under `key`, made as (maker's pid, key).
+
+  With `meeting` (a directory), first waits until two processes have called
+  with it, so that two such calls run in two workers.
+  """
+  if meeting is not None:
+    open(os.path.join(meeting, str(os.getpid())), "w").close()
+    deadline = time.time() + 120
+    while len(os.listdir(meeting)) < 2 and time.time() < deadline:
+      time.sleep(0.05)
+  return (parallel.cache().alpha_table(key, lambda: (os.getpid(), key)),
+          os.getpid())
 
 
 def failing(x):
@@ -53,6 +69,22 @@ class PoolTest(absltest.TestCase):
     self.assertFalse(any(key[1].endswith("scaled")
                          for key in gin_utils.unused_bindings([
                              ("binding", "scaled.factor = 3")])))
+
+  def test_workers_share_alpha_tables_through_a_directory(self):
+    for shared in (True, False):
+      with parallel.Pool(2, 1, shared_dir=(
+          self.create_tempdir().full_path if shared else None)) as pool:
+        (table, maker), = [pool.submit(alpha_of, "k").result()]
+        self.assertEqual(table, (maker, "k"))
+        # Two calls that wait for each other: one in each worker.
+        meeting = self.create_tempdir().full_path
+        answers = [f.result() for f in [pool.submit(alpha_of, "k", meeting)
+                                        for _ in range(2)]]
+      callers = {pid for _, pid in answers}
+      self.assertLen(callers, 2)
+      makers = {made_by for (made_by, _), _ in answers}
+      # Shared, every worker has the first table; else each made its own.
+      self.assertEqual(makers, {maker} if shared else callers)
 
   def test_one_process_is_the_parent(self):
     with parallel.Pool(1, 1) as pool:
