@@ -18,6 +18,8 @@ cross sessions (each window is a dataset of its own, built into
 rows per weighting scheme, and the serving score p_caba + β·p_cabb.
 """
 
+import collections
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -404,6 +406,46 @@ def _fit_alpha(variant: Variant, seed: int, data_dir: Optional[str],
                           cache=parallel.cache())
 
 
+def _alpha_key(variant: Variant) -> Optional[Tuple[str, str]]:
+  """The (dataset, scheme) of the α table a run of `variant` fits; None if
+  it needs none (a baseline, or α = 1)."""
+  if variant.task == "multitask" and variant.scheme != "static":
+    return variant.dataset, variant.scheme
+  return None
+
+
+def _train_all(pool: parallel.Pool, to_train, fits):
+  """Trains `to_train` [((variant, seed), `_train` args)] in `pool`, each α
+  table fitted once, by one process, before the runs that need it.
+
+  Otherwise every process would fit each table for its first run there.
+  The fits (`fits`: {`_alpha_key`: `_fit_alpha` args}) go to the pool
+  first, the slow ones first; the runs that need no α are queued beside
+  them, and the runs of a table as soon as it is fitted.
+
+  Yields:
+    ((variant, seed), metrics) of each run, as it finishes.
+  """
+  waiting = collections.defaultdict(list)
+  ready = []
+  for key, args in to_train:
+    table = _alpha_key(key[0])
+    (waiting[table] if table in fits else ready).append((key, args))
+  fitting = {pool.submit(_fit_alpha, *fits[table]): table for table in sorted(
+      waiting, key=lambda table: table[1] not in SLOW_FITS)}
+  running = {pool.submit(_train, *args): key for key, args in ready}
+  while fitting or running:
+    done, _ = concurrent.futures.wait(
+        [*fitting, *running], return_when=concurrent.futures.FIRST_COMPLETED)
+    for future in done:
+      if future in fitting:
+        future.result()
+        running.update({pool.submit(_train, *args): key for key, args in
+                        waiting.pop(fitting.pop(future))})
+      else:
+        yield running.pop(future), future.result()
+
+
 def _train(run_dir: str, variant: Variant, seed: int,
            data_dir: Optional[str], defaults: _Defaults) -> Dict[str, Any]:
   """Trains one run and returns its metrics; runs in a pool process."""
@@ -550,16 +592,12 @@ def run(base_dir: str,
                           _data_dir(base_dir, v, defaults.data_dir),
                           defaults))
                 for (v, s), done in metrics.items() if done is None]
-    # Each α table the runs need is fitted once, by one process, before any
-    # run: otherwise every process would fit it for its first run there.
-    fits = {(v.dataset, v.scheme): (
-        v, seeds[0], _data_dir(base_dir, v, defaults.data_dir), defaults)
-            for (v, _), _ in to_train
-            if v.task == "multitask" and v.scheme != "static"}
-    for _ in pool.imap_unordered(_fit_alpha, sorted(
-        fits.items(), key=lambda fit: fit[0][1] not in SLOW_FITS)):
-      pass
-    for (variant, seed), done in pool.imap_unordered(_train, to_train):
+    fits: Dict[Tuple[str, str], Tuple[Any, ...]] = {}
+    for (v, _), _ in to_train:
+      if _alpha_key(v) is not None:
+        fits.setdefault(_alpha_key(v), (
+            v, seeds[0], _data_dir(base_dir, v, defaults.data_dir), defaults))
+    for (variant, seed), done in _train_all(pool, to_train, fits):
       metrics[(variant, seed)] = done
       progress.run_done(f"{variant.key} seed {seed}")
       clock.tick()

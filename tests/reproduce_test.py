@@ -6,6 +6,7 @@ from unittest import mock
 from absl.testing import absltest
 
 import cabb_tf  # pylint: disable=unused-import
+from cabb_tf import parallel
 from cabb_tf import reproduce
 
 
@@ -33,6 +34,47 @@ class CheckCategoriesTest(absltest.TestCase):
 
   def test_one_known_leaf_is_enough(self):
     reproduce.check_categories(_data(7, 6), ["taxonomy_cf"])
+
+
+class TrainAllTest(absltest.TestCase):
+
+  def test_each_table_is_fitted_once_before_its_runs(self):
+    calls = []
+    v = reproduce.Variant
+    variants = [v("last_click"), v("multitask", 0.75, "taxonomy_cf"),
+                v("multitask", 0.75, "i2i_embedding"),
+                v("multitask", 0.75, "static"),
+                v("multitask", 0.1, "taxonomy_cf"),
+                v("multitask", 0.75, "taxonomy_cf", signal_scale=4.0)]
+    to_train = [((variant, seed), (variant, seed))
+                for variant in variants for seed in (0, 1)]
+    fits = {(variant.dataset, variant.scheme): (variant,)
+            for variant in variants if variant.scheme != "static"}
+    with mock.patch.object(reproduce, "_fit_alpha",
+                           lambda variant: calls.append(("fit", variant))), \
+         mock.patch.object(reproduce, "_train",
+                           lambda variant, seed: calls.append(
+                               ("run", variant, seed)) or seed), \
+         parallel.Pool(1, 0) as pool:
+      done = dict(reproduce._train_all(pool, to_train, fits))  # pylint: disable=protected-access
+    self.assertEqual(done, {key: key[1] for key, _ in to_train})
+    fitted = [(c[1].dataset, c[1].scheme) for c in calls if c[0] == "fit"]
+    # Once each, the slow fit first.
+    self.assertCountEqual(fitted, [("main", "taxonomy_cf"),
+                                   ("main", "i2i_embedding"),
+                                   ("signal_4", "taxonomy_cf")])
+    self.assertEqual(fitted[0], ("main", "i2i_embedding"))
+    for i, call in enumerate(calls):
+      if call[0] == "run" and call[1].scheme != "static" and (
+          call[1].task == "multitask"):
+        self.assertIn(("fit", fits[(call[1].dataset, call[1].scheme)][0]),
+                      calls[:i])
+    # The runs without α were queued before any run that waited for a fit.
+    first_waiting = min(i for i, c in enumerate(calls) if c[0] == "run" and
+                        c[1].scheme != "static")
+    self.assertEqual(
+        {(c[1], c[2]) for c in calls[:first_waiting] if c[0] == "run"},
+        {(variants[i], seed) for i in (0, 3) for seed in (0, 1)})
 
 
 class ProgressTest(absltest.TestCase):
