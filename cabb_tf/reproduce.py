@@ -325,10 +325,13 @@ def _read_metrics(run_dir: str) -> Optional[Dict[str, float]]:
 class _Progress:
   """One line per dataset built, run finished and analysis, with an ETA.
 
-  The estimate counts what is left of all three. Each phase's rate is its
-  own wall time so far over what it finished (so the processes working at
-  once are in it). Until a run has finished, a dataset line gives the time
-  left for the datasets only. The analysis counts as `analysis_runs` runs,
+  The estimate counts what is left of all three. The builds' rate is their
+  wall time so far over the builds finished. A run's time is its own, as its
+  process measured it, and the runs' rate is their mean time over the
+  number of processes: the α fits that the first runs of a table wait for
+  (`_train_all`) are not a run's time. Until a run has finished, a dataset
+  line gives the time left for the datasets only. The analysis counts as
+  `analysis_runs` runs,
   4 plus one per 300 oracle draws of a dataset: on the 2-core machine of
   README's "Time and output" it took 76 s, about 15 runs' time, for `make
   reproduce`'s 4 datasets of 800 draws (most of it the oracles, in the
@@ -336,18 +339,20 @@ class _Progress:
   reproduction) costs nothing and is not counted.
   """
 
-  def __init__(self, builds: int, runs: int, analysis_runs: float):
+  def __init__(self, builds: int, runs: int, analysis_runs: float,
+               processes: int = 1):
     self.builds, self.runs = builds, runs
     self.analysis_runs = analysis_runs
+    self.processes = processes
     self.built = self.ran = self.trained = 0
-    self._build_started = self._run_started = time.time()
+    self._run_seconds = 0.0
+    self._build_started = time.time()
 
   @staticmethod
   def analysis_runs_of(oracle_draws: int, datasets: int) -> float:
     return 4.0 + oracle_draws * datasets / 300.0
 
   def start_runs(self, already_done: int) -> None:
-    self._run_started = time.time()
     self.ran = already_done
 
   def _left_s(self) -> Optional[float]:
@@ -357,7 +362,7 @@ class _Progress:
                  if self.built else None)
     if not self.trained:
       return builds_left * per_build if per_build is not None else None
-    per_run = (now - self._run_started) / self.trained
+    per_run = self._run_seconds / self.trained / self.processes
     return ((self.runs - self.ran) + self.analysis_runs) * per_run
 
   def _say(self, text: str) -> None:
@@ -371,9 +376,10 @@ class _Progress:
     self.built += 1
     self._say(f"dataset {self.built}/{self.builds} ready: {name}")
 
-  def run_done(self, name: str) -> None:
+  def run_done(self, name: str, seconds: float) -> None:
     self.ran += 1
     self.trained += 1
+    self._run_seconds += seconds
     self._say(f"run {self.ran}/{self.runs} done: {name}")
 
   def analysis(self, seconds: float) -> None:
@@ -447,13 +453,16 @@ def _train_all(pool: parallel.Pool, to_train, fits):
 
 
 def _train(run_dir: str, variant: Variant, seed: int,
-           data_dir: Optional[str], defaults: _Defaults) -> Dict[str, Any]:
-  """Trains one run and returns its metrics; runs in a pool process."""
+           data_dir: Optional[str],
+           defaults: _Defaults) -> Tuple[Dict[str, Any], float]:
+  """Trains one run; returns its metrics and its wall time in seconds; runs
+  in a pool process."""
+  started = time.time()
   _bind(variant, seed, data_dir, defaults)
   tf.keras.backend.clear_session()
   train.run(run_dir, export=False, save_predictions=True,
             cache=parallel.cache())
-  return _read_metrics(run_dir)
+  return _read_metrics(run_dir), time.time() - started
 
 
 @gin.configurable(denylist=["base_dir"])
@@ -567,14 +576,15 @@ def run(base_dir: str,
   datasets: Dict[str, Variant] = {}  # Each dataset by its first variant.
   for variant in unique:
     datasets.setdefault(variant.dataset, variant)
+  processes, threads = parallel.pool_size()
   progress = _Progress(len(datasets), len(runs), _Progress.analysis_runs_of(
-      oracle_draws, len(datasets)))
+      oracle_draws, len(datasets)), processes)
   tf.io.gfile.makedirs(base_dir)
   clock = _WallClock(base_dir)
   # Where the pool's processes share the α tables they fit (`_fit_alpha`);
   # local and gone with the invocation, so no later code reads a stale one.
   alpha_dir = tempfile.mkdtemp(prefix="cabb_alpha_tables_")
-  pool = parallel.Pool(*parallel.pool_size(), shared_dir=alpha_dir)
+  pool = parallel.Pool(processes, threads, shared_dir=alpha_dir)
   try:
     # Every dataset first, at once, so that the runs only open them.
     for key, _ in pool.imap_unordered(_build_dataset, [
@@ -597,9 +607,10 @@ def run(base_dir: str,
       if _alpha_key(v) is not None:
         fits.setdefault(_alpha_key(v), (
             v, seeds[0], _data_dir(base_dir, v, defaults.data_dir), defaults))
-    for (variant, seed), done in _train_all(pool, to_train, fits):
+    for (variant, seed), (done, seconds) in _train_all(pool, to_train,
+                                                        fits):
       metrics[(variant, seed)] = done
-      progress.run_done(f"{variant.key} seed {seed}")
+      progress.run_done(f"{variant.key} seed {seed}", seconds)
       clock.tick()
     # The floors and RQ-4 run in the pool while this process analyses.
     oracles = {key: pool.submit(_oracle, base_dir, v,

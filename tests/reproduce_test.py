@@ -84,7 +84,8 @@ class ProgressTest(absltest.TestCase):
     now = clock.start()
     self.addCleanup(clock.stop)
     now.return_value = 100.0
-    progress = reproduce._Progress(builds=2, runs=10, analysis_runs=3)  # pylint: disable=protected-access
+    progress = reproduce._Progress(builds=2, runs=10, analysis_runs=3,  # pylint: disable=protected-access
+                                   processes=2)
     self.assertIsNone(progress._left_s())  # pylint: disable=protected-access
     now.return_value = 130.0
     progress.dataset_built("main")
@@ -93,10 +94,12 @@ class ProgressTest(absltest.TestCase):
     now.return_value = 160.0
     progress.dataset_built("window")
     progress.start_runs(already_done=4)  # a resumed reproduction
-    now.return_value = 180.0
-    progress.run_done("a seed 0")
-    progress.run_done("a seed 1")
-    # Two runs in 20 s: 4 left at 10 s each, then 3 runs' worth of analysis.
+    # The first runs waited a minute for their α tables: not their time.
+    now.return_value = 220.0
+    progress.run_done("a seed 0", 16.0)
+    progress.run_done("a seed 1", 24.0)
+    # Runs of 20 s on 2 processes: 4 left at 10 s each, then 3 runs' worth
+    # of analysis.
     self.assertEqual(progress._left_s(), (4 + 3) * 10)  # pylint: disable=protected-access
     self.assertEqual(reproduce._Progress.analysis_runs_of(3200, 4),  # pylint: disable=protected-access
                      4 + 3200 * 4 / 300)
