@@ -382,8 +382,20 @@ class _Progress:
     self._run_seconds += seconds
     self._say(f"run {self.ran}/{self.runs} done: {name}")
 
-  def analysis(self, seconds: float) -> None:
-    print(f"[reproduce] analysis done in {seconds:.0f} s", flush=True)
+  def done(self, phases: Mapping[str, float]) -> None:
+    """The last line: each phase's wall time (`PHASES`)."""
+    said = ", ".join(f"{name} {_duration(phases[name])}" for name in PHASES)
+    print(f"[reproduce] done: {said}", flush=True)
+
+
+# The phases of an invocation whose wall times it reports (`results.json`,
+# `phase_seconds`): building the datasets; fitting the α tables and training
+# the runs; the analysis (the oracle floors, RQ-4 and the tables).
+PHASES = ("datasets", "runs", "analysis")
+
+
+def _duration(seconds: float) -> str:
+  return f"{seconds:.0f} s" if seconds < 100 else f"{seconds / 60:.1f} min"
 
 
 def _build_dataset(variant: Variant, seed: int, data_dir: Optional[str],
@@ -420,25 +432,27 @@ def _alpha_key(variant: Variant) -> Optional[Tuple[str, str]]:
   return None
 
 
-def _train_all(pool: parallel.Pool, to_train, fits):
+def _train_all(pool: parallel.Pool, to_train):
   """Trains `to_train` [((variant, seed), `_train` args)] in `pool`, each α
   table fitted once, by one process, before the runs that need it.
 
   Otherwise every process would fit each table for its first run there.
-  The fits (`fits`: {`_alpha_key`: `_fit_alpha` args}) go to the pool
-  first, the slow ones first; the runs that need no α are queued beside
-  them, and the runs of a table as soon as it is fitted.
+  Each table is fitted with the arguments of its first run (`_fit_alpha`
+  takes `_train`'s but the run directory). The fits go to the pool first,
+  the slow ones first; the runs that need no α are queued beside them, and
+  the runs of a table as soon as it is fitted.
 
   Yields:
-    ((variant, seed), metrics) of each run, as it finishes.
+    ((variant, seed), `_train`'s result) of each run, as it finishes.
   """
   waiting = collections.defaultdict(list)
   ready = []
   for key, args in to_train:
     table = _alpha_key(key[0])
-    (waiting[table] if table in fits else ready).append((key, args))
-  fitting = {pool.submit(_fit_alpha, *fits[table]): table for table in sorted(
-      waiting, key=lambda table: table[1] not in SLOW_FITS)}
+    (ready if table is None else waiting[table]).append((key, args))
+  fitting = {pool.submit(_fit_alpha, *waiting[table][0][1][1:]): table
+             for table in sorted(waiting,
+                                 key=lambda table: table[1] not in SLOW_FITS)}
   running = {pool.submit(_train, *args): key for key, args in ready}
   while fitting or running:
     done, _ = concurrent.futures.wait(
@@ -457,12 +471,12 @@ def _train(run_dir: str, variant: Variant, seed: int,
            defaults: _Defaults) -> Tuple[Dict[str, Any], float]:
   """Trains one run; returns its metrics and its wall time in seconds; runs
   in a pool process."""
-  started = time.time()
+  run_started = time.time()
   _bind(variant, seed, data_dir, defaults)
   tf.keras.backend.clear_session()
   train.run(run_dir, export=False, save_predictions=True,
             cache=parallel.cache())
-  return _read_metrics(run_dir), time.time() - started
+  return _read_metrics(run_dir), time.time() - run_started
 
 
 @gin.configurable(denylist=["base_dir"])
@@ -585,12 +599,15 @@ def run(base_dir: str,
   # local and gone with the invocation, so no later code reads a stale one.
   alpha_dir = tempfile.mkdtemp(prefix="cabb_alpha_tables_")
   pool = parallel.Pool(processes, threads, shared_dir=alpha_dir)
+  phases: Dict[str, float] = {}
+  started = time.time()
   try:
     # Every dataset first, at once, so that the runs only open them.
     for key, _ in pool.imap_unordered(_build_dataset, [
         (key, (v, seeds[0], _data_dir(base_dir, v, defaults.data_dir),
                defaults)) for key, v in datasets.items()]):
       progress.dataset_built(key)
+    phases["datasets"] = time.time() - started
     _bind(selected, seeds[0], defaults.data_dir, defaults)
     data = input_pipeline.load_data()
     check_categories(data, [v.scheme for v in unique
@@ -602,13 +619,7 @@ def run(base_dir: str,
                           _data_dir(base_dir, v, defaults.data_dir),
                           defaults))
                 for (v, s), done in metrics.items() if done is None]
-    fits: Dict[Tuple[str, str], Tuple[Any, ...]] = {}
-    for (v, _), _ in to_train:
-      if _alpha_key(v) is not None:
-        fits.setdefault(_alpha_key(v), (
-            v, seeds[0], _data_dir(base_dir, v, defaults.data_dir), defaults))
-    for (variant, seed), (done, seconds) in _train_all(pool, to_train,
-                                                        fits):
+    for (variant, seed), (done, seconds) in _train_all(pool, to_train):
       metrics[(variant, seed)] = done
       progress.run_done(f"{variant.key} seed {seed}", seconds)
       clock.tick()
@@ -618,6 +629,7 @@ def run(base_dir: str,
                                 defaults, oracle_draws)
                for key, v in datasets.items()} if oracle_draws else {}
     analysis_started = time.time()
+    phases["runs"] = analysis_started - started - phases["datasets"]
     importances = [pool.submit(_importance_of, base_dir, selected, s,
                                defaults) for s in seeds] if importance else []
     _bind(selected, seeds[0], defaults.data_dir, defaults)
@@ -715,7 +727,9 @@ def run(base_dir: str,
   finally:
     pool.close()
     shutil.rmtree(alpha_dir, ignore_errors=True)
-  progress.analysis(time.time() - analysis_started)
+  phases["analysis"] = time.time() - analysis_started
+  progress.done(phases)
+  results["phase_seconds"] = phases
   clock.tick()
   results["wall_time_s"] = clock.seconds
   results["wall_time_total_s"] = clock.total_seconds

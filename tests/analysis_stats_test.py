@@ -74,29 +74,41 @@ class SessionSumsTest(absltest.TestCase):
     self.assertLess(out["caba_ne"]["mean"], 0)  # the better model wins
     self.assertAlmostEqual(out["cabb_ne"]["mean"], 0.0)
 
-  def test_shared_bootstrap_equals_one_bootstrap_per_comparison(self):
+  def test_shared_resamples_match_an_explicit_loop_per_comparison(self):
     # A reproduction resamples each run once and pairs the resamples in many
-    # comparisons; each must be what a bootstrap of its own gives.
+    # comparisons; each must be what resampling that comparison's rows
+    # with the same counts gives, seed-averaged, row by row.
     rng = np.random.default_rng(5)
-    n, sessions, seeds = 400, 50, 3
+    n, sessions, seeds, resamples = 400, 50, 3, 150
     session = rng.integers(0, sessions, n)
     arrays = {"y_caba": (rng.random(n) < .3).astype(float),
               "y_cabb": (rng.random(n) < .4).astype(float),
-              "w_caba": rng.random(n)}
-    runs = {(name, s): stats.session_sums(
-        arrays, rng.random(n), rng.random(n), session, sessions)
-            for name in ("a", "b", "c") for s in range(seeds)}
-    shared = stats.SessionBootstrap(sessions, num_resamples=150, seed=7)
-    resampled = {key: shared.resample(sums) for key, sums in runs.items()}
+              "w_caba": np.ones(n)}
+    p_caba = {(name, s): rng.random(n) for name in "abc" for s in range(seeds)}
+    shared = stats.SessionBootstrap(sessions, num_resamples=resamples, seed=7)
+    resampled = {key: shared.resample(stats.session_sums(
+        arrays, p, rng.random(n), session, sessions))
+                 for key, p in p_caba.items()}
+    counts = np.random.default_rng(7).multinomial(
+        sessions, np.full(sessions, 1 / sessions), size=resamples)
     for variant, reference in (("a", "b"), ("a", "c"), ("c", "b")):
       got = stats.paired_differences(
           [(resampled[(variant, s)], resampled[(reference, s)])
-           for s in range(seeds)])
-      want = stats.paired_bootstrap(
-          [{"variant": runs[(variant, s)], "reference": runs[(reference, s)]}
-           for s in range(seeds)], sessions, num_resamples=150, seed=7)
-      self.assertEqual(got, want)
-
+           for s in range(seeds)])["caba_ne"]
+      diffs = [np.mean([
+          metrics.normalized_entropy(arrays["y_caba"], p_caba[(variant, s)],
+                                     c[session].astype(float)) -
+          metrics.normalized_entropy(arrays["y_caba"],
+                                     p_caba[(reference, s)],
+                                     c[session].astype(float))
+          for s in range(seeds)]) for c in counts]
+      lo, hi = np.nanpercentile(diffs, [2.5, 97.5])
+      self.assertAlmostEqual(got["ci95"][0], lo, places=9)
+      self.assertAlmostEqual(got["ci95"][1], hi, places=9)
+      self.assertAlmostEqual(got["mean"], np.mean([
+          metrics.normalized_entropy(arrays["y_caba"], p_caba[(variant, s)]) -
+          metrics.normalized_entropy(arrays["y_caba"], p_caba[(reference, s)])
+          for s in range(seeds)]), places=9)
 
 if __name__ == "__main__":
   absltest.main()

@@ -46,18 +46,22 @@ class TrainAllTest(absltest.TestCase):
                 v("multitask", 0.75, "static"),
                 v("multitask", 0.1, "taxonomy_cf"),
                 v("multitask", 0.75, "taxonomy_cf", signal_scale=4.0)]
-    to_train = [((variant, seed), (variant, seed))
+    to_train = [((variant, seed), (f"runs/{variant.key}/{seed}", variant, seed))
                 for variant in variants for seed in (0, 1)]
-    fits = {(variant.dataset, variant.scheme): (variant,)
-            for variant in variants if variant.scheme != "static"}
+    # Each table is fitted as its first run would fit it.
+    first = {}
+    for variant in variants:
+      if variant.scheme != "static":
+        first.setdefault((variant.dataset, variant.scheme), variant)
     with mock.patch.object(reproduce, "_fit_alpha",
-                           lambda variant: calls.append(("fit", variant))), \
-         mock.patch.object(reproduce, "_train",
                            lambda variant, seed: calls.append(
-                               ("run", variant, seed)) or seed), \
+                               ("fit", variant, seed))), \
+         mock.patch.object(reproduce, "_train",
+                           lambda run_dir, variant, seed: calls.append(
+                               ("run", variant, seed)) or run_dir), \
          parallel.Pool(1, 0) as pool:
-      done = dict(reproduce._train_all(pool, to_train, fits))  # pylint: disable=protected-access
-    self.assertEqual(done, {key: key[1] for key, _ in to_train})
+      done = dict(reproduce._train_all(pool, to_train))  # pylint: disable=protected-access
+    self.assertEqual(done, {key: args[0] for key, args in to_train})
     fitted = [(c[1].dataset, c[1].scheme) for c in calls if c[0] == "fit"]
     # Once each, the slow fit first.
     self.assertCountEqual(fitted, [("main", "taxonomy_cf"),
@@ -67,7 +71,7 @@ class TrainAllTest(absltest.TestCase):
     for i, call in enumerate(calls):
       if call[0] == "run" and call[1].scheme != "static" and (
           call[1].task == "multitask"):
-        self.assertIn(("fit", fits[(call[1].dataset, call[1].scheme)][0]),
+        self.assertIn(("fit", first[(call[1].dataset, call[1].scheme)], 0),
                       calls[:i])
     # The runs without α were queued before any run that waited for a fit.
     first_waiting = min(i for i, c in enumerate(calls) if c[0] == "run" and
@@ -103,6 +107,14 @@ class ProgressTest(absltest.TestCase):
     self.assertEqual(progress._left_s(), (4 + 3) * 10)  # pylint: disable=protected-access
     self.assertEqual(reproduce._Progress.analysis_runs_of(3200, 4),  # pylint: disable=protected-access
                      4 + 3200 * 4 / 300)
+
+  def test_the_last_line_gives_each_phase(self):
+    with mock.patch("builtins.print") as printed:
+      reproduce._Progress(1, 1, 1).done(  # pylint: disable=protected-access
+          {"datasets": 9.4, "runs": 456.0, "analysis": 85.2})
+    self.assertEqual(printed.call_args.args[0],
+                     "[reproduce] done: datasets 9 s, runs 7.6 min, "
+                     "analysis 85 s")
 
 if __name__ == "__main__":
   absltest.main()

@@ -115,7 +115,6 @@ class SessionBootstrap:
   def __init__(self, num_sessions: int, num_resamples: int = 1000,
                seed: int = 0):
     rng = np.random.default_rng(seed)
-    self.num_sessions = num_sessions
     self._counts = rng.multinomial(
         num_sessions, np.full(num_sessions, 1.0 / num_sessions),
         size=num_resamples).astype(np.float64)
