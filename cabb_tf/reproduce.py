@@ -333,9 +333,9 @@ class _Progress:
   line gives the time left for the datasets only. The analysis counts as
   `analysis_runs` runs,
   4 plus one per 300 oracle draws of a dataset: on the 2-core machine of
-  README's "Time and output" it took 76 s, about 15 runs' time, for `make
+  README's "Time and output" it took 84 s, about 15 runs' time, for `make
   reproduce`'s 4 datasets of 800 draws (most of it the oracles, in the
-  pool), and 9 s for the quick one. A run found done (a resumed
+  pool), and 10 s for the quick one (the last line, `done`). A run found done (a resumed
   reproduction) costs nothing and is not counted.
   """
 

@@ -16,7 +16,7 @@ passes it to every run and frees it when it is done (`clear`).
 Processes can share α tables through a directory (`Cache(directory=...)`):
 a table made by one process is written there, and the others read it instead
 of fitting it again. `reproduce` fits each table once, in its pool, before
-any run, in a directory that lives as long as the invocation. The files are
+the runs that need it, in a directory that lives as long as the invocation. The files are
 pickles, read only from that directory, which the invocation made itself.
 """
 
